@@ -1,0 +1,38 @@
+# wsgi-wasm: the entry points a developer or CI uses. `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+
+.PHONY: help python-wasi test test-go serve regrtest speed check build vendor-test-packages
+
+help:
+	@echo "make serve        build what is missing, then serve the example tenants"
+	@echo "make test         build what is missing, then run every test (what CI runs)"
+	@echo "make python-wasi  build (or reuse from cache) the CPython WASI interpreter"
+	@echo "make regrtest     CPython's regression tests under wazero -> python-wasi/REGRTEST.md"
+	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
+	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"
+
+python-wasi:
+	@bash python-wasi/build.sh >/dev/null
+
+build:
+	$(GO) build -o bin/wsgi-wasm ./cmd/wsgi-wasm
+
+test: python-wasi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+serve: python-wasi build
+	./bin/wsgi-wasm python -- -c 'import sys, zlib, sqlite3, json, hashlib, decimal; print("hello from CPython", sys.version.split()[0], "on", sys.platform)'
+
+regrtest: python-wasi build
+	bash python-wasi/regrtest.sh
+
+speed: python-wasi build
+	bash python-wasi/speed.sh
+
+check:
+	gofmt -l . | (! grep .)
+	$(GO) vet ./...
+	$(GO) mod tidy
+	git diff --exit-code

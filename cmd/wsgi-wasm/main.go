@@ -1,0 +1,60 @@
+// Command wsgi-wasm hosts Python web apps, each in its own WebAssembly
+// sandbox. This file only wires the command line, signals and logging; the
+// work is done by the runtime package.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at link time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	exitCode := 0
+	app := &cli.App{
+		Name:  "wsgi-wasm",
+		Usage: "run Python WSGI apps, each in its own WebAssembly sandbox",
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "python-dir",
+				Usage:   "folder of the built interpreter (default: the python-wasi recipe's cache folder)",
+				EnvVars: []string{"WSGI_WASM_PYTHON_DIR"},
+			},
+			&cli.StringFlag{
+				Name:    "cache-dir",
+				Usage:   "wazero compilation cache folder (default: $XDG_CACHE_HOME/wsgi-wasm/wazero)",
+				EnvVars: []string{"WSGI_WASM_CACHE_DIR"},
+			},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log only warnings and errors", EnvVars: []string{"WSGI_WASM_QUIET"}},
+		},
+		Commands: []*cli.Command{
+			pythonCommand(logger, &exitCode),
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintln(c.App.Writer, "wsgi-wasm", version)
+					return nil
+				},
+			},
+		},
+	}
+	if err := app.RunContext(ctx, os.Args); err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	return exitCode
+}

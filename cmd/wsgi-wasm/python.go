@@ -1,0 +1,58 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+)
+
+// pythonCommand runs the command module like `python ARGS...`: the current
+// directory is the guest's read-only /, stdio is passed through and the exit
+// code comes back.
+func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
+	return &cli.Command{
+		Name:      "python",
+		Usage:     "run the sandboxed interpreter like python, with the current directory read-only",
+		ArgsUsage: "-- [python arguments...]",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "env", Usage: "set `KEY=VALUE` in the guest (repeatable); the host environment is not passed"},
+		},
+		SkipFlagParsing: false,
+		Action: func(c *cli.Context) error {
+			interp, err := pythonwasi.Locate(c.String("python-dir"))
+			if err != nil {
+				return err
+			}
+			if c.Bool("quiet") {
+				logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			}
+			eng, err := runtime.New(c.Context, runtime.Options{
+				Interpreter: interp,
+				CacheDir:    c.String("cache-dir"),
+				Logger:      logger,
+			})
+			if err != nil {
+				return err
+			}
+			defer eng.Close(c.Context)
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
+			}
+			code, err := eng.RunCommand(c.Context, runtime.Command{
+				Args:   c.Args().Slice(),
+				Dir:    wd,
+				Env:    c.StringSlice("env"),
+				Stdin:  os.Stdin,
+				Stdout: os.Stdout,
+				Stderr: os.Stderr,
+			})
+			*exitCode = code
+			return err
+		},
+	}
+}

@@ -1,0 +1,270 @@
+// Package hostabi is the host half of the contract in ABI.md: the "wsgi_host"
+// module of host functions that the guest imports, the names of the guest's
+// exports, and the per-request Exchange those functions act on. It knows
+// nothing of HTTP servers or pools; the runtime package adapts an HTTP request
+// to an Exchange.
+package hostabi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/guestmem"
+)
+
+// Version is the ABI version this host speaks (ABI.md "Version").
+const Version = 1
+
+// ModuleName is the import module of the host functions (ABI.md "Host imports").
+const ModuleName = "wsgi_host"
+
+// Host function names (ABI.md "Host imports").
+const (
+	FuncRequestEnviron = "request_environ"
+	FuncInputRead      = "input_read"
+	FuncResponseStart  = "response_start"
+	FuncResponseWrite  = "response_write"
+	FuncLogWrite       = "log_write"
+)
+
+// Guest export names (ABI.md "Guest exports").
+const (
+	ExportInitialize = "_initialize"
+	ExportVersion    = "wsgi_abi_version"
+	ExportInit       = "wsgi_init"
+	ExportHandle     = "wsgi_handle"
+)
+
+// Results of wsgi_init (ABI.md "wsgi_init").
+const (
+	InitOK          = 0
+	InitNoStart     = 1
+	InitAppError    = 2
+	InitCalledTwice = 3
+)
+
+// Results of wsgi_handle (ABI.md "wsgi_handle").
+const (
+	HandleOK         = 0
+	HandleAppError   = 1
+	HandleClientGone = 2
+	HandleNotReady   = 3
+	HandleReplace    = 4
+)
+
+// Log levels of log_write (ABI.md "log_write").
+const (
+	LogInfo  = 0
+	LogError = 1
+)
+
+// Responder receives the response of one request.
+type Responder interface {
+	// Start sends the status line and headers. It is called once, before the
+	// first Write or when the request ends.
+	Start(status int, headers []Header) error
+	// Write sends one body chunk and flushes it to the client.
+	Write(p []byte) error
+}
+
+// Header is one response header as the app set it.
+type Header struct{ Name, Value string }
+
+// Logger receives the guest's log_write calls.
+type Logger func(level int32, msg []byte)
+
+// Exchange is the state of one request while the guest serves it: what the
+// host functions read from and write to. Create one per request.
+type Exchange struct {
+	// Environ is the encoded CGI environ (see EncodeEnviron).
+	Environ []byte
+	// Body is the request body; nil means empty.
+	Body io.Reader
+	// Response receives status, headers and body.
+	Response Responder
+
+	pending     *pendingStart
+	headersSent bool
+	bodyErr     error
+}
+
+type pendingStart struct {
+	status  int
+	headers []Header
+}
+
+// HeadersSent reports whether Start has been called on the Responder.
+func (x *Exchange) HeadersSent() bool { return x.headersSent }
+
+// Finish sends the recorded headers if the guest never wrote a body chunk.
+// It reports false when the guest recorded no status at all.
+func (x *Exchange) Finish() (bool, error) {
+	if x.headersSent {
+		return true, nil
+	}
+	if x.pending == nil {
+		return false, nil
+	}
+	return true, x.sendHeaders()
+}
+
+func (x *Exchange) sendHeaders() error {
+	x.headersSent = true
+	return x.Response.Start(x.pending.status, x.pending.headers)
+}
+
+type exchangeKey struct{}
+type loggerKey struct{}
+
+// WithExchange makes x the current request of the guest calls made with ctx.
+func WithExchange(ctx context.Context, x *Exchange) context.Context {
+	return context.WithValue(ctx, exchangeKey{}, x)
+}
+
+// WithLogger routes the guest's log_write calls made with ctx to l.
+func WithLogger(ctx context.Context, l Logger) context.Context {
+	return context.WithValue(ctx, loggerKey{}, l)
+}
+
+// ErrOutOfOrder is the trap cause of a request function called outside
+// wsgi_handle.
+var ErrOutOfOrder = errors.New("hostabi: request function called outside wsgi_handle")
+
+func current(ctx context.Context) *Exchange {
+	x, _ := ctx.Value(exchangeKey{}).(*Exchange)
+	if x == nil {
+		panic(ErrOutOfOrder)
+	}
+	return x
+}
+
+// Instantiate defines the wsgi_host module in r. Call it once per runtime,
+// before instantiating the reactor.
+func Instantiate(ctx context.Context, r wazero.Runtime) error {
+	b := r.NewHostModuleBuilder(ModuleName)
+	i32 := api.ValueTypeI32
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(requestEnviron), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("buf", "limit").Export(FuncRequestEnviron)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(inputRead), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("buf", "limit").Export(FuncInputRead)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(responseStart), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("ptr", "len").Export(FuncResponseStart)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(responseWrite), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("ptr", "len").Export(FuncResponseWrite)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(logWrite), []api.ValueType{i32, i32, i32}, nil).
+		WithParameterNames("level", "ptr", "len").Export(FuncLogWrite)
+	if _, err := b.Instantiate(ctx); err != nil {
+		return fmt.Errorf("hostabi: instantiate %s: %w", ModuleName, err)
+	}
+	return nil
+}
+
+const (
+	resultFailed = ^uint64(0) >> 32 // -1 as i32
+)
+
+// requestEnviron: ABI.md "request_environ".
+func requestEnviron(ctx context.Context, m api.Module, stack []uint64) {
+	x := current(ctx)
+	buf, limit := uint32(stack[0]), uint32(stack[1])
+	n := uint32(len(x.Environ))
+	if n <= limit {
+		guestmem.Write(m.Memory(), buf, x.Environ)
+	}
+	stack[0] = uint64(n)
+}
+
+// inputRead: ABI.md "input_read".
+func inputRead(ctx context.Context, m api.Module, stack []uint64) {
+	x := current(ctx)
+	buf, limit := uint32(stack[0]), uint32(stack[1])
+	dst := guestmem.Slice(m.Memory(), buf, limit)
+	if x.Body == nil || limit == 0 || x.bodyErr == io.EOF {
+		stack[0] = 0
+		return
+	}
+	for {
+		n, err := x.Body.Read(dst)
+		if n > 0 {
+			if err != nil {
+				x.bodyErr = err
+			}
+			stack[0] = uint64(n)
+			return
+		}
+		switch {
+		case err == io.EOF:
+			x.bodyErr = io.EOF
+			stack[0] = 0
+			return
+		case err != nil:
+			if ctx.Err() != nil {
+				panic(fmt.Errorf("hostabi: input_read: %w", context.Cause(ctx)))
+			}
+			x.bodyErr = err
+			stack[0] = resultFailed
+			return
+		}
+	}
+}
+
+// responseStart: ABI.md "response_start".
+func responseStart(ctx context.Context, m api.Module, stack []uint64) {
+	x := current(ctx)
+	data := guestmem.Read(m.Memory(), uint32(stack[0]), uint32(stack[1]))
+	if x.headersSent {
+		stack[0] = resultFailed
+		return
+	}
+	status, headers, err := DecodeStart(data)
+	if err != nil {
+		stack[0] = resultFailed
+		return
+	}
+	x.pending = &pendingStart{status: status, headers: headers}
+	stack[0] = 0
+}
+
+// responseWrite: ABI.md "response_write".
+func responseWrite(ctx context.Context, m api.Module, stack []uint64) {
+	x := current(ctx)
+	data := guestmem.Read(m.Memory(), uint32(stack[0]), uint32(stack[1]))
+	if x.pending == nil {
+		stack[0] = resultFailed
+		return
+	}
+	if !x.headersSent {
+		if err := x.sendHeaders(); err != nil {
+			stack[0] = writeFailed(ctx, err)
+			return
+		}
+	}
+	if len(data) > 0 {
+		if err := x.Response.Write(data); err != nil {
+			stack[0] = writeFailed(ctx, err)
+			return
+		}
+	}
+	stack[0] = 0
+}
+
+func writeFailed(ctx context.Context, err error) uint64 {
+	if ctx.Err() != nil {
+		panic(fmt.Errorf("hostabi: response_write: %w", context.Cause(ctx)))
+	}
+	return resultFailed
+}
+
+// logWrite: ABI.md "log_write".
+func logWrite(ctx context.Context, m api.Module, stack []uint64) {
+	level := int32(stack[0])
+	msg := guestmem.Read(m.Memory(), uint32(stack[1]), uint32(stack[2]))
+	if l, ok := ctx.Value(loggerKey{}).(Logger); ok && l != nil {
+		l(level, msg)
+	}
+}

@@ -1,0 +1,341 @@
+"""The wsgi-wasm bootstrap: PEP 3333 in the guest, on top of _wsgi_host.
+
+Compiled into the reactor (link.sh embeds this file). wsgi_init calls init()
+once; it imports the tenant's app and returns handle, which wsgi_handle calls
+once per request. handle returns one of the RESULT_* codes (hostabi/ABI.md
+"wsgi_handle").
+"""
+
+import importlib
+import sys
+import traceback
+
+import _wsgi_host
+
+RESULT_OK = 0  # the response was sent
+RESULT_APP_ERROR = 1  # the app raised; a 500 was sent if nothing had been
+RESULT_CLIENT_GONE = 2  # the client went away; the app's iterable was closed
+RESULT_REPLACE = 4  # the app failed so that this instance must be dropped
+
+LOG_INFO, LOG_ERROR = 0, 1
+
+HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+     "te", "trailers", "transfer-encoding", "upgrade")
+)
+_FORBIDDEN = frozenset("\r\n\0")
+
+_app = None
+_base_environ = {
+    "wsgi.version": (1, 0),
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+}
+
+
+class ErrorStream:
+    """wsgi.errors: text lines to the tenant's error log on the host."""
+
+    def __init__(self, level=LOG_ERROR):
+        self._level = level
+        self._pending = ""
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("wsgi.errors.write() takes str, not %s" % type(s).__name__)
+        self._pending += s
+        if "\n" in self._pending:
+            lines, _, self._pending = self._pending.rpartition("\n")
+            _wsgi_host.log(self._level, lines)
+        return len(s)
+
+    def writelines(self, seq):
+        for s in seq:
+            self.write(s)
+
+    def flush(self):
+        if self._pending:
+            _wsgi_host.log(self._level, self._pending)
+            self._pending = ""
+
+    def writable(self):
+        return True
+
+
+class Input:
+    """wsgi.input: the request body, pulled from the host as the app reads,
+    never past CONTENT_LENGTH (or the end of a chunked body)."""
+
+    CHUNK = 65536
+
+    def __init__(self, length):
+        self._left = length  # None: read until the host says the body ended
+        self._buf = b""
+        self._eof = length == 0
+
+    def _fill(self, want):
+        """Pull at most want more bytes from the host into the buffer."""
+        if self._eof:
+            return False
+        if self._left is not None:
+            want = min(want, self._left)
+        if want <= 0:
+            self._eof = True
+            return False
+        chunk = bytearray(want)
+        n = _wsgi_host.readinto(chunk)
+        if n == 0:
+            self._eof = True
+            return False
+        if self._left is not None:
+            self._left -= n
+            if self._left == 0:
+                self._eof = True
+        self._buf += bytes(memoryview(chunk)[:n])
+        return True
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            while self._fill(self.CHUNK):
+                pass
+            data, self._buf = self._buf, b""
+            return data
+        while len(self._buf) < size and self._fill(max(size - len(self._buf), 1)):
+            pass
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readline(self, size=-1):
+        limit = size if size is not None and size >= 0 else None
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0 and (limit is None or nl < limit):
+                end = nl + 1
+                break
+            if limit is not None and len(self._buf) >= limit:
+                end = limit
+                break
+            if not self._fill(self.CHUNK if limit is None else limit - len(self._buf)):
+                end = len(self._buf) if limit is None else min(limit, len(self._buf))
+                break
+        data, self._buf = self._buf[:end], self._buf[end:]
+        return data
+
+    def readlines(self, hint=-1):
+        lines, total = [], 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterates a file-like object in blocks."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+class HeaderError(Exception):
+    """The app's status or headers break PEP 3333 or HTTP."""
+
+
+def _check_text(what, value):
+    if type(value) is not str:
+        raise HeaderError("%s must be str, not %s" % (what, type(value).__name__))
+    if _FORBIDDEN.intersection(value):
+        raise HeaderError("%s contains CR, LF or NUL: %r" % (what, value))
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise HeaderError("%s is not latin-1: %r" % (what, value)) from None
+
+
+def encode_start(status, headers):
+    """Check status and headers and encode them for response_start."""
+    _check_text("status", status)
+    code, _, reason = status.partition(" ")
+    if len(code) != 3 or not code.isdigit() or code[0] == "0" or not reason:
+        raise HeaderError("status must be 'NNN Reason', got %r" % status)
+    if type(headers) is not list:
+        raise HeaderError("headers must be a list, not %s" % type(headers).__name__)
+    parts = [status]
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise HeaderError("each header must be a (name, value) tuple: %r" % (item,))
+        name, value = item
+        _check_text("header name", name)
+        _check_text("header %s value" % name, value)
+        if not name or any(c in name for c in " \t:()<>@,;\\\"/[]?={}"):
+            raise HeaderError("invalid header name %r" % name)
+        if name.lower() in HOP_BY_HOP:
+            raise HeaderError("hop-by-hop header %r is the server's to set" % name)
+        parts.append(name)
+        parts.append(value)
+    return ("\0".join(parts) + "\0").encode("latin-1")
+
+
+class Response:
+    """start_response and write() for one request."""
+
+    __slots__ = ("pending", "sent")
+
+    def __init__(self):
+        self.pending = None  # encoded status+headers not yet sent
+        self.sent = False  # headers went to the host
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.pending is not None:
+            raise AssertionError("start_response called twice without exc_info")
+        self.pending = encode_start(status, headers)
+        return self.write
+
+    def _send_headers(self):
+        if self.pending is None:
+            raise AssertionError("the app returned or wrote a body before calling start_response")
+        if not self.sent:
+            _wsgi_host.start(self.pending)
+            self.sent = True
+
+    def write(self, data):
+        if type(data) is not bytes:
+            raise TypeError("response body chunks must be bytes, not %s" % type(data).__name__)
+        self._send_headers()
+        if data:
+            _wsgi_host.write(data)
+
+
+def _log_exception(prefix):
+    _wsgi_host.log(LOG_ERROR, prefix + "\n" + traceback.format_exc().rstrip("\n"))
+
+
+def _send_error(status, message):
+    body = message.encode()
+    _wsgi_host.start(encode_start(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                           ("Content-Length", str(len(body)))]))
+    _wsgi_host.write(body)
+
+
+def handle():
+    """Serve the current request; returns a RESULT_* code."""
+    environ = _wsgi_host.environ()
+    environ.update(_base_environ)
+    environ["wsgi.url_scheme"] = environ.pop("wsgi.url_scheme", "http")
+    length = environ.get("CONTENT_LENGTH", "")
+    terminated = not length
+    environ["wsgi.input"] = Input(int(length) if length else None)
+    environ["wsgi.input_terminated"] = terminated
+    errors = ErrorStream()
+    environ["wsgi.errors"] = errors
+    environ["wsgi.file_wrapper"] = FileWrapper
+    response = Response()
+    result = None
+    try:
+        result = _app(environ, response.start_response)
+        for chunk in result:
+            response.write(chunk)
+        response._send_headers()
+        return RESULT_OK
+    except OSError as exc:
+        if str(exc).startswith(("response body:", "request body:")):
+            return RESULT_CLIENT_GONE
+        return _fail(response, "unhandled exception in app")
+    except (SystemExit, MemoryError, RecursionError, KeyboardInterrupt):
+        _fail(response, "app ended the interpreter's usefulness")
+        return RESULT_REPLACE
+    except BaseException:
+        return _fail(response, "unhandled exception in app")
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except BaseException:
+                _log_exception("exception in the app iterable's close()")
+        errors.flush()
+
+
+def _fail(response, why):
+    _log_exception(why)
+    if not response.sent:
+        try:
+            _send_error("500 Internal Server Error", "Internal Server Error\n")
+        except BaseException:
+            pass
+    return RESULT_APP_ERROR
+
+
+def _load_app(spec):
+    """Import 'module:callable' as gunicorn does; callable may be a dotted
+    attribute path or a call of a factory with literal arguments."""
+    import ast
+
+    module_name, _, expr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    expr = expr or "application"
+    node = ast.parse(expr, mode="eval").body
+    is_call = isinstance(node, ast.Call)
+    args, kwargs = [], {}
+    if is_call:
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        node = node.func
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise ValueError("app %r: expected module:name, module:name.attr or module:factory(...)" % spec)
+    names.append(node.id)
+    obj = module
+    for name in reversed(names):
+        obj = getattr(obj, name)
+    if is_call:
+        obj = obj(*args, **kwargs)
+    if not callable(obj):
+        raise TypeError("app %r is not callable" % spec)
+    return obj
+
+
+def init():
+    """Import the app named by argv[1] from the folder argv[2]; return handle."""
+    global _app
+    spec = sys.argv[1] if len(sys.argv) > 1 else ""
+    app_dir = sys.argv[2] if len(sys.argv) > 2 else "/app"
+    sys.path[:0] = [app_dir, app_dir + "/site-packages"]
+    sys.stdout = ErrorStream(LOG_INFO)
+    sys.stderr = ErrorStream(LOG_ERROR)
+    _app = _load_app(spec)
+    return handle

@@ -1,0 +1,222 @@
+// Package runtime owns wazero: one runtime per process, the CPython
+// interpreter compiled once (through wazero's on-disk compilation cache) and
+// shared by every caller, and the module configuration that sandboxes each
+// instance. Only this package and hostabi import wazero.
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
+)
+
+// Options configure an Engine. The zero value of every field but Interpreter
+// is usable.
+type Options struct {
+	// Interpreter is the built interpreter folder.
+	Interpreter pythonwasi.Interpreter
+	// CacheDir holds wazero's compilation cache; empty means
+	// DefaultCacheDir().
+	CacheDir string
+	// Logger receives compile progress; nil discards it.
+	Logger *slog.Logger
+}
+
+// DefaultCacheDir is $XDG_CACHE_HOME/wsgi-wasm/wazero (or ~/.cache/...).
+func DefaultCacheDir() string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return filepath.Join(os.TempDir(), "wsgi-wasm", "wazero")
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "wsgi-wasm", "wazero")
+}
+
+// Engine is the process-wide wazero runtime with the interpreter modules.
+// Modules are compiled on first use and then shared; an Engine is safe for
+// concurrent use.
+type Engine struct {
+	interp   pythonwasi.Interpreter
+	rt       wazero.Runtime
+	cacheDir string
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	compiled map[string]wazero.CompiledModule
+
+	reactorOnce sync.Once
+	reactorMod  wazero.CompiledModule
+	reactorErr  error
+}
+
+// New creates the wazero runtime with the on-disk compilation cache and
+// instantiates WASI preview 1 in it.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	cacheDir := opts.CacheDir
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir()
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: compilation cache %s: %w", cacheDir, err)
+	}
+	cfg := wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("runtime: instantiate WASI: %w", err)
+	}
+	if err := hostabi.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return &Engine{
+		interp:   opts.Interpreter,
+		rt:       rt,
+		cacheDir: cacheDir,
+		log:      logger,
+		compiled: map[string]wazero.CompiledModule{},
+	}, nil
+}
+
+// Close releases the runtime and every module compiled or instantiated in it.
+func (e *Engine) Close(ctx context.Context) error {
+	return e.rt.Close(ctx)
+}
+
+// compile returns the compiled module at path, compiling it on first use.
+// A compile that misses the on-disk cache takes seconds, so it is logged with
+// its duration and whether the cache served it.
+func (e *Engine) compile(ctx context.Context, path string) (wazero.CompiledModule, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if m, ok := e.compiled[path]; ok {
+		return m, nil
+	}
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: read module: %w", err)
+	}
+	before := countEntries(e.cacheDir)
+	start := time.Now()
+	ctx = experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0))
+	m, err := e.rt.CompileModule(ctx, bin)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: compile %s: %w", filepath.Base(path), err)
+	}
+	level := slog.LevelInfo
+	cached := countEntries(e.cacheDir) == before
+	if cached {
+		level = slog.LevelDebug
+	}
+	e.log.Log(ctx, level, "interpreter module ready", "module", filepath.Base(path),
+		"seconds", time.Since(start).Seconds(), "from_cache", cached, "cache_dir", e.cacheDir)
+	e.compiled[path] = m
+	return m, nil
+}
+
+func countEntries(dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// Command is one run of the command module, like `python ARGS...`.
+type Command struct {
+	// Args are the arguments after the program name.
+	Args []string
+	// Dir is the host folder mounted read-only as the guest's / and working
+	// directory; empty mounts nothing.
+	Dir string
+	// Env is the guest's whole environment as KEY=VALUE; nothing of the
+	// host's environment is passed unless it is listed here.
+	Env            []string
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// RunCommand runs the command module to completion and returns its exit code.
+// The guest gets the real wall and monotonic clocks, a sleep that sleeps,
+// crypto/rand as its random source and the stdlib zip read-only.
+func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
+	compiled, err := e.compile(ctx, e.interp.CommandModule())
+	if err != nil {
+		return 0, err
+	}
+	fsc := wazero.NewFSConfig()
+	if c.Dir != "" {
+		fsc = fsc.WithReadOnlyDirMount(c.Dir, "/")
+	}
+	fsc = fsc.WithReadOnlyDirMount(e.interp.LibDir(), pythonwasi.GuestLibDir)
+	cfg := baseModuleConfig().
+		WithName("").
+		WithArgs(append([]string{"python"}, c.Args...)...).
+		WithFSConfig(fsc).
+		WithEnv("PYTHONHOME", pythonwasi.GuestHome)
+	for _, kv := range c.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		cfg = cfg.WithEnv(k, v)
+	}
+	if c.Stdin != nil {
+		cfg = cfg.WithStdin(c.Stdin)
+	}
+	if c.Stdout != nil {
+		cfg = cfg.WithStdout(c.Stdout)
+	}
+	if c.Stderr != nil {
+		cfg = cfg.WithStderr(c.Stderr)
+	}
+	mod, err := e.rt.InstantiateModule(ctx, compiled, cfg)
+	if mod != nil {
+		defer mod.Close(ctx)
+	}
+	var exit *sys.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exit):
+		return int(exit.ExitCode()), nil
+	default:
+		return 0, fmt.Errorf("runtime: python: %w", err)
+	}
+}
+
+// baseModuleConfig is what every guest gets: real clocks, a real sleep and
+// the host's cryptographic random source. Everything else (files, env,
+// stdio) is denied until a caller grants it.
+func baseModuleConfig() wazero.ModuleConfig {
+	return wazero.NewModuleConfig().
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader)
+}

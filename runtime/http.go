@@ -1,0 +1,167 @@
+package runtime
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+)
+
+// RequestInfo is what the HTTP front knows about a request beyond
+// *http.Request: where the app is mounted and how the client reached us.
+type RequestInfo struct {
+	// ScriptName is the path prefix the app is mounted at ("" for the root);
+	// it becomes SCRIPT_NAME and is cut from PATH_INFO.
+	ScriptName string
+	// Scheme is "http" or "https" as the client used it.
+	Scheme string
+	// RemoteAddr overrides r.RemoteAddr (e.g. from a trusted proxy header).
+	RemoteAddr string
+}
+
+// BuildEnviron encodes the CGI variables of r for request_environ
+// (ABI.md "request_environ"; PEP 3333 "environ Variables"), appending to dst.
+func BuildEnviron(dst []byte, r *http.Request, info RequestInfo) ([]byte, error) {
+	path := r.URL.Path
+	if r.URL.RawPath != "" {
+		// Percent-decoded, as CGI wants, even where Go kept the raw form.
+		if p, err := url.PathUnescape(r.URL.RawPath); err == nil {
+			path = p
+		}
+	}
+	pathInfo := strings.TrimPrefix(path, info.ScriptName)
+	host, port := splitHostPort(r.Host, info.Scheme)
+	remote := info.RemoteAddr
+	if remote == "" {
+		remote = r.RemoteAddr
+	}
+	remoteHost, remotePort, err := net.SplitHostPort(remote)
+	if err != nil {
+		remoteHost, remotePort = remote, ""
+	}
+	contentLength := ""
+	if r.ContentLength >= 0 && !(r.ContentLength == 0 && r.Body == http.NoBody && r.Header.Get("Content-Length") == "") {
+		contentLength = strconv.FormatInt(r.ContentLength, 10)
+	}
+	scheme := info.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	pairs := []string{
+		"REQUEST_METHOD", r.Method,
+		"SCRIPT_NAME", info.ScriptName,
+		"PATH_INFO", pathInfo,
+		"QUERY_STRING", r.URL.RawQuery,
+		"CONTENT_TYPE", r.Header.Get("Content-Type"),
+		"CONTENT_LENGTH", contentLength,
+		"SERVER_NAME", host,
+		"SERVER_PORT", port,
+		"SERVER_PROTOCOL", r.Proto,
+		"REMOTE_ADDR", remoteHost,
+		"REMOTE_PORT", remotePort,
+		"wsgi.url_scheme", scheme,
+		"HTTP_HOST", r.Host,
+	}
+	names := make([]string, 0, len(r.Header))
+	for name := range r.Header {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		key, ok := cgiHeaderKey(name)
+		if !ok {
+			continue
+		}
+		values := r.Header[name]
+		sep := ", "
+		if key == "HTTP_COOKIE" {
+			sep = "; " // RFC 9110 5.3: cookies are joined with "; "
+		}
+		pairs = append(pairs, key, strings.Join(values, sep))
+	}
+	return hostabi.EncodeEnviron(dst, pairs...)
+}
+
+// cgiHeaderKey maps a header name to its HTTP_* key. Headers with "_" are
+// dropped (they would collide with "-" after the mapping, a known spoofing
+// trick); Content-Type/-Length and Host have their own keys.
+func cgiHeaderKey(name string) (string, bool) {
+	if strings.IndexByte(name, '_') >= 0 {
+		return "", false
+	}
+	switch http.CanonicalHeaderKey(name) {
+	case "Content-Type", "Content-Length", "Host":
+		return "", false
+	}
+	return "HTTP_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")), true
+}
+
+func splitHostPort(hostport, scheme string) (string, string) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+		port = "80"
+		if scheme == "https" {
+			port = "443"
+		}
+	}
+	return host, port
+}
+
+// httpResponder sends a guest's response through an http.ResponseWriter,
+// flushing each chunk so the client has it before the app yields the next.
+type httpResponder struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newHTTPResponder(w http.ResponseWriter) *httpResponder {
+	return &httpResponder{w: w, rc: http.NewResponseController(w)}
+}
+
+func (h *httpResponder) Start(status int, headers []hostabi.Header) error {
+	hdr := h.w.Header()
+	for _, kv := range headers {
+		hdr.Add(kv.Name, kv.Value)
+	}
+	h.w.WriteHeader(status)
+	return nil
+}
+
+func (h *httpResponder) Write(p []byte) error {
+	if _, err := h.w.Write(p); err != nil {
+		return err
+	}
+	return h.rc.Flush()
+}
+
+// ServeHTTP runs r through the instance and writes the response to w. When
+// the guest fails before sending headers, the client gets 502 for a trap or
+// exit, 504 for a passed deadline, and 500 when the app set no status.
+func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+	env, err := BuildEnviron(nil, r, info)
+	if err != nil {
+		http.Error(w, "Bad Request", http.StatusBadRequest)
+		return Outcome{Result: hostabi.HandleOK}
+	}
+	x := &hostabi.Exchange{Environ: env, Body: r.Body, Response: newHTTPResponder(w)}
+	o := i.Serve(r.Context(), x, log)
+	if o.Err != nil {
+		if !x.HeadersSent() {
+			status := http.StatusBadGateway
+			if r.Context().Err() != nil {
+				status = http.StatusGatewayTimeout
+			}
+			http.Error(w, http.StatusText(status), status)
+		}
+		return o
+	}
+	if sent, _ := x.Finish(); !sent {
+		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+	}
+	return o
+}

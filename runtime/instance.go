@@ -1,0 +1,197 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
+)
+
+// GuestAppDir is where a tenant's folder is mounted in the guest
+// (ABI.md "Guest file system").
+const GuestAppDir = "/app"
+
+// AppConfig says what one reactor instance runs. It is immutable once an
+// instance has been made from it.
+type AppConfig struct {
+	// App is "module:callable", as gunicorn takes it.
+	App string
+	// Dir is the host folder of the app's code, mounted read-only at /app.
+	Dir string
+	// Env is the app's whole environment; nothing of the host's is passed.
+	Env map[string]string
+	// Log receives the guest's stdout/stderr, wsgi.errors and tracebacks.
+	// The message slice is only valid during the call.
+	Log hostabi.Logger
+	// Stdio receives what the guest writes to WASI stdout/stderr before the
+	// bootstrap redirects them (interpreter start-up errors).
+	Stdio io.Writer
+}
+
+// Instance is one initialised reactor: CPython started and the app imported.
+// It serves one request at a time and is not safe for concurrent use.
+type Instance struct {
+	mod    api.Module
+	handle api.Function
+	broken atomic.Bool
+}
+
+var instanceSeq atomic.Uint64
+
+// NewInstance instantiates the reactor, starts CPython and imports the app.
+// The error of a failed init includes what the guest printed.
+func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, error) {
+	compiled, err := e.reactor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fsc := wazero.NewFSConfig().
+		WithReadOnlyDirMount(e.interp.LibDir(), pythonwasi.GuestLibDir)
+	if cfg.Dir != "" {
+		fsc = fsc.WithReadOnlyDirMount(cfg.Dir, GuestAppDir)
+	}
+	mc := baseModuleConfig().
+		WithName(fmt.Sprintf("instance-%d", instanceSeq.Add(1))).
+		WithStartFunctions().
+		WithArgs("wsgi-wasm", cfg.App, GuestAppDir).
+		WithFSConfig(fsc)
+	for k, v := range cfg.Env {
+		mc = mc.WithEnv(k, v)
+	}
+	var startup limitedBuffer
+	var stdio io.Writer = &startup
+	if cfg.Stdio != nil {
+		stdio = io.MultiWriter(&startup, cfg.Stdio)
+	}
+	mc = mc.WithStdout(stdio).WithStderr(stdio)
+	if cfg.Log != nil {
+		ctx = hostabi.WithLogger(ctx, func(level int32, msg []byte) {
+			startup.Write(msg)
+			startup.Write([]byte{'\n'})
+			cfg.Log(level, msg)
+		})
+	} else {
+		ctx = hostabi.WithLogger(ctx, func(_ int32, msg []byte) {
+			startup.Write(msg)
+			startup.Write([]byte{'\n'})
+		})
+	}
+	mod, err := e.rt.InstantiateModule(ctx, compiled, mc)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: instantiate reactor: %w", err)
+	}
+	inst := &Instance{mod: mod, handle: mod.ExportedFunction(hostabi.ExportHandle)}
+	fail := func(format string, args ...any) (*Instance, error) {
+		mod.Close(ctx)
+		msg := fmt.Sprintf(format, args...)
+		if out := startup.String(); out != "" {
+			msg += ":\n" + out
+		}
+		return nil, errors.New(msg)
+	}
+	if _, err := mod.ExportedFunction(hostabi.ExportInitialize).Call(ctx); err != nil {
+		return fail("runtime: _initialize: %v", err)
+	}
+	res, err := mod.ExportedFunction(hostabi.ExportInit).Call(ctx)
+	if err != nil {
+		return fail("runtime: wsgi_init of %s: %v", cfg.App, describeCallError(err))
+	}
+	if code := int32(res[0]); code != hostabi.InitOK {
+		return fail("runtime: wsgi_init of %s failed (result %d)", cfg.App, code)
+	}
+	return inst, nil
+}
+
+// Outcome is how one wsgi_handle call ended.
+type Outcome struct {
+	// Result is the wsgi_handle result; meaningless when Err is set.
+	Result int32
+	// Err is a trap, a proc_exit or a deadline; the instance is then closed.
+	Err error
+}
+
+// Reusable reports whether the instance may serve another request.
+func (o Outcome) Reusable() bool {
+	return o.Err == nil && o.Result != hostabi.HandleReplace && o.Result != hostabi.HandleNotReady
+}
+
+// Serve runs wsgi_handle for the request in x. The log receives the
+// guest's log_write calls during it.
+func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.Logger) Outcome {
+	ctx = hostabi.WithExchange(ctx, x)
+	if log != nil {
+		ctx = hostabi.WithLogger(ctx, log)
+	}
+	res, err := i.handle.Call(ctx)
+	if err != nil {
+		i.broken.Store(true)
+		i.mod.Close(context.Background())
+		return Outcome{Err: describeCallError(err)}
+	}
+	o := Outcome{Result: int32(res[0])}
+	if !o.Reusable() {
+		i.broken.Store(true)
+	}
+	return o
+}
+
+// Broken reports whether the instance trapped, exited or asked to be
+// replaced; a broken instance must not be used again.
+func (i *Instance) Broken() bool { return i.broken.Load() }
+
+// Close releases the instance.
+func (i *Instance) Close(ctx context.Context) error {
+	i.broken.Store(true)
+	return i.mod.Close(ctx)
+}
+
+// ExitError is returned when the guest called proc_exit (os._exit).
+type ExitError struct{ Code uint32 }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("runtime: guest exited with code %d", e.Code) }
+
+func describeCallError(err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return &ExitError{Code: exit.ExitCode()}
+	}
+	return err
+}
+
+// reactor compiles the reactor module once and checks it against the ABI.
+func (e *Engine) reactor(ctx context.Context) (wazero.CompiledModule, error) {
+	e.reactorOnce.Do(func() {
+		m, err := e.compile(ctx, e.interp.ReactorModule())
+		if err == nil {
+			err = hostabi.Validate(m)
+		}
+		e.reactorMod, e.reactorErr = m, err
+	})
+	return e.reactorMod, e.reactorErr
+}
+
+// limitedBuffer keeps the first 64 KiB written to it.
+type limitedBuffer struct {
+	b []byte
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	const max = 64 << 10
+	if room := max - len(l.b); room > 0 {
+		if len(p) < room {
+			room = len(p)
+		}
+		l.b = append(l.b, p[:room]...)
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }

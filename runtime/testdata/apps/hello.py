@@ -1,0 +1,52 @@
+"""Test apps for the runtime package; each is also served wrapped in
+wsgiref.validate.validator (the *_validated names)."""
+import sys
+from wsgiref.validate import validator
+
+
+def hello(environ, start_response):
+    body = b"Hello, " + environ["PATH_INFO"].encode("latin-1") + b"\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def echo(environ, start_response):
+    """Echoes the request body and selected environ keys."""
+    body = environ["wsgi.input"].read()
+    keys = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
+            "CONTENT_LENGTH", "SERVER_PROTOCOL", "HTTP_X_MULTI", "HTTP_COOKIE", "wsgi.url_scheme")
+    head = "".join("%s=%s\n" % (k, environ.get(k)) for k in keys).encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [head, b"body=", body]
+
+
+def counter_factory():
+    state = {"n": 0}
+
+    def app(environ, start_response):
+        state["n"] += 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(state["n"]).encode()]
+
+    return app
+
+
+counter = counter_factory()
+
+
+def crash(environ, start_response):
+    print("about to fail", file=environ["wsgi.errors"])
+    raise RuntimeError("tenant bug")
+
+
+def exits(environ, start_response):
+    sys.exit(3)
+
+
+def bad_header(environ, start_response):
+    start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
+    return [b"never"]
+
+
+hello_validated = validator(hello)
+echo_validated = validator(echo)
