@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help python-wasi test test-go serve regrtest speed check build vendor-test-packages
+.PHONY: help python-wasi test serve regrtest speed speed-trials check build
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenants"
@@ -10,6 +10,7 @@ help:
 	@echo "make python-wasi  build (or reuse from cache) the CPython WASI interpreter"
 	@echo "make regrtest     CPython's regression tests under wazero -> python-wasi/REGRTEST.md"
 	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
+	@echo "make speed-trials speed of each build variant tried -> python-wasi/TRIALS.md (slow)"
 	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"
 
 python-wasi:
@@ -30,6 +31,9 @@ regrtest: python-wasi build
 
 speed: python-wasi build
 	bash python-wasi/speed.sh
+
+speed-trials: python-wasi build
+	bash python-wasi/speed.sh --trials
 
 check:
 	gofmt -l . | (! grep .)

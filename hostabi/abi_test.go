@@ -13,6 +13,7 @@ import (
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
 
 // docTable returns the rows of the first table after the heading, as
@@ -119,7 +120,11 @@ func TestDocMatchesReactorModule(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	r := wazero.NewRuntime(ctx)
+	cache, err := wazero.NewCompilationCacheWithDir(runtime.DefaultCacheDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
 	defer r.Close(ctx)
 	m, err := r.CompileModule(ctx, bin)
 	if err != nil {

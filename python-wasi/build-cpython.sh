@@ -31,7 +31,7 @@ mkdir -p "$WORK/bin"
 printf '#!/bin/sh\nexit 0\n' >"$WORK/bin/wasm-opt"
 chmod +x "$WORK/bin/wasm-opt"
 export PATH="$WORK/bin:$PATH"
-OPT_CFLAGS="-O2"
+OPT_CFLAGS=$RECIPE_CFLAGS
 
 # --- sources --------------------------------------------------------------
 fetch_sources() {
@@ -118,7 +118,7 @@ build_cpython() {
 			LIBSQLITE3_CFLAGS="-I$DEPS/include" LIBSQLITE3_LIBS="-L$DEPS/lib -lsqlite3 -lwasi-emulated-getpid -lm" \
 			"$srcdir/configure" -C --host=wasm32-unknown-wasi --build="$("$srcdir/config.guess")" \
 			--with-build-python="$BUILD_PYTHON" --prefix=/usr/local \
-			--disable-test-modules --without-ensurepip --disable-ipv6 \
+			--disable-test-modules --without-ensurepip --disable-ipv6 $RECIPE_CONFIGURE \
 			>"$WORK/configure.log" 2>&1) ||
 		die "configure failed: $(tail -30 "$WORK/configure.log")"
 	log "cpython: make -j$JOBS"

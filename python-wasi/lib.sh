@@ -15,6 +15,11 @@ LLVM_STRIP=llvm-strip-19
 WASM_OPT=wasm-opt
 BUILD_PYTHON=/usr/bin/python3.11
 
+# Build options, overridable for trials (speed.py --trials); part of the keys.
+RECIPE_CFLAGS=${WSGI_WASM_CFLAGS:--O2}
+RECIPE_CONFIGURE=${WSGI_WASM_CONFIGURE:-}
+RECIPE_WASM_OPT=${WSGI_WASM_OPT:--O2}
+
 CACHE_ROOT=${WSGI_WASM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wsgi-wasm}/python-wasi
 
 log() { printf '[python-wasi %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -48,6 +53,7 @@ cpython_key() {
 			"$PYWASI_DIR/stdlib-exclude.txt" "$PYWASI_DIR/make_stdlib_zip.py" \
 			"$PYWASI_DIR"/sqlite/* "${patches[@]}"
 		toolchain_fingerprint
+		printf 'cflags=%s\nconfigure=%s\n' "$RECIPE_CFLAGS" "$RECIPE_CONFIGURE"
 	} | sha256sum | cut -c1-16
 }
 
@@ -56,6 +62,7 @@ link_key() {
 	{
 		cpython_key
 		hash_files "$PYWASI_DIR/link.sh" "$PYWASI_DIR"/guest/*
+		printf 'wasm-opt=%s\n' "$RECIPE_WASM_OPT"
 	} | sha256sum | cut -c1-16
 }
 

@@ -18,12 +18,12 @@ trap 'rm -rf "$WORK"' EXIT
 SYSROOT=$WORK/sysroot
 make_sysroot "$SYSROOT"
 WASI_CC="$CLANG --target=wasm32-wasi --sysroot=$SYSROOT"
-OPT_CFLAGS="-O2"
+OPT_CFLAGS=$RECIPE_CFLAGS
 # 8 MiB of C stack, below the data segment so an overflow traps instead of
 # overwriting static data.
 LINK_FLAGS=(-Wl,-z,stack-size=8388608 -Wl,--stack-first -Wl,--initial-memory=20971520)
 read -r -a LIBS <<<"$(sed 's/-L[^ ]*//g; s/-Wl,--stack-first//; s/-z stack-size=[0-9]*//; s/-Wl,--initial-memory=[0-9]*//' "$CDIR/link-libs.txt")"
-WASM_OPT_FLAGS=(-O2)
+read -r -a WASM_OPT_FLAGS <<<"$RECIPE_WASM_OPT"
 
 start=$(date +%s)
 stage=$OUT.partial
@@ -55,8 +55,12 @@ $WASI_CC "${LINK_FLAGS[@]}" -o "$stage/debug/python.wasm" \
 	"$CDIR/objs/python.o" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
 
 for m in python-reactor python; do
-	log "optimise: wasm-opt ${WASM_OPT_FLAGS[*]} $m.wasm"
-	$WASM_OPT "${WASM_OPT_FLAGS[@]}" "$stage/debug/$m.wasm" -o "$WORK/$m.opt.wasm"
+	if [[ $RECIPE_WASM_OPT == none ]]; then
+		cp "$stage/debug/$m.wasm" "$WORK/$m.opt.wasm"
+	else
+		log "optimise: wasm-opt ${WASM_OPT_FLAGS[*]} $m.wasm"
+		$WASM_OPT "${WASM_OPT_FLAGS[@]}" "$stage/debug/$m.wasm" -o "$WORK/$m.opt.wasm"
+	fi
 	$LLVM_STRIP --strip-all "$WORK/$m.opt.wasm" -o "$stage/$m.wasm"
 done
 cp "$CDIR/lib/python311.zip" "$stage/lib/"

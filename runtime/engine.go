@@ -162,6 +162,33 @@ type Command struct {
 	Env            []string
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Mounts are further host folders the guest sees.
+	Mounts []Mount
+}
+
+// Mount maps a host folder into the guest, read-only unless Writable.
+type Mount struct {
+	Host, Guest string
+	Writable    bool
+}
+
+// ParseMount reads "HOST:GUEST" or "HOST:GUEST:rw" (or ":ro").
+func ParseMount(s string) (Mount, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || !strings.HasPrefix(parts[1], "/") {
+		return Mount{}, fmt.Errorf("runtime: mount %q: want HOST:GUEST[:rw|:ro] with an absolute GUEST path", s)
+	}
+	m := Mount{Host: parts[0], Guest: parts[1]}
+	if len(parts) == 3 {
+		switch parts[2] {
+		case "rw":
+			m.Writable = true
+		case "ro":
+		default:
+			return Mount{}, fmt.Errorf("runtime: mount %q: mode must be rw or ro", s)
+		}
+	}
+	return m, nil
 }
 
 // RunCommand runs the command module to completion and returns its exit code.
@@ -175,6 +202,13 @@ func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 	fsc := wazero.NewFSConfig()
 	if c.Dir != "" {
 		fsc = fsc.WithReadOnlyDirMount(c.Dir, "/")
+	}
+	for _, m := range c.Mounts {
+		if m.Writable {
+			fsc = fsc.WithDirMount(m.Host, m.Guest)
+		} else {
+			fsc = fsc.WithReadOnlyDirMount(m.Host, m.Guest)
+		}
 	}
 	fsc = fsc.WithReadOnlyDirMount(e.interp.LibDir(), pythonwasi.GuestLibDir)
 	cfg := baseModuleConfig().

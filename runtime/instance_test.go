@@ -134,4 +134,3 @@ func TestInstanceFailures(t *testing.T) {
 		}
 	})
 }
-

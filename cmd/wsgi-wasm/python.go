@@ -20,8 +20,8 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 		ArgsUsage: "-- [python arguments...]",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "env", Usage: "set `KEY=VALUE` in the guest (repeatable); the host environment is not passed"},
+			&cli.StringSliceFlag{Name: "mount", Usage: "also mount host folder `HOST:GUEST[:rw]` (repeatable; read-only unless :rw)"},
 		},
-		SkipFlagParsing: false,
 		Action: func(c *cli.Context) error {
 			interp, err := pythonwasi.Locate(c.String("python-dir"))
 			if err != nil {
@@ -39,6 +39,14 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 				return err
 			}
 			defer eng.Close(c.Context)
+			var mounts []runtime.Mount
+			for _, spec := range c.StringSlice("mount") {
+				m, err := runtime.ParseMount(spec)
+				if err != nil {
+					return err
+				}
+				mounts = append(mounts, m)
+			}
 			wd, err := os.Getwd()
 			if err != nil {
 				return err
@@ -47,6 +55,7 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 				Args:   c.Args().Slice(),
 				Dir:    wd,
 				Env:    c.StringSlice("env"),
+				Mounts: mounts,
 				Stdin:  os.Stdin,
 				Stdout: os.Stdout,
 				Stderr: os.Stderr,

@@ -12,7 +12,7 @@ def hello(environ, start_response):
 
 def echo(environ, start_response):
     """Echoes the request body and selected environ keys."""
-    body = environ["wsgi.input"].read()
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     keys = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
             "CONTENT_LENGTH", "SERVER_PROTOCOL", "HTTP_X_MULTI", "HTTP_COOKIE", "wsgi.url_scheme")
     head = "".join("%s=%s\n" % (k, environ.get(k)) for k in keys).encode("latin-1")
