@@ -136,6 +136,9 @@ func TestDocMatchesReactorModule(t *testing.T) {
 	if exportRows["memory"] != "memory" || len(m.ExportedMemories()) == 0 {
 		t.Fatal("memory export missing from ABI.md or module")
 	}
+	if !strings.Contains(doc, "| `"+hostabi.ExportInterruptFlag+"` | `(global i32)` |") {
+		t.Fatalf("ABI.md does not list the %s global export", hostabi.ExportInterruptFlag)
+	}
 	builtExports := map[string]string{}
 	for name, d := range m.ExportedFunctions() {
 		if _, documented := exportRows[name]; documented {

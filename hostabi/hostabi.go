@@ -30,6 +30,7 @@ const (
 	FuncResponseStart  = "response_start"
 	FuncResponseWrite  = "response_write"
 	FuncLogWrite       = "log_write"
+	FuncInterrupt      = "interrupt"
 )
 
 // Guest export names (ABI.md "Guest exports").
@@ -38,6 +39,10 @@ const (
 	ExportVersion    = "wsgi_abi_version"
 	ExportInit       = "wsgi_init"
 	ExportHandle     = "wsgi_handle"
+	ExportPoll       = "wsgi_interrupt_poll"
+	// ExportInterruptFlag is the exported i32 global whose value is the
+	// address of the interrupt word (ABI.md "Interruption").
+	ExportInterruptFlag = "wsgi_interrupt_flag"
 )
 
 // Results of wsgi_init (ABI.md "wsgi_init").
@@ -120,6 +125,19 @@ func (x *Exchange) sendHeaders() error {
 
 type exchangeKey struct{}
 type loggerKey struct{}
+type interrupterKey struct{}
+
+// Interrupter answers the guest's interrupt calls (ABI.md "Interruption").
+type Interrupter interface {
+	// CheckIn clears the interrupt word and returns an error when the guest
+	// must stop; the guest then traps with that error.
+	CheckIn() error
+}
+
+// WithInterrupter routes the guest's interrupt calls made with ctx to it.
+func WithInterrupter(ctx context.Context, it Interrupter) context.Context {
+	return context.WithValue(ctx, interrupterKey{}, it)
+}
 
 // WithExchange makes x the current request of the guest calls made with ctx.
 func WithExchange(ctx context.Context, x *Exchange) context.Context {
@@ -158,6 +176,7 @@ func Instantiate(ctx context.Context, r wazero.Runtime) error {
 		WithParameterNames("ptr", "len").Export(FuncResponseWrite)
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(logWrite), []api.ValueType{i32, i32, i32}, nil).
 		WithParameterNames("level", "ptr", "len").Export(FuncLogWrite)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(interrupt), nil, nil).Export(FuncInterrupt)
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("hostabi: instantiate %s: %w", ModuleName, err)
 	}
@@ -266,5 +285,14 @@ func logWrite(ctx context.Context, m api.Module, stack []uint64) {
 	msg := guestmem.Read(m.Memory(), uint32(stack[1]), uint32(stack[2]))
 	if l, ok := ctx.Value(loggerKey{}).(Logger); ok && l != nil {
 		l(level, msg)
+	}
+}
+
+// interrupt: ABI.md "interrupt".
+func interrupt(ctx context.Context, _ api.Module, _ []uint64) {
+	if it, ok := ctx.Value(interrupterKey{}).(Interrupter); ok {
+		if err := it.CheckIn(); err != nil {
+			panic(err)
+		}
 	}
 }

@@ -21,6 +21,7 @@ var (
 		ExportVersion:    {Results: []api.ValueType{i32}},
 		ExportInit:       {Results: []api.ValueType{i32}},
 		ExportHandle:     {Results: []api.ValueType{i32}},
+		ExportPoll:       {},
 	}
 	// HostImports are the functions of the wsgi_host module.
 	HostImports = map[string]Signature{
@@ -29,6 +30,7 @@ var (
 		FuncResponseStart:  {Params: []api.ValueType{i32, i32}, Results: []api.ValueType{i32}},
 		FuncResponseWrite:  {Params: []api.ValueType{i32, i32}, Results: []api.ValueType{i32}},
 		FuncLogWrite:       {Params: []api.ValueType{i32, i32, i32}},
+		FuncInterrupt:      {},
 	}
 )
 

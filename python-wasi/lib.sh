@@ -3,6 +3,7 @@
 # cache keys. Sourced by build.sh; not meant to be run on its own.
 
 PYWASI_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$PYWASI_DIR")
 
 # Debian packages the recipe needs on the build machine.
 TOOLCHAIN_PACKAGES=(clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 wasi-libc binaryen
@@ -36,7 +37,7 @@ toolchain_fingerprint() {
 hash_files() {
 	local f
 	for f in "$@"; do
-		printf '%s\n' "${f#"$PYWASI_DIR"/}"
+		printf '%s\n' "${f#"$REPO_DIR"/}"
 		sha256sum <"$f"
 	done | sha256sum | cut -c1-16
 }
@@ -61,7 +62,9 @@ cpython_key() {
 link_key() {
 	{
 		cpython_key
-		hash_files "$PYWASI_DIR/link.sh" "$PYWASI_DIR"/guest/*
+		hash_files "$PYWASI_DIR/link.sh" "$PYWASI_DIR"/guest/* \
+			"$PYWASI_DIR"/tools/interruptpass/*.go "$REPO_DIR"/internal/interruptpass/pass.go \
+			"$REPO_DIR"/hostabi/hostabi.go
 		printf 'wasm-opt=%s\n' "$RECIPE_WASM_OPT"
 	} | sha256sum | cut -c1-16
 }

@@ -49,7 +49,7 @@ for c in "$PYWASI_DIR"/guest/*.c; do
 done
 
 log "link: python-reactor.wasm and python.wasm"
-$WASI_CC -mexec-model=reactor "${LINK_FLAGS[@]}" -o "$stage/debug/python-reactor.wasm" \
+$WASI_CC -mexec-model=reactor "${LINK_FLAGS[@]}" -Wl,--export=wsgi_interrupt_flag -o "$stage/debug/python-reactor.wasm" \
 	"${objs[@]}" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
 $WASI_CC "${LINK_FLAGS[@]}" -o "$stage/debug/python.wasm" \
 	"$CDIR/objs/python.o" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
@@ -60,6 +60,11 @@ for m in python-reactor python; do
 	else
 		log "optimise: wasm-opt ${WASM_OPT_FLAGS[*]} $m.wasm"
 		$WASM_OPT "${WASM_OPT_FLAGS[@]}" "$stage/debug/$m.wasm" -o "$WORK/$m.opt.wasm"
+	fi
+	if [[ $m == python-reactor ]]; then
+		log "instrument: interrupt checks at loop heads (internal/interruptpass)"
+		(cd "$PYWASI_DIR/.." && go run ./python-wasi/tools/interruptpass "$WORK/$m.opt.wasm" "$WORK/$m.int.wasm")
+		mv "$WORK/$m.int.wasm" "$WORK/$m.opt.wasm"
 	fi
 	$LLVM_STRIP --strip-all "$WORK/$m.opt.wasm" -o "$stage/$m.wasm"
 done

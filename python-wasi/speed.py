@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from gendoc import splice
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NATIVE = "/usr/bin/python3.11"
 WORKLOADS = ["loops", "dict_str", "json", "template"]
@@ -124,6 +126,8 @@ def main():
             f.write("| %s | %d |\n" % (k, info.get(k, 0)))
         f.write("\nBuild of this interpreter: CPython stage %s s (cold, 2 cores), link stage %s s.\n"
                 % (info.get("cpython_build_seconds", "?"), info.get("link_seconds", "?")))
+    with open(out_md) as f:
+        splice(os.path.join(HERE, "README.md"), "speed", f.read().split("\n", 2)[2])
     if not trials:
         return
     trial_md = os.path.join(os.path.dirname(out_md), "TRIALS.md")
@@ -145,6 +149,8 @@ def main():
                                                       read_info(out_dir).get("python.wasm", 0)))
             f.flush()
             print("trial %s: %.2fx (build %.0f s)" % (name, geo, seconds), file=sys.stderr)
+    with open(trial_md) as f:
+        splice(os.path.join(HERE, "README.md"), "trials", f.read().split("\n", 2)[2])
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 package runtime
 
 import (
+	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 )
@@ -119,8 +122,55 @@ type httpResponder struct {
 	rc *http.ResponseController
 }
 
-func newHTTPResponder(w http.ResponseWriter) *httpResponder {
-	return &httpResponder{w: w, rc: http.NewResponseController(w)}
+// bodyReader reads the request body without blocking past the context's
+// deadline: through the connection's read deadline where the ResponseWriter
+// supports one, else by reading in a goroutine into a private buffer (never
+// into guest memory, which may be gone when that read returns).
+type bodyReader struct {
+	ctx      context.Context
+	r        io.Reader
+	rc       *http.ResponseController
+	prepared bool
+	fallback bool
+	set      bool
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if !b.prepared {
+		b.prepared = true
+		if deadline, ok := b.ctx.Deadline(); ok {
+			if err := b.rc.SetReadDeadline(deadline); err != nil {
+				b.fallback = true
+			} else {
+				b.set = true
+			}
+		}
+	}
+	if !b.fallback {
+		return b.r.Read(p)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	buf := make([]byte, len(p))
+	done := make(chan result, 1)
+	go func() {
+		n, err := b.r.Read(buf)
+		done <- result{n, err}
+	}()
+	select {
+	case res := <-done:
+		return copy(p, buf[:res.n]), res.err
+	case <-b.ctx.Done():
+		return 0, context.Cause(b.ctx)
+	}
+}
+
+func (b *bodyReader) reset() {
+	if b.set {
+		b.rc.SetReadDeadline(time.Time{})
+	}
 }
 
 func (h *httpResponder) Start(status int, headers []hostabi.Header) error {
@@ -148,8 +198,17 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 		http.Error(w, "Bad Request", http.StatusBadRequest)
 		return Outcome{Result: hostabi.HandleOK}
 	}
-	x := &hostabi.Exchange{Environ: env, Body: r.Body, Response: newHTTPResponder(w)}
-	o := i.Serve(r.Context(), x, log)
+	ctx := r.Context()
+	rc := http.NewResponseController(w)
+	if deadline, ok := ctx.Deadline(); ok {
+		// A stalled client must not hold the guest past its deadline.
+		rc.SetWriteDeadline(deadline)
+		defer rc.SetWriteDeadline(time.Time{})
+	}
+	body := &bodyReader{ctx: ctx, r: r.Body, rc: rc}
+	defer body.reset()
+	x := &hostabi.Exchange{Environ: env, Body: body, Response: &httpResponder{w: w, rc: rc}}
+	o := i.Serve(ctx, x, log)
 	if o.Err != nil {
 		if !x.HeadersSent() {
 			status := http.StatusBadGateway

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -34,14 +35,24 @@ type AppConfig struct {
 	// Stdio receives what the guest writes to WASI stdout/stderr before the
 	// bootstrap redirects them (interpreter start-up errors).
 	Stdio io.Writer
+	// MemoryLimit caps the instance's linear memory in bytes; 0 means
+	// DefaultMemoryLimit. Past it, allocations fail with MemoryError.
+	MemoryLimit uint64
 }
+
+// DefaultMemoryLimit is the linear memory cap of an instance whose
+// AppConfig sets none.
+const DefaultMemoryLimit = 512 << 20
 
 // Instance is one initialised reactor: CPython started and the app imported.
 // It serves one request at a time and is not safe for concurrent use.
 type Instance struct {
-	mod    api.Module
-	handle api.Function
-	broken atomic.Bool
+	mod       api.Module
+	handle    api.Function
+	mem       *linearMemory
+	interrupt *interrupter
+	broken    atomic.Bool
+	peak      atomic.Uint64
 }
 
 var instanceSeq atomic.Uint64
@@ -58,7 +69,17 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 	if cfg.Dir != "" {
 		fsc = fsc.WithReadOnlyDirMount(cfg.Dir, GuestAppDir)
 	}
+	// The interrupter needs the memory, which exists only once instantiated;
+	// the sleep closure reaches it through this pointer.
+	var it atomic.Pointer[interrupter]
 	mc := baseModuleConfig().
+		WithNanosleep(func(ns int64) {
+			if i := it.Load(); i != nil {
+				i.sleep(ns)
+			} else {
+				time.Sleep(time.Duration(ns))
+			}
+		}).
 		WithName(fmt.Sprintf("instance-%d", instanceSeq.Add(1))).
 		WithStartFunctions().
 		WithArgs("wsgi-wasm", cfg.App, GuestAppDir).
@@ -84,19 +105,38 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 			startup.Write([]byte{'\n'})
 		})
 	}
-	mod, err := e.rt.InstantiateModule(ctx, compiled, mc)
+	limit := cfg.MemoryLimit
+	if limit == 0 {
+		limit = DefaultMemoryLimit
+	}
+	inst := &Instance{}
+	mod, err := e.rt.InstantiateModule(withLinearMemory(ctx, limit, &inst.mem, &inst.peak), compiled, mc)
 	if err != nil {
+		if inst.mem != nil {
+			inst.mem.Free()
+		}
 		return nil, fmt.Errorf("runtime: instantiate reactor: %w", err)
 	}
-	inst := &Instance{mod: mod, handle: mod.ExportedFunction(hostabi.ExportHandle)}
+	inst.mod, inst.handle = mod, mod.ExportedFunction(hostabi.ExportHandle)
 	fail := func(format string, args ...any) (*Instance, error) {
-		mod.Close(ctx)
+		inst.close()
 		msg := fmt.Sprintf(format, args...)
 		if out := startup.String(); out != "" {
 			msg += ":\n" + out
 		}
 		return nil, errors.New(msg)
 	}
+	flag := mod.ExportedGlobal(hostabi.ExportInterruptFlag)
+	if flag == nil {
+		return fail("runtime: reactor lacks the %s global (ABI.md \"Interruption\")", hostabi.ExportInterruptFlag)
+	}
+	if inst.interrupt, err = newInterrupter(inst.mem, uint32(flag.Get())); err != nil {
+		return fail("%v", err)
+	}
+	it.Store(inst.interrupt)
+	ctx = hostabi.WithInterrupter(ctx, inst.interrupt)
+	release := inst.interrupt.watch(ctx)
+	defer release()
 	if _, err := mod.ExportedFunction(hostabi.ExportInitialize).Call(ctx); err != nil {
 		return fail("runtime: _initialize: %v", err)
 	}
@@ -126,14 +166,18 @@ func (o Outcome) Reusable() bool {
 // Serve runs wsgi_handle for the request in x. The log receives the
 // guest's log_write calls during it.
 func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.Logger) Outcome {
-	ctx = hostabi.WithExchange(ctx, x)
+	ctx = hostabi.WithInterrupter(hostabi.WithExchange(ctx, x), i.interrupt)
 	if log != nil {
 		ctx = hostabi.WithLogger(ctx, log)
 	}
+	release := i.interrupt.watch(ctx)
 	res, err := i.handle.Call(ctx)
+	release()
 	if err != nil {
-		i.broken.Store(true)
-		i.mod.Close(context.Background())
+		i.close()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, ErrDeadline) {
+			err = fmt.Errorf("%w: %w", ErrDeadline, err)
+		}
 		return Outcome{Err: describeCallError(err)}
 	}
 	o := Outcome{Result: int32(res[0])}
@@ -143,14 +187,25 @@ func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.L
 	return o
 }
 
+// MemoryPeak is the largest size the instance's linear memory has had.
+func (i *Instance) MemoryPeak() uint64 { return i.peak.Load() }
+
 // Broken reports whether the instance trapped, exited or asked to be
 // replaced; a broken instance must not be used again.
 func (i *Instance) Broken() bool { return i.broken.Load() }
 
 // Close releases the instance.
 func (i *Instance) Close(ctx context.Context) error {
+	i.close()
+	return nil
+}
+
+func (i *Instance) close() {
 	i.broken.Store(true)
-	return i.mod.Close(ctx)
+	if i.interrupt != nil {
+		i.interrupt.detach()
+	}
+	i.mod.Close(context.Background())
 }
 
 // ExitError is returned when the guest called proc_exit (os._exit).
