@@ -1,0 +1,348 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+)
+
+// PoolConfig sizes one tenant's pool. Zero values take the defaults noted.
+type PoolConfig struct {
+	// MinWarm instances are kept initialised and idle, made in the
+	// background so that cold starts stay out of the request path.
+	MinWarm int
+	// MaxInstances bounds the instances alive at once (default 4).
+	MaxInstances int
+	// MaxRequests replaces an instance after this many requests, plus up to
+	// MaxRequestsJitter more, as gunicorn's max_requests (0: never).
+	MaxRequests, MaxRequestsJitter int
+	// QueueLength bounds the requests waiting for an instance; more get 503
+	// with Retry-After (default 64).
+	QueueLength int
+	// IdleTimeout closes instances idle this long beyond MinWarm (default 5m).
+	IdleTimeout time.Duration
+	// RequestTimeout is each request's deadline in the guest (default 30s);
+	// it includes the wait for an instance.
+	RequestTimeout time.Duration
+}
+
+func (c PoolConfig) withDefaults() PoolConfig {
+	if c.MaxInstances <= 0 {
+		c.MaxInstances = 4
+	}
+	if c.MinWarm > c.MaxInstances {
+		c.MinWarm = c.MaxInstances
+	}
+	if c.QueueLength <= 0 {
+		c.QueueLength = 64
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	return c
+}
+
+// initRetryDelay is how long a pool whose app failed to start answers 503
+// before trying again.
+const initRetryDelay = 5 * time.Second
+
+// ErrQueueFull is returned by Acquire when the wait queue is full.
+var ErrQueueFull = errors.New("runtime: too many requests waiting for an instance")
+
+// ErrPoolClosed is returned by Acquire after Close.
+var ErrPoolClosed = errors.New("runtime: pool closed")
+
+// Pool hands out initialised instances of one app, one request at a time
+// each. It never hands out a broken instance: one that trapped, exited,
+// passed its deadline or asked to be replaced is closed on release.
+type Pool struct {
+	engine *Engine
+	app    AppConfig
+	cfg    PoolConfig
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	idle     []*pooled // LIFO: the most recently used is warmest
+	live     int       // idle + busy + being created
+	creating int
+	waiters  []chan *pooled
+	closed   bool
+	initErr  error // last failed init, reported to waiters when nothing is alive
+	initAt   time.Time
+
+	stats   PoolStats
+	stop    chan struct{}
+	stopped sync.WaitGroup
+}
+
+// PoolStats counts what a pool did.
+type PoolStats struct {
+	ColdStarts, Replaced, Rejected, Traps, Timeouts int64
+	Idle, Busy                                      int
+}
+
+type pooled struct {
+	inst     *Instance
+	served   int
+	limit    int // replace after this many requests; 0 = never
+	lastUsed time.Time
+}
+
+// NewPool starts a pool and begins warming MinWarm instances.
+func (e *Engine) NewPool(app AppConfig, cfg PoolConfig) *Pool {
+	p := &Pool{engine: e, app: app, cfg: cfg.withDefaults(), log: e.log.With("app", app.App), stop: make(chan struct{})}
+	p.mu.Lock()
+	p.warmLocked()
+	p.mu.Unlock()
+	p.stopped.Add(1)
+	go p.reapLoop()
+	return p
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.Idle = len(p.idle)
+	s.Busy = p.live - len(p.idle) - p.creating
+	return s
+}
+
+// warmLocked starts background creation up to MinWarm idle instances.
+func (p *Pool) warmLocked() {
+	for !p.closed && len(p.idle)+p.creating < p.cfg.MinWarm+len(p.waiters) && p.live < p.cfg.MaxInstances {
+		p.live++
+		p.creating++
+		p.stopped.Add(1)
+		go p.create()
+	}
+}
+
+func (p *Pool) create() {
+	defer p.stopped.Done()
+	start := time.Now()
+	inst, err := p.engine.NewInstance(context.Background(), p.app)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.creating--
+	if err != nil {
+		p.live--
+		p.initErr, p.initAt = err, time.Now()
+		p.log.Error("instance failed to start", "err", err)
+		// Nothing alive can serve the waiters: fail them rather than hang.
+		if p.live == 0 {
+			for _, w := range p.waiters {
+				close(w)
+			}
+			p.waiters = nil
+		}
+		return
+	}
+	p.initErr = nil
+	p.stats.ColdStarts++
+	p.log.Debug("instance ready", "seconds", time.Since(start).Seconds())
+	pi := &pooled{inst: inst, limit: p.requestLimit(), lastUsed: time.Now()}
+	if p.closed {
+		p.live--
+		inst.Close(context.Background())
+		return
+	}
+	p.putLocked(pi)
+}
+
+func (p *Pool) requestLimit() int {
+	if p.cfg.MaxRequests <= 0 {
+		return 0
+	}
+	jitter := 0
+	if p.cfg.MaxRequestsJitter > 0 {
+		jitter = rand.IntN(p.cfg.MaxRequestsJitter + 1)
+	}
+	return p.cfg.MaxRequests + jitter
+}
+
+// putLocked gives an instance to the oldest waiter, or makes it idle.
+func (p *Pool) putLocked(pi *pooled) {
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w <- pi
+		return
+	}
+	p.idle = append(p.idle, pi)
+}
+
+// acquire returns an instance, creating one if the pool is below its
+// maximum, or waits in the bounded queue until ctx ends.
+func (p *Pool) acquire(ctx context.Context) (*pooled, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrPoolClosed
+	}
+	if n := len(p.idle); n > 0 {
+		pi := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return pi, nil
+	}
+	if len(p.waiters) >= p.cfg.QueueLength {
+		p.stats.Rejected++
+		p.mu.Unlock()
+		return nil, ErrQueueFull
+	}
+	if p.live == 0 && p.initErr != nil && time.Since(p.initAt) < initRetryDelay {
+		// The app failed to start moments ago: fail fast instead of paying
+		// another init per request.
+		err := p.initErr
+		p.mu.Unlock()
+		return nil, fmt.Errorf("runtime: no instance could start: %w", err)
+	}
+	w := make(chan *pooled, 1)
+	p.waiters = append(p.waiters, w)
+	p.warmLocked()
+	p.mu.Unlock()
+	select {
+	case pi, ok := <-w:
+		if !ok {
+			p.mu.Lock()
+			err := p.initErr
+			p.mu.Unlock()
+			if err == nil {
+				err = ErrPoolClosed
+			}
+			return nil, fmt.Errorf("runtime: no instance could start: %w", err)
+		}
+		return pi, nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		if !p.removeWaiterLocked(w) {
+			// An instance was handed over as we gave up: pass it on.
+			if pi, ok := <-w; ok {
+				p.putLocked(pi)
+			}
+		}
+		p.mu.Unlock()
+		return nil, context.Cause(ctx)
+	}
+}
+
+func (p *Pool) removeWaiterLocked(w chan *pooled) bool {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// release returns an instance after a request, replacing it if it broke or
+// reached its request limit.
+func (p *Pool) release(pi *pooled, o Outcome) {
+	pi.served++
+	pi.lastUsed = time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case o.Err != nil && errors.Is(o.Err, ErrDeadline):
+		p.stats.Timeouts++
+	case o.Err != nil:
+		p.stats.Traps++
+	}
+	if pi.inst.Broken() || !o.Reusable() || (pi.limit > 0 && pi.served >= pi.limit) || p.closed {
+		p.live--
+		p.stats.Replaced++
+		go pi.inst.Close(context.Background())
+		p.warmLocked()
+		return
+	}
+	p.putLocked(pi)
+}
+
+// ServeHTTP serves r with an instance of the pool: 503 with Retry-After when
+// the queue is full or no instance can start, 504 when the deadline passes
+// while waiting or in the guest, 502 when the guest traps.
+func (p *Pool) ServeHTTP(w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+	// The guest's deadline is the pool's; a client that goes away does not
+	// kill the instance (its writes fail instead).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.cfg.RequestTimeout)
+	defer cancel()
+	pi, err := p.acquire(ctx)
+	if err != nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
+		default:
+			w.Header().Set("Retry-After", strconv.Itoa(1))
+			http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		}
+		return Outcome{Err: err}
+	}
+	o := pi.inst.ServeHTTP(w, r.WithContext(ctx), info, log)
+	p.release(pi, o)
+	return o
+}
+
+// reapLoop closes instances idle longer than IdleTimeout beyond MinWarm.
+func (p *Pool) reapLoop() {
+	defer p.stopped.Done()
+	t := time.NewTicker(min(p.cfg.IdleTimeout/4, 30*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		cutoff := time.Now().Add(-p.cfg.IdleTimeout)
+		var keep []*pooled
+		for i, pi := range p.idle { // oldest first
+			if pi.lastUsed.Before(cutoff) && len(p.idle)-i > p.cfg.MinWarm && len(keep) == 0 {
+				p.live--
+				go pi.inst.Close(context.Background())
+				continue
+			}
+			keep = append(keep, pi)
+		}
+		p.idle = keep
+		p.mu.Unlock()
+	}
+}
+
+// Close stops warming, closes idle instances and makes busy ones close on
+// release. It waits for background work to end.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.live -= len(idle)
+	for _, w := range p.waiters {
+		close(w)
+	}
+	p.waiters = nil
+	p.mu.Unlock()
+	close(p.stop)
+	for _, pi := range idle {
+		pi.inst.Close(context.Background())
+	}
+	p.stopped.Wait()
+}
