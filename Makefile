@@ -5,7 +5,7 @@ GO ?= go
 .PHONY: help python-wasi test serve regrtest speed speed-trials check build
 
 help:
-	@echo "make serve        build what is missing, then serve the example tenants"
+	@echo "make serve        build what is missing, then serve the example tenant on 127.0.0.1:8000"
 	@echo "make test         build what is missing, then run every test (what CI runs)"
 	@echo "make python-wasi  build (or reuse from cache) the CPython WASI interpreter"
 	@echo "make regrtest     CPython's regression tests under wazero -> python-wasi/REGRTEST.md"
@@ -23,8 +23,9 @@ test: python-wasi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
+# Until `serve --tenant-dir` lands, this serves the hello example tenant.
 serve: python-wasi build
-	./bin/wsgi-wasm python -- -c 'import sys, zlib, sqlite3, json, hashlib, decimal; print("hello from CPython", sys.version.split()[0], "on", sys.platform)'
+	./bin/wsgi-wasm run --bind 127.0.0.1:8000 examples/tenants/hello app:application
 
 regrtest: python-wasi build
 	bash python-wasi/regrtest.sh

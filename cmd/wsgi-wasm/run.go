@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+)
+
+// runCommand serves one app folder, like `gunicorn module:app`.
+func runCommand(logger *slog.Logger) *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "serve one app folder over HTTP, like gunicorn MODULE:CALLABLE",
+		ArgsUsage: "DIR MODULE:CALLABLE",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "bind", Aliases: []string{"b"}, Value: "127.0.0.1:8000", Usage: "listen on `ADDRESS`", EnvVars: []string{"WSGI_WASM_BIND"}},
+			&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 2, Usage: "maximum instances (each serves one request at a time)", EnvVars: []string{"WSGI_WASM_WORKERS"}},
+			&cli.IntFlag{Name: "min-warm", Value: 1, Usage: "instances kept initialised and idle", EnvVars: []string{"WSGI_WASM_MIN_WARM"}},
+			&cli.DurationFlag{Name: "timeout", Aliases: []string{"t"}, Value: 30 * time.Second, Usage: "per-request deadline in the guest", EnvVars: []string{"WSGI_WASM_TIMEOUT"}},
+			&cli.IntFlag{Name: "max-requests", Value: 0, Usage: "replace an instance after this many requests (0: never)", EnvVars: []string{"WSGI_WASM_MAX_REQUESTS"}},
+			&cli.IntFlag{Name: "max-requests-jitter", Value: 0, Usage: "random extra requests before replacement", EnvVars: []string{"WSGI_WASM_MAX_REQUESTS_JITTER"}},
+			&cli.IntFlag{Name: "backlog", Value: 64, Usage: "requests that may wait for an instance; more get 503", EnvVars: []string{"WSGI_WASM_BACKLOG"}},
+			&cli.Uint64Flag{Name: "memory-mb", Value: runtime.DefaultMemoryLimit >> 20, Usage: "linear memory cap of each instance in MiB", EnvVars: []string{"WSGI_WASM_MEMORY_MB"}},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return fmt.Errorf("run: want DIR MODULE:CALLABLE, got %d arguments", c.NArg())
+			}
+			dir, err := filepath.Abs(c.Args().Get(0))
+			if err != nil {
+				return err
+			}
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				return fmt.Errorf("run: %s is not a folder", dir)
+			}
+			interp, err := pythonwasi.Locate(c.String("python-dir"))
+			if err != nil {
+				return err
+			}
+			eng, err := runtime.New(c.Context, runtime.Options{Interpreter: interp, CacheDir: c.String("cache-dir"), Logger: logger})
+			if err != nil {
+				return err
+			}
+			defer eng.Close(context.Background())
+			appLog := logger.With("app", c.Args().Get(1))
+			guestLog := func(level int32, msg []byte) {
+				l := slog.LevelInfo
+				if level == hostabi.LogError {
+					l = slog.LevelError
+				}
+				appLog.Log(context.Background(), l, string(msg))
+			}
+			pool := eng.NewPool(runtime.AppConfig{
+				App: c.Args().Get(1), Dir: dir, Log: guestLog, MemoryLimit: c.Uint64("memory-mb") << 20,
+			}, runtime.PoolConfig{
+				MinWarm: c.Int("min-warm"), MaxInstances: c.Int("workers"), RequestTimeout: c.Duration("timeout"),
+				MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"), QueueLength: c.Int("backlog"),
+			})
+			defer pool.Close()
+			srv := &http.Server{
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					pool.ServeHTTP(w, r, runtime.RequestInfo{}, guestLog)
+				}),
+				ReadHeaderTimeout: 10 * time.Second,
+				IdleTimeout:       2 * time.Minute,
+				MaxHeaderBytes:    1 << 16,
+			}
+			ln, err := net.Listen("tcp", c.String("bind"))
+			if err != nil {
+				return err
+			}
+			logger.Info("serving", "dir", dir, "app", c.Args().Get(1), "bind", ln.Addr().String(), "workers", c.Int("workers"))
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-c.Context.Done():
+			}
+			logger.Info("shutting down: draining in-flight requests")
+			ctx, cancel := context.WithTimeout(context.Background(), c.Duration("timeout")+5*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+}
