@@ -110,7 +110,7 @@ build_cpython() {
 	mkdir -p "$WORK/cpython-build"
 	(cd "$WORK/cpython-build" &&
 		CONFIG_SITE=$WORK/config.site \
-			CC="$WASI_CC" CPP="$WASI_CC -E" AR="$LLVM_AR" RANLIB="$LLVM_RANLIB" \
+			CC="$WASI_CC" CPP="$WASI_CC -E" AR="$LLVM_AR" RANLIB="$LLVM_RANLIB" LLVM_AR="$LLVM_AR" \
 			CFLAGS="$OPT_CFLAGS -Wno-int-conversion" \
 			LDFLAGS="-Wl,-z,stack-size=8388608" \
 			PKG_CONFIG=false \

@@ -10,15 +10,23 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 )
 
-// GuestAppDir is where a tenant's folder is mounted in the guest
-// (ABI.md "Guest file system").
-const GuestAppDir = "/app"
+// Guest paths (ABI.md "Guest file system").
+const (
+	// GuestAppDir is where a tenant's folder is mounted, read-only.
+	GuestAppDir = "/app"
+	// GuestDataDir is where a tenant's writable data folder is mounted,
+	// when its policy grants one; EnvDataDir names it in the environment.
+	GuestDataDir = "/data"
+	EnvDataDir   = "WSGI_WASM_DATA_DIR"
+)
 
 // AppConfig says what one reactor instance runs. It is immutable once an
 // instance has been made from it.
@@ -29,6 +37,8 @@ type AppConfig struct {
 	Dir string
 	// Env is the app's whole environment; nothing of the host's is passed.
 	Env map[string]string
+	// DataDir, if set, is a host folder mounted writable at /data.
+	DataDir string
 	// Log receives the guest's stdout/stderr, wsgi.errors and tracebacks.
 	// The message slice is only valid during the call.
 	Log hostabi.Logger
@@ -64,10 +74,12 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 	if err != nil {
 		return nil, err
 	}
-	fsc := wazero.NewFSConfig().
-		WithReadOnlyDirMount(e.interp.LibDir(), pythonwasi.GuestLibDir)
+	fsc := mount(wazero.NewFSConfig(), newConfinedFS(e.interp.LibDir(), false), pythonwasi.GuestLibDir)
 	if cfg.Dir != "" {
-		fsc = fsc.WithReadOnlyDirMount(cfg.Dir, GuestAppDir)
+		fsc = mount(fsc, newConfinedFS(cfg.Dir, false), GuestAppDir)
+	}
+	if cfg.DataDir != "" {
+		fsc = mount(fsc, newConfinedFS(cfg.DataDir, true), GuestDataDir)
 	}
 	// The interrupter needs the memory, which exists only once instantiated;
 	// the sleep closure reaches it through this pointer.
@@ -86,6 +98,9 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 		WithFSConfig(fsc)
 	for k, v := range cfg.Env {
 		mc = mc.WithEnv(k, v)
+	}
+	if cfg.DataDir != "" {
+		mc = mc.WithEnv(EnvDataDir, GuestDataDir)
 	}
 	var startup limitedBuffer
 	var stdio io.Writer = &startup
@@ -250,3 +265,8 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 func (l *limitedBuffer) String() string { return string(l.b) }
+
+// mount adds a file system of the runtime's own at guestPath.
+func mount(c wazero.FSConfig, fs experimentalsys.FS, guestPath string) wazero.FSConfig {
+	return c.(sysfs.FSConfig).WithSysFSMount(fs, guestPath)
+}
