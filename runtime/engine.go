@@ -64,6 +64,8 @@ type Engine struct {
 	mu       sync.Mutex
 	compiled map[string]wazero.CompiledModule
 
+	dataLocks sync.Map // host data folder -> chan struct{} (capacity 1)
+
 	reactorOnce sync.Once
 	reactorMod  wazero.CompiledModule
 	reactorErr  error
@@ -253,4 +255,13 @@ func baseModuleConfig() wazero.ModuleConfig {
 		WithSysNanotime().
 		WithSysNanosleep().
 		WithRandSource(rand.Reader)
+}
+
+// dataLock returns the lock of a writable data folder. WASI preview 1 has no
+// file locks, so SQLite in one instance cannot exclude another: the host
+// lets one request at a time use a given data folder, across every pool
+// (also the old and new pool of a reloading tenant).
+func (e *Engine) dataLock(dir string) chan struct{} {
+	l, _ := e.dataLocks.LoadOrStore(filepath.Clean(dir), make(chan struct{}, 1))
+	return l.(chan struct{})
 }

@@ -291,6 +291,17 @@ func (p *Pool) ServeHTTP(w http.ResponseWriter, r *http.Request, info RequestInf
 		}
 		return Outcome{Err: err}
 	}
+	if p.app.DataDir != "" {
+		lock := p.engine.dataLock(p.app.DataDir)
+		select {
+		case lock <- struct{}{}:
+			defer func() { <-lock }()
+		case <-ctx.Done():
+			p.release(pi, Outcome{Result: hostabi.HandleOK})
+			http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
+			return Outcome{Err: context.Cause(ctx)}
+		}
+	}
 	o := pi.inst.ServeHTTP(w, r.WithContext(ctx), info, log)
 	p.release(pi, o)
 	return o

@@ -138,4 +138,3 @@ func TestPoolConcurrentRequests(t *testing.T) {
 		t.Fatalf("pool of max 2 made %d instances", s.ColdStarts)
 	}
 }
-

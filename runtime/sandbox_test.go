@@ -45,7 +45,7 @@ func TestSandbox(t *testing.T) {
 		t.Fatalf("%v: %s\nlog:\n%s", err, rec.Body.String(), logs)
 	}
 	want := map[string]any{
-		"env":              []any{"TENANT_SETTING", runtime.EnvDataDir},
+		"env": []any{"TENANT_SETTING", runtime.EnvDataDir},
 		// Outside every mount wasi-libc finds no preopened folder: EACCES.
 		"etc_passwd":       "PermissionError",
 		"climb":            "PermissionError",
