@@ -200,6 +200,9 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 	}
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
+	// PEP 3333 lets an app read its input after it started the response;
+	// net/http allows that on HTTP/1.1 only when asked.
+	rc.EnableFullDuplex()
 	if deadline, ok := ctx.Deadline(); ok {
 		// A stalled client must not hold the guest past its deadline.
 		rc.SetWriteDeadline(deadline)
