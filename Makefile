@@ -2,12 +2,13 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help python-wasi test serve regrtest speed speed-trials check build
+.PHONY: help python-wasi vendor test serve regrtest speed speed-trials check build
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenant on 127.0.0.1:8000"
 	@echo "make test         build what is missing, then run every test (what CI runs)"
 	@echo "make python-wasi  build (or reuse from cache) the CPython WASI interpreter"
+	@echo "make vendor       vendor Flask, Bottle and Django from Debian into examples/tenants/*/site-packages"
 	@echo "make regrtest     CPython's regression tests under wazero -> python-wasi/REGRTEST.md"
 	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
 	@echo "make speed-trials speed of each build variant tried -> python-wasi/TRIALS.md (slow)"
@@ -19,7 +20,10 @@ python-wasi:
 build:
 	$(GO) build -o bin/wsgi-wasm ./cmd/wsgi-wasm
 
-test: python-wasi
+vendor:
+	@bash examples/vendor.sh
+
+test: python-wasi vendor
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 

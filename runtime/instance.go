@@ -39,6 +39,9 @@ type AppConfig struct {
 	Env map[string]string
 	// DataDir, if set, is a host folder mounted writable at /data.
 	DataDir string
+	// PycacheDir, if set, holds the app's compiled .pyc (from CompileApp),
+	// mounted read-only at /pyc.
+	PycacheDir string
 	// Log receives the guest's stdout/stderr, wsgi.errors and tracebacks.
 	// The message slice is only valid during the call.
 	Log hostabi.Logger
@@ -80,6 +83,9 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 	}
 	if cfg.DataDir != "" {
 		fsc = mount(fsc, newConfinedFS(cfg.DataDir, true), GuestDataDir)
+	}
+	if cfg.PycacheDir != "" {
+		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false), GuestPycacheDir)
 	}
 	// The interrupter needs the memory, which exists only once instantiated;
 	// the sleep closure reaches it through this pointer.

@@ -62,8 +62,12 @@ func runCommand(logger *slog.Logger) *cli.Command {
 				}
 				appLog.Log(context.Background(), l, string(msg))
 			}
+			pycache, err := eng.CompileApp(c.Context, dir)
+			if err != nil {
+				return err
+			}
 			pool := eng.NewPool(runtime.AppConfig{
-				App: c.Args().Get(1), Dir: dir, Log: guestLog, MemoryLimit: c.Uint64("memory-mb") << 20,
+				App: c.Args().Get(1), Dir: dir, PycacheDir: pycache, Log: guestLog, MemoryLimit: c.Uint64("memory-mb") << 20,
 			}, runtime.PoolConfig{
 				MinWarm: c.Int("min-warm"), MaxInstances: c.Int("workers"), RequestTimeout: c.Duration("timeout"),
 				MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"), QueueLength: c.Int("backlog"),

@@ -21,6 +21,7 @@
 /* Guest paths, ABI.md "Guest file system". */
 #define GUEST_HOME L"/usr/local"
 #define GUEST_STDLIB_ZIP L"/usr/local/lib/python311.zip"
+#define GUEST_PYCACHE L"/pyc" /* compiled app code, made ahead by the host */
 
 PyMODINIT_FUNC PyInit__wsgi_host(void);
 
@@ -78,6 +79,9 @@ static int init_interpreter(void) {
 	config.parse_argv = 0;
 	config.module_search_paths_set = 1;
 	PyStatus status = PyConfig_SetString(&config, &config.home, GUEST_HOME);
+	if (!PyStatus_Exception(status)) {
+		status = PyConfig_SetString(&config, &config.pycache_prefix, GUEST_PYCACHE);
+	}
 	if (!PyStatus_Exception(status)) {
 		status = PyWideStringList_Append(&config.module_search_paths, GUEST_STDLIB_ZIP);
 	}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Vendors the pure-Python packages the example and test tenants use, from
+# Debian's packages (`apt-get download` + `dpkg -x`, nothing installed
+# system-wide), into each tenant's site-packages/ (git-ignored).
+#   examples/vendor.sh            all tenants below
+# Compiled speedups (*.so) are removed: the sandbox loads no native code, and
+# the packages fall back to their pure-Python versions.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${WSGI_WASM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wsgi-wasm}/debs
+mkdir -p "$cache"
+
+# tenant folder -> Debian packages -> top-level modules to copy
+declare -A PACKAGES=(
+	[flask]="python3-flask python3-werkzeug python3-jinja2 python3-markupsafe python3-itsdangerous python3-click"
+	[bottle]="python3-bottle"
+	[django]="python3-django python3-asgiref python3-sqlparse python3-tz"
+)
+declare -A MODULES=(
+	[flask]="flask werkzeug jinja2 markupsafe itsdangerous click"
+	[bottle]="bottle.py"
+	[django]="django asgiref sqlparse pytz"
+)
+
+unpacked=$cache/unpacked
+need=()
+for t in "${!PACKAGES[@]}"; do
+	for p in ${PACKAGES[$t]}; do
+		ls "$cache"/"${p}"_*.deb >/dev/null 2>&1 || need+=("$p")
+	done
+done
+if ((${#need[@]})); then
+	echo "vendor: downloading ${need[*]}" >&2
+	(cd "$cache" && apt-get download "${need[@]}" >/dev/null 2>"$cache/download.log") || {
+		# Package lists may be missing on a fresh machine.
+		if [[ $(id -u) -eq 0 ]]; then apt-get update -qq; else sudo apt-get update -qq; fi
+		(cd "$cache" && apt-get download "${need[@]}" >/dev/null 2>"$cache/download.log") ||
+			{ echo "vendor: apt-get download failed: $(tail -3 "$cache/download.log")" >&2; exit 1; }
+	}
+	rm -rf "$unpacked"
+fi
+if [[ ! -d $unpacked ]]; then
+	mkdir -p "$unpacked.tmp"
+	for deb in "$cache"/*.deb; do dpkg -x "$deb" "$unpacked.tmp"; done
+	mv "$unpacked.tmp" "$unpacked"
+fi
+dist=$unpacked/usr/lib/python3/dist-packages
+for t in "${!MODULES[@]}"; do
+	dest=$here/tenants/$t/site-packages
+	[[ -d $here/tenants/$t ]] || continue
+	rm -rf "$dest" && mkdir -p "$dest"
+	for m in ${MODULES[$t]}; do
+		cp -r "$dist/$m" "$dest/"
+	done
+	find "$dest" \( -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
+	echo "vendor: $t: ${MODULES[$t]}" >&2
+done

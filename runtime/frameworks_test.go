@@ -1,0 +1,78 @@
+package runtime_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+)
+
+// frameworkInstance starts an example tenant, unmodified, from
+// examples/tenants (its site-packages vendored by examples/vendor.sh).
+func frameworkInstance(t *testing.T, tenant, app string) (*runtime.Instance, *logLines) {
+	t.Helper()
+	dir := "../examples/tenants/" + tenant
+	if _, err := os.Stat(dir + "/site-packages"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not vendored under CI: %v", tenant, err)
+		}
+		t.Skipf("run examples/vendor.sh first: %v", err)
+	}
+	eng := testEngine(t)
+	pyc, err := eng.CompileApp(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logLines{}
+	start := time.Now()
+	inst, err := eng.NewInstance(context.Background(), runtime.AppConfig{App: app, Dir: dir, PycacheDir: pyc, Log: logs.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: instance with the app imported in %v", tenant, time.Since(start))
+	t.Cleanup(func() { inst.Close(context.Background()) })
+	return inst, logs
+}
+
+func TestFlaskApp(t *testing.T) {
+	inst, logs := frameworkInstance(t, "flask", "app:app")
+	cases := []struct{ method, path, body, want, ctype string }{
+		{"GET", "/", "", "Hello from Flask!\n", "text/html; charset=utf-8"},
+		{"GET", "/json?x=1", "", `{"args":{"x":"1"},"tenant":"flask"}` + "\n", "application/json"},
+		{"GET", "/page/T", "", "<!doctype html><title>T</title>\n<h1>T</h1><ul><li>&lt;a&gt;</li><li>b</li><li>c</li></ul>", "text/html; charset=utf-8"},
+		{"POST", "/echo", "payload", "payload", "text/html; charset=utf-8"},
+		{"GET", "/missing", "", "", "text/html; charset=utf-8"},
+	}
+	for _, c := range cases {
+		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+		rec := httptest.NewRecorder()
+		o := inst.ServeHTTP(rec, req, runtime.RequestInfo{}, logs.log)
+		if o.Err != nil {
+			t.Fatalf("%s %s: %v\n%s", c.method, c.path, o.Err, logs)
+		}
+		if c.path == "/missing" {
+			if rec.Code != 404 {
+				t.Errorf("GET /missing: %d", rec.Code)
+			}
+			continue
+		}
+		if rec.Code != 200 || rec.Body.String() != c.want || rec.Header().Get("Content-Type") != c.ctype {
+			t.Errorf("%s %s: %d %q %q\nlog:\n%s", c.method, c.path, rec.Code, rec.Body.String(), rec.Header().Get("Content-Type"), logs)
+		}
+	}
+}
+
+func TestBottleApp(t *testing.T) {
+	inst, logs := frameworkInstance(t, "bottle", "app:application")
+	for path, want := range map[string]string{"/": "Hello from Bottle!\n", "/hello/wasm": `{"hello": "wasm"}`} {
+		rec := httptest.NewRecorder()
+		inst.ServeHTTP(rec, httptest.NewRequest("GET", path, nil), runtime.RequestInfo{}, logs.log)
+		if rec.Code != 200 || rec.Body.String() != want {
+			t.Errorf("GET %s: %d %q\nlog:\n%s", path, rec.Code, rec.Body.String(), logs)
+		}
+	}
+}
