@@ -1,8 +1,9 @@
 # wsgi-wasm: the entry points a developer or CI uses. `make help` lists them.
 SHELL := /bin/bash
 GO ?= go
+BUILD_PYTHON ?= /usr/bin/python3.11
 
-.PHONY: help python-wasi vendor test serve regrtest speed speed-trials check build
+.PHONY: help python-wasi vendor test serve regrtest speed speed-trials bench-go check build
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenant on 127.0.0.1:8000"
@@ -12,6 +13,7 @@ help:
 	@echo "make regrtest     CPython's regression tests under wazero -> python-wasi/REGRTEST.md"
 	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
 	@echo "make speed-trials speed of each build variant tried -> python-wasi/TRIALS.md (slow)"
+	@echo "make bench-go     Go benchmarks -> benchmarks/RESULTS.md, runtime/README.md"
 	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"
 
 python-wasi:
@@ -39,6 +41,9 @@ speed: python-wasi build
 
 speed-trials: python-wasi build
 	bash python-wasi/speed.sh --trials
+
+bench-go: python-wasi vendor
+	$(BUILD_PYTHON) benchmarks/gobench.py 5
 
 check:
 	gofmt -l . | (! grep .)

@@ -5,7 +5,9 @@
 #   python.wasm           command module (_start), behaves like `python`
 #   python-reactor.wasm   reactor module: _initialize, wsgi_init, wsgi_handle
 #   lib/python311.zip     the stdlib as .pyc
-#   debug/*.wasm          the same modules unstripped, for symbolised traces
+#   debug/*.wasm          the same modules unstripped, for symbolised traces, and
+#                         python-reactor.nointerrupt.wasm (stripped, without the
+#                         interrupt checks) for the benchmark of their cost
 #   build-info.txt        sizes and versions
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -62,6 +64,8 @@ for m in python-reactor python; do
 		$WASM_OPT "${WASM_OPT_FLAGS[@]}" "$stage/debug/$m.wasm" -o "$WORK/$m.opt.wasm"
 	fi
 	if [[ $m == python-reactor ]]; then
+		# Kept uninstrumented too, only for measuring what the checks cost.
+		$LLVM_STRIP --strip-all "$WORK/$m.opt.wasm" -o "$stage/debug/python-reactor.nointerrupt.wasm"
 		log "instrument: interrupt checks at loop heads (internal/interruptpass)"
 		(cd "$PYWASI_DIR/.." && go run ./python-wasi/tools/interruptpass "$WORK/$m.opt.wasm" "$WORK/$m.int.wasm")
 		mv "$WORK/$m.int.wasm" "$WORK/$m.opt.wasm"

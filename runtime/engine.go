@@ -37,6 +37,9 @@ type Options struct {
 	CacheDir string
 	// Logger receives compile progress; nil discards it.
 	Logger *slog.Logger
+	// ReactorModule overrides the reactor's path (benchmarks compare the
+	// shipped module with an uninstrumented one).
+	ReactorModule string
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/wsgi-wasm/wazero (or ~/.cache/...).
@@ -56,10 +59,11 @@ func DefaultCacheDir() string {
 // Modules are compiled on first use and then shared; an Engine is safe for
 // concurrent use.
 type Engine struct {
-	interp   pythonwasi.Interpreter
-	rt       wazero.Runtime
-	cacheDir string
-	log      *slog.Logger
+	interp      pythonwasi.Interpreter
+	reactorPath string
+	rt          wazero.Runtime
+	cacheDir    string
+	log         *slog.Logger
 
 	mu       sync.Mutex
 	compiled map[string]wazero.CompiledModule
@@ -96,12 +100,17 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		rt.Close(ctx)
 		return nil, err
 	}
+	reactorPath := opts.ReactorModule
+	if reactorPath == "" {
+		reactorPath = opts.Interpreter.ReactorModule()
+	}
 	return &Engine{
-		interp:   opts.Interpreter,
-		rt:       rt,
-		cacheDir: cacheDir,
-		log:      logger,
-		compiled: map[string]wazero.CompiledModule{},
+		interp:      opts.Interpreter,
+		reactorPath: reactorPath,
+		rt:          rt,
+		cacheDir:    cacheDir,
+		log:         logger,
+		compiled:    map[string]wazero.CompiledModule{},
 	}, nil
 }
 

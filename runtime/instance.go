@@ -177,6 +177,9 @@ type Outcome struct {
 	Result int32
 	// Err is a trap, a proc_exit or a deadline; the instance is then closed.
 	Err error
+	// GuestTime is how long the wsgi_handle call took, host functions it
+	// called included; the rest of a request's time is the host's own.
+	GuestTime time.Duration
 }
 
 // Reusable reports whether the instance may serve another request.
@@ -192,16 +195,18 @@ func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.L
 		ctx = hostabi.WithLogger(ctx, log)
 	}
 	release := i.interrupt.watch(ctx)
+	start := time.Now()
 	res, err := i.handle.Call(ctx)
+	guestTime := time.Since(start)
 	release()
 	if err != nil {
 		i.close()
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, ErrDeadline) {
 			err = fmt.Errorf("%w: %w", ErrDeadline, err)
 		}
-		return Outcome{Err: describeCallError(err)}
+		return Outcome{Err: describeCallError(err), GuestTime: guestTime}
 	}
-	o := Outcome{Result: int32(res[0])}
+	o := Outcome{Result: int32(res[0]), GuestTime: guestTime}
 	if !o.Reusable() {
 		i.broken.Store(true)
 	}
@@ -245,7 +250,7 @@ func describeCallError(err error) error {
 // reactor compiles the reactor module once and checks it against the ABI.
 func (e *Engine) reactor(ctx context.Context) (wazero.CompiledModule, error) {
 	e.reactorOnce.Do(func() {
-		m, err := e.compile(ctx, e.interp.ReactorModule())
+		m, err := e.compile(ctx, e.reactorPath)
 		if err == nil {
 			err = hostabi.Validate(m)
 		}

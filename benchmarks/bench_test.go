@@ -1,0 +1,213 @@
+package benchmarks
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+)
+
+// engines: "shipped" is the interpreter as served (interrupt checks in);
+// "nointerrupt" the same module before the interrupt pass.
+var (
+	enginesOnce sync.Once
+	engines     map[string]*runtime.Engine
+	enginesErr  error
+)
+
+func engine(tb testing.TB, variant string) *runtime.Engine {
+	tb.Helper()
+	in := testinterp.Require(tb)
+	enginesOnce.Do(func() {
+		engines = map[string]*runtime.Engine{}
+		for name, path := range map[string]string{
+			"shipped":     in.ReactorModule(),
+			"nointerrupt": filepath.Join(in.Dir, "debug", "python-reactor.nointerrupt.wasm"),
+		} {
+			e, err := runtime.New(context.Background(), runtime.Options{Interpreter: in, ReactorModule: path})
+			if err != nil {
+				enginesErr = err
+				return
+			}
+			engines[name] = e
+		}
+	})
+	if enginesErr != nil {
+		tb.Fatal(enginesErr)
+	}
+	return engines[variant]
+}
+
+func instance(tb testing.TB, variant, dir, app string) *runtime.Instance {
+	tb.Helper()
+	e := engine(tb, variant)
+	var pyc string
+	if _, err := os.Stat(filepath.Join(dir, "site-packages")); err == nil {
+		var err error
+		if pyc, err = e.CompileApp(context.Background(), dir); err != nil {
+			tb.Fatal(err)
+		}
+	} else if strings.Contains(dir, "examples") {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("%s is not vendored under CI", dir)
+		}
+		tb.Skipf("%s not vendored: run examples/vendor.sh", dir)
+	}
+	inst, err := e.NewInstance(context.Background(), runtime.AppConfig{App: app, Dir: dir, PycacheDir: pyc})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { inst.Close(context.Background()) })
+	return inst
+}
+
+// serve runs one request and checks its status and body length.
+func serve(tb testing.TB, inst *runtime.Instance, req *http.Request, wantLen int) {
+	rec := httptest.NewRecorder()
+	o := inst.ServeHTTP(rec, req, runtime.RequestInfo{}, nil)
+	if o.Err != nil || rec.Code != 200 || (wantLen >= 0 && rec.Body.Len() != wantLen) {
+		tb.Fatalf("status %d, %d bytes, err %v: %.200s", rec.Code, rec.Body.Len(), o.Err, rec.Body.String())
+	}
+}
+
+const flaskDir = "../examples/tenants/flask"
+
+// BenchmarkFlaskHello is one hello-world Flask request through an instance,
+// with and without the interrupt checks.
+func BenchmarkFlaskHello(b *testing.B) {
+	for _, variant := range []string{"shipped", "nointerrupt"} {
+		b.Run(variant, func(b *testing.B) {
+			inst := instance(b, variant, flaskDir, "app:app")
+			req := httptest.NewRequest("GET", "/", nil)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				serve(b, inst, req, len("Hello from Flask!\n"))
+			}
+		})
+	}
+}
+
+// TestInterruptOverhead keeps the target: the interrupt checks cost
+// at most 10% of a hello-Flask request's time in the guest. Both variants
+// are timed in alternating rounds; the best round of each is compared.
+func TestInterruptOverhead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test")
+	}
+	shipped := instance(t, "shipped", flaskDir, "app:app")
+	plain := instance(t, "nointerrupt", flaskDir, "app:app")
+	req := httptest.NewRequest("GET", "/", nil)
+	round := func(inst *runtime.Instance) time.Duration {
+		const n = 200
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			serve(t, inst, req, -1)
+		}
+		return time.Since(start) / n
+	}
+	round(shipped)
+	round(plain)
+	best := map[string]time.Duration{"shipped": time.Hour, "nointerrupt": time.Hour}
+	for i := 0; i < 7; i++ {
+		best["shipped"] = min(best["shipped"], round(shipped))
+		best["nointerrupt"] = min(best["nointerrupt"], round(plain))
+	}
+	ratio := float64(best["shipped"]) / float64(best["nointerrupt"])
+	t.Logf("hello-Flask request: %v with interrupt checks, %v without: %.1f%% overhead",
+		best["shipped"], best["nointerrupt"], (ratio-1)*100)
+	if ratio > 1.10 {
+		t.Errorf("interrupt checks cost %.1f%% of a Flask request; target at most 10%%", (ratio-1)*100)
+	}
+}
+
+// BenchmarkHostOverhead is a request's time outside the guest call: the
+// environ built and encoded, the exchange set up, headers and body handed to
+// the ResponseWriter. Reported as host-ns/op beside the guest's share.
+func BenchmarkHostOverhead(b *testing.B) {
+	in := instance(b, "shipped", "testdata", "abi:out_1k")
+	req := httptest.NewRequest("GET", "/some/path?query=string", nil)
+	for i := 0; i < 20; i++ {
+		req.Header.Add(fmt.Sprintf("X-Header-%d", i), strings.Repeat("v", 30))
+	}
+	var guest time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		rec := discardRecorder{header: http.Header{}}
+		o := in.ServeHTTP(&rec, req, runtime.RequestInfo{}, nil)
+		if o.Err != nil || rec.n != 1024 {
+			b.Fatalf("%v, %d bytes", o.Err, rec.n)
+		}
+		guest += o.GuestTime
+	}
+	total := time.Since(start)
+	b.ReportMetric(float64((total-guest).Nanoseconds())/float64(b.N), "host-ns/op")
+	b.ReportMetric(float64(guest.Nanoseconds())/float64(b.N), "guest-ns/op")
+}
+
+// BenchmarkABI measures the host ABI path: the environ in, response bodies
+// of 1 KiB and 1 MiB out, a 1 MiB body in. Bytes/op gives MB/s.
+func BenchmarkABI(b *testing.B) {
+	inst := func(b *testing.B, app string) *runtime.Instance { return instance(b, "shipped", "testdata", app) }
+	b.Run("environ+1KiB-out", func(b *testing.B) {
+		in := inst(b, "abi:out_1k")
+		req := httptest.NewRequest("GET", "/some/path?query=string", nil)
+		for i := 0; i < 20; i++ {
+			req.Header.Add(fmt.Sprintf("X-Header-%d", i), strings.Repeat("v", 30))
+		}
+		b.SetBytes(1024)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			serve(b, in, req, 1024)
+		}
+	})
+	b.Run("1MiB-out", func(b *testing.B) {
+		in := inst(b, "abi:out_1m")
+		req := httptest.NewRequest("GET", "/", nil)
+		b.SetBytes(1 << 20)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			rec := discardRecorder{header: http.Header{}}
+			in.ServeHTTP(&rec, req, runtime.RequestInfo{}, nil)
+			if rec.n != 1<<20 {
+				b.Fatalf("%d bytes", rec.n)
+			}
+		}
+	})
+	b.Run("1MiB-in", func(b *testing.B) {
+		in := inst(b, "abi:read_in")
+		body := bytes.Repeat([]byte("i"), 1<<20)
+		b.SetBytes(1 << 20)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			req := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+			serve(b, in, req, len("1048576"))
+		}
+	})
+}
+
+// discardRecorder is a ResponseWriter that counts and drops the body, so
+// the 1 MiB benchmark measures the ABI, not a growing buffer.
+type discardRecorder struct {
+	header http.Header
+	n      int
+}
+
+func (d *discardRecorder) Header() http.Header         { return d.header }
+func (d *discardRecorder) WriteHeader(int)             {}
+func (d *discardRecorder) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
