@@ -22,6 +22,13 @@ declare -A MODULES=(
 	[django]="django asgiref sqlparse pytz"
 )
 
+# Time zone data: the runtime gives guests the host's /usr/share/zoneinfo
+# (Debian's pytz, used by Django, reads it).
+if [[ ! -f /usr/share/zoneinfo/tzdata.zi ]]; then
+	echo "vendor: installing tzdata" >&2
+	if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq tzdata >/dev/null; else sudo apt-get install -y -qq tzdata >/dev/null; fi
+fi
+
 unpacked=$cache/unpacked
 need=()
 for t in "${!PACKAGES[@]}"; do

@@ -37,6 +37,9 @@ type Options struct {
 	CacheDir string
 	// Logger receives compile progress; nil discards it.
 	Logger *slog.Logger
+	// ZoneinfoDir is the time zone database given to every instance
+	// read-only; empty means /usr/share/zoneinfo when it exists.
+	ZoneinfoDir string
 	// ReactorModule overrides the reactor's path (benchmarks compare the
 	// shipped module with an uninstrumented one).
 	ReactorModule string
@@ -61,6 +64,7 @@ func DefaultCacheDir() string {
 type Engine struct {
 	interp      pythonwasi.Interpreter
 	reactorPath string
+	zoneinfo    string
 	rt          wazero.Runtime
 	cacheDir    string
 	log         *slog.Logger
@@ -104,7 +108,14 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if reactorPath == "" {
 		reactorPath = opts.Interpreter.ReactorModule()
 	}
+	zoneinfo := opts.ZoneinfoDir
+	if zoneinfo == "" {
+		if st, err := os.Stat("/usr/share/zoneinfo"); err == nil && st.IsDir() {
+			zoneinfo = "/usr/share/zoneinfo"
+		}
+	}
 	return &Engine{
+		zoneinfo:    zoneinfo,
 		interp:      opts.Interpreter,
 		reactorPath: reactorPath,
 		rt:          rt,

@@ -76,3 +76,48 @@ func TestBottleApp(t *testing.T) {
 		}
 	}
 }
+
+// TestDjangoAppWithSQLite runs the Django example with its SQLite database in
+// a writable data folder: writes persist across instances.
+func TestDjangoAppWithSQLite(t *testing.T) {
+	data := t.TempDir()
+	dir := "../examples/tenants/django"
+	if _, err := os.Stat(dir + "/site-packages"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("django not vendored under CI: %v", err)
+		}
+		t.Skipf("run examples/vendor.sh first: %v", err)
+	}
+	eng := testEngine(t)
+	pyc, err := eng.CompileApp(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logLines{}
+	p := eng.NewPool(runtime.AppConfig{App: "mysite.wsgi:application", Dir: dir, DataDir: data, PycacheDir: pyc, Log: logs.log},
+		runtime.PoolConfig{MaxInstances: 1, MaxRequests: 3, RequestTimeout: time.Minute})
+	defer p.Close()
+	do := func(method, path, body string) (int, string) {
+		rec := httptest.NewRecorder()
+		p.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)), runtime.RequestInfo{}, logs.log)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := do("GET", "/", ""); code != 200 || body != "Hello from Django!\n" {
+		t.Fatalf("GET /: %d %q\nlog:\n%s", code, body, logs)
+	}
+	for _, text := range []string{"first", "second"} {
+		if code, body := do("POST", "/notes/", text); code != 201 || !strings.Contains(body, text) {
+			t.Fatalf("POST: %d %q\nlog:\n%s", code, body, logs)
+		}
+	}
+	// max_requests 3 replaced the instance: the rows must come from the file.
+	if code, body := do("GET", "/notes/", ""); code != 200 || body != `{"notes": ["first", "second"]}` {
+		t.Fatalf("GET /notes/: %d %q\nlog:\n%s", code, body, logs)
+	}
+	if s := p.Stats(); s.ColdStarts < 2 {
+		t.Fatalf("expected a replaced instance, stats %+v", s)
+	}
+	if _, err := os.Stat(data + "/db.sqlite3"); err != nil {
+		t.Fatalf("database not in the data folder: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ const (
 	// when its policy grants one; EnvDataDir names it in the environment.
 	GuestDataDir = "/data"
 	EnvDataDir   = "WSGI_WASM_DATA_DIR"
+	// GuestZoneinfoDir is the host's time zone database, read-only, where
+	// zoneinfo, pytz and dateutil look for it.
+	GuestZoneinfoDir = "/usr/share/zoneinfo"
 )
 
 // AppConfig says what one reactor instance runs. It is immutable once an
@@ -83,6 +86,9 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 	}
 	if cfg.DataDir != "" {
 		fsc = mount(fsc, newConfinedFS(cfg.DataDir, true), GuestDataDir)
+	}
+	if e.zoneinfo != "" {
+		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false), GuestZoneinfoDir)
 	}
 	if cfg.PycacheDir != "" {
 		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false), GuestPycacheDir)
