@@ -81,6 +81,10 @@ type Pool struct {
 	initErr  error // last failed init, reported to waiters when nothing is alive
 	initAt   time.Time
 
+	all      map[*pooled]struct{} // every live instance, for Memory
+	key      string               // the WarmSet key, if any
+	lastCost int64                // the cost last given to the WarmSet
+
 	stats   PoolStats
 	stop    chan struct{}
 	stopped sync.WaitGroup
@@ -101,7 +105,8 @@ type pooled struct {
 
 // NewPool starts a pool and begins warming MinWarm instances.
 func (e *Engine) NewPool(app AppConfig, cfg PoolConfig) *Pool {
-	p := &Pool{engine: e, app: app, cfg: cfg.withDefaults(), log: e.log.With("app", app.App), stop: make(chan struct{})}
+	p := &Pool{engine: e, app: app, cfg: cfg.withDefaults(), log: e.log.With("app", app.App),
+		stop: make(chan struct{}), all: map[*pooled]struct{}{}}
 	p.mu.Lock()
 	p.warmLocked()
 	p.mu.Unlock()
@@ -118,6 +123,29 @@ func (p *Pool) Stats() PoolStats {
 	s.Idle = len(p.idle)
 	s.Busy = p.live - len(p.idle) - p.creating
 	return s
+}
+
+// Memory is the linear memory of the pool's live instances, in bytes.
+func (p *Pool) Memory() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	for pi := range p.all {
+		n += int64(pi.inst.MemoryPeak())
+	}
+	return n
+}
+
+// costChanged records cost and reports whether it moved by more than a
+// tenth since last recorded.
+func (p *Pool) costChanged(cost int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := cost - p.lastCost; d > p.lastCost/10 || -d > p.lastCost/10 {
+		p.lastCost = cost
+		return true
+	}
+	return false
 }
 
 // warmLocked starts background creation up to MinWarm idle instances.
@@ -159,6 +187,7 @@ func (p *Pool) create() {
 		inst.Close(context.Background())
 		return
 	}
+	p.all[pi] = struct{}{}
 	p.putLocked(pi)
 }
 
@@ -264,6 +293,7 @@ func (p *Pool) release(pi *pooled, o Outcome) {
 	}
 	if pi.inst.Broken() || !o.Reusable() || (pi.limit > 0 && pi.served >= pi.limit) || p.closed {
 		p.live--
+		delete(p.all, pi)
 		p.stats.Replaced++
 		go pi.inst.Close(context.Background())
 		p.warmLocked()
@@ -324,6 +354,7 @@ func (p *Pool) reapLoop() {
 		for i, pi := range p.idle { // oldest first
 			if pi.lastUsed.Before(cutoff) && len(p.idle)-i > p.cfg.MinWarm && len(keep) == 0 {
 				p.live--
+				delete(p.all, pi)
 				go pi.inst.Close(context.Background())
 				continue
 			}
@@ -346,6 +377,9 @@ func (p *Pool) Close() {
 	idle := p.idle
 	p.idle = nil
 	p.live -= len(idle)
+	for _, pi := range idle {
+		delete(p.all, pi)
+	}
 	for _, w := range p.waiters {
 		close(w)
 	}

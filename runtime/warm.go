@@ -1,0 +1,139 @@
+package runtime
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// WarmSet keeps tenants' pools warm within one memory budget for the whole
+// process. Which tenants stay is ristretto's decision (TinyLFU admission,
+// sampled LFU eviction), with each pool's cost its measured instance memory.
+// A pool that ristretto evicts or refuses is closed: its idle instances at
+// once, its busy ones when their request ends, never in the middle of one.
+// Its tenant starts cold on its next request.
+//
+// The budget wins over a tenant's MinWarm: a tenant may be evicted while it
+// wants warm instances.
+type WarmSet struct {
+	engine *Engine
+	cache  *ristretto.Cache[string, *Pool]
+
+	mu   sync.Mutex
+	live map[string]*Pool // pools in the cache (ristretto's Get may lag a Set)
+
+	evicted atomic.Int64
+}
+
+// estimatedInstanceCost is a new pool's cost until its instances exist and
+// can be measured: a started interpreter with a small app.
+const estimatedInstanceCost = 24 << 20
+
+// NewWarmSet makes a set with a budget in bytes of instance memory.
+func (e *Engine) NewWarmSet(budget int64) (*WarmSet, error) {
+	w := &WarmSet{engine: e, live: map[string]*Pool{}}
+	cache, err := ristretto.NewCache(&ristretto.Config[string, *Pool]{
+		NumCounters:        100_000, // ~10x the tenants expected to be warm at once
+		MaxCost:            budget,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		OnEvict:            func(it *ristretto.Item[*Pool]) { w.drop(it.Value) },
+		OnReject:           func(it *ristretto.Item[*Pool]) { w.drop(it.Value) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("runtime: warm set: %w", err)
+	}
+	w.cache = cache
+	return w, nil
+}
+
+// drop closes a pool ristretto let go of, unless a newer pool took its key.
+func (w *WarmSet) drop(p *Pool) {
+	if p == nil {
+		return
+	}
+	w.mu.Lock()
+	if w.live[p.key] == p {
+		delete(w.live, p.key)
+	}
+	w.mu.Unlock()
+	w.evicted.Add(1)
+	p.log.Info("tenant evicted from the warm set", "cost", p.Memory())
+	go p.Close()
+}
+
+// Pool returns key's warm pool, or makes one (a cold start) and offers it
+// to the set. The returned pool serves the caller even when the set refused
+// it; it is then closed once idle.
+func (w *WarmSet) Pool(key string, app AppConfig, cfg PoolConfig) *Pool {
+	w.cache.Get(key) // counts the access for admission and eviction
+	w.mu.Lock()
+	p, ok := w.live[key]
+	if !ok {
+		p = w.engine.NewPool(app, cfg)
+		p.key = key
+		w.live[key] = p
+	}
+	w.mu.Unlock()
+	cost := p.Memory()
+	if cost == 0 {
+		cost = estimatedInstanceCost * int64(max(1, cfg.MinWarm))
+	}
+	if !ok || p.costChanged(cost) {
+		w.cache.Set(key, p, cost)
+		w.cache.Wait()
+	}
+	return p
+}
+
+// Warm reports whether key has a pool in the set.
+func (w *WarmSet) Warm(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.live[key]
+	return ok
+}
+
+// Remove closes key's pool (e.g. the tenant was removed or reloaded).
+func (w *WarmSet) Remove(key string) {
+	w.mu.Lock()
+	p := w.live[key]
+	delete(w.live, key)
+	w.mu.Unlock()
+	w.cache.Del(key)
+	if p != nil {
+		go p.Close()
+	}
+}
+
+// WarmStats describe the set.
+type WarmStats struct {
+	Tenants   int
+	Cost      int64 // bytes of instance memory the set holds
+	Evictions int64 // pools evicted or refused
+}
+
+// Stats returns a snapshot.
+func (w *WarmSet) Stats() WarmStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := WarmStats{Tenants: len(w.live), Evictions: w.evicted.Load()}
+	for _, p := range w.live {
+		st.Cost += p.Memory()
+	}
+	return st
+}
+
+// Close closes every pool.
+func (w *WarmSet) Close() {
+	w.mu.Lock()
+	pools := w.live
+	w.live = map[string]*Pool{}
+	w.mu.Unlock()
+	w.cache.Close()
+	for _, p := range pools {
+		p.Close()
+	}
+}
