@@ -50,3 +50,30 @@ def bad_header(environ, start_response):
 
 hello_validated = validator(hello)
 echo_validated = validator(echo)
+
+
+def hard_exit(environ, start_response):
+    import os
+    os._exit(9)
+
+
+def overflow(environ, start_response):
+    """Recursion through C (map calls f) with no recursion limit: the wasm
+    stack overflows, a trap rather than a Python exception."""
+    sys.setrecursionlimit(10 ** 7)
+
+    def f(n):
+        return list(map(f, [n - 1])) if n else 0
+
+    f(10 ** 6)
+
+
+def hash_seed(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(hash("wsgi-wasm")).encode()]
+
+
+def streamed(environ, start_response):
+    """No Content-Length: HTTP/1.1 clients get it chunked."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return iter([b"one ", b"two ", b"three"])
