@@ -125,6 +125,8 @@ def main():
             print(f"{module}: {status}, ran {ran}, failed {failed}, skipped {c['skipped']}, {seconds:.0f} s",
                   file=sys.stderr)
     write_md(out_md, rows, classes)
+    with open(out_md) as f:
+        splice(os.path.join(HERE, "README.md"), "regrtest", f.read().split("\n", 2)[2])
 
 
 def write_md(path, rows, classes):

@@ -78,4 +78,3 @@ func TestHTTPFraming(t *testing.T) {
 		t.Fatalf("HEAD: %d with %d body bytes", resp.StatusCode, len(body))
 	}
 }
-
