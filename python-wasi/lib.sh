@@ -18,7 +18,8 @@ BUILD_PYTHON=/usr/bin/python3.11
 
 # Build options, overridable for trials (speed.py --trials); part of the keys.
 RECIPE_CFLAGS=${WSGI_WASM_CFLAGS:--O2}
-RECIPE_CONFIGURE=${WSGI_WASM_CONFIGURE:-}
+# pymalloc is off by default on WASI; measured faster here (TRIALS.md).
+RECIPE_CONFIGURE=${WSGI_WASM_CONFIGURE:---with-pymalloc}
 RECIPE_WASM_OPT=${WSGI_WASM_OPT:--O2}
 
 CACHE_ROOT=${WSGI_WASM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wsgi-wasm}/python-wasi

@@ -32,10 +32,10 @@ TRIALS = [
     ("no wasm-opt", {"WSGI_WASM_OPT": "none"}, "skip binaryen's wasm-opt"),
     ("wasm-opt -O3", {"WSGI_WASM_OPT": "-O3"}, "wasm-opt -O3 instead of -O2"),
     ("clang -O3", {"WSGI_WASM_CFLAGS": "-O3"}, "compile CPython with -O3"),
-    ("pymalloc", {"WSGI_WASM_CONFIGURE": "--with-pymalloc"}, "CPython's small-object allocator (off by default on WASI)"),
-    ("thin LTO", {"WSGI_WASM_CONFIGURE": "--with-lto=thin"}, "link-time optimisation across CPython"),
-    ("pymalloc + clang -O3 + wasm-opt -O3", {"WSGI_WASM_CONFIGURE": "--with-pymalloc", "WSGI_WASM_CFLAGS": "-O3", "WSGI_WASM_OPT": "-O3"}, "the winners combined"),
-    ("computed gotos", {"WSGI_WASM_CONFIGURE": "--with-computed-gotos"}, "labels-as-values dispatch in the eval loop (off when cross-compiling)"),
+    ("clang -O3 + wasm-opt -O3", {"WSGI_WASM_CFLAGS": "-O3", "WSGI_WASM_OPT": "-O3"}, "both at -O3"),
+    ("no pymalloc", {"WSGI_WASM_CONFIGURE": "--without-pymalloc"}, "libc malloc for small objects, CPython's default on WASI"),
+    ("thin LTO", {"WSGI_WASM_CONFIGURE": "--with-pymalloc --with-lto=thin"}, "link-time optimisation across CPython"),
+    ("computed gotos", {"WSGI_WASM_CONFIGURE": "--with-pymalloc --with-computed-gotos"}, "labels-as-values dispatch in the eval loop (off when cross-compiling)"),
 ]
 
 
