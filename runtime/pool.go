@@ -32,6 +32,9 @@ type PoolConfig struct {
 	// RequestTimeout is each request's deadline in the guest (default 30s);
 	// it includes the wait for an instance.
 	RequestTimeout time.Duration
+	// InitTimeout bounds starting an instance: the interpreter and the app's
+	// import (default 60s). An app that takes longer is reported as failed.
+	InitTimeout time.Duration
 }
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -49,6 +52,9 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 30 * time.Second
+	}
+	if c.InitTimeout <= 0 {
+		c.InitTimeout = time.Minute
 	}
 	return c
 }
@@ -161,7 +167,9 @@ func (p *Pool) warmLocked() {
 func (p *Pool) create() {
 	defer p.stopped.Done()
 	start := time.Now()
-	inst, err := p.engine.NewInstance(context.Background(), p.app)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.InitTimeout)
+	inst, err := p.engine.NewInstance(ctx, p.app)
+	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.creating--
