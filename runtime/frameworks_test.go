@@ -13,7 +13,7 @@ import (
 
 // frameworkInstance starts an example tenant, unmodified, from
 // examples/tenants (its site-packages vendored by examples/vendor.sh).
-func frameworkInstance(t *testing.T, tenant, app string) (*runtime.Instance, *logLines) {
+func frameworkInstance(t *testing.T, tenant, app string, validate bool) (*runtime.Instance, *logLines) {
 	t.Helper()
 	dir := "../examples/tenants/" + tenant
 	if _, err := os.Stat(dir + "/site-packages"); err != nil {
@@ -29,7 +29,7 @@ func frameworkInstance(t *testing.T, tenant, app string) (*runtime.Instance, *lo
 	}
 	logs := &logLines{}
 	start := time.Now()
-	inst, err := eng.NewInstance(context.Background(), runtime.AppConfig{App: app, Dir: dir, PycacheDir: pyc, Log: logs.log})
+	inst, err := eng.NewInstance(context.Background(), runtime.AppConfig{App: app, Dir: dir, PycacheDir: pyc, Log: logs.log, Validate: validate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +38,17 @@ func frameworkInstance(t *testing.T, tenant, app string) (*runtime.Instance, *lo
 	return inst, logs
 }
 
-func TestFlaskApp(t *testing.T) {
-	inst, logs := frameworkInstance(t, "flask", "app:app")
+// withValidator runs a test with the app as is and wrapped in
+// wsgiref.validate.validator.
+func withValidator(t *testing.T, f func(t *testing.T, validate bool)) {
+	t.Run("plain", func(t *testing.T) { f(t, false) })
+	t.Run("validator", func(t *testing.T) { f(t, true) })
+}
+
+func TestFlaskApp(t *testing.T) { withValidator(t, testFlaskApp) }
+
+func testFlaskApp(t *testing.T, validate bool) {
+	inst, logs := frameworkInstance(t, "flask", "app:app", validate)
 	cases := []struct{ method, path, body, want, ctype string }{
 		{"GET", "/", "", "Hello from Flask!\n", "text/html; charset=utf-8"},
 		{"GET", "/json?x=1", "", `{"args":{"x":"1"},"tenant":"flask"}` + "\n", "application/json"},
@@ -66,8 +75,10 @@ func TestFlaskApp(t *testing.T) {
 	}
 }
 
-func TestBottleApp(t *testing.T) {
-	inst, logs := frameworkInstance(t, "bottle", "app:application")
+func TestBottleApp(t *testing.T) { withValidator(t, testBottleApp) }
+
+func testBottleApp(t *testing.T, validate bool) {
+	inst, logs := frameworkInstance(t, "bottle", "app:application", validate)
 	for path, want := range map[string]string{"/": "Hello from Bottle!\n", "/hello/wasm": `{"hello": "wasm"}`} {
 		rec := httptest.NewRecorder()
 		inst.ServeHTTP(rec, httptest.NewRequest("GET", path, nil), runtime.RequestInfo{}, logs.log)
@@ -79,7 +90,9 @@ func TestBottleApp(t *testing.T) {
 
 // TestDjangoAppWithSQLite runs the Django example with its SQLite database in
 // a writable data folder: writes persist across instances.
-func TestDjangoAppWithSQLite(t *testing.T) {
+func TestDjangoAppWithSQLite(t *testing.T) { withValidator(t, testDjangoApp) }
+
+func testDjangoApp(t *testing.T, validate bool) {
 	data := t.TempDir()
 	dir := "../examples/tenants/django"
 	if _, err := os.Stat(dir + "/site-packages"); err != nil {
@@ -94,7 +107,7 @@ func TestDjangoAppWithSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &logLines{}
-	p := eng.NewPool(runtime.AppConfig{App: "mysite.wsgi:application", Dir: dir, DataDir: data, PycacheDir: pyc, Log: logs.log},
+	p := eng.NewPool(runtime.AppConfig{App: "mysite.wsgi:application", Dir: dir, DataDir: data, PycacheDir: pyc, Log: logs.log, Validate: validate},
 		runtime.PoolConfig{MaxInstances: 1, MaxRequests: 3, RequestTimeout: time.Minute})
 	defer p.Close()
 	do := func(method, path, body string) (int, string) {

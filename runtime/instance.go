@@ -45,6 +45,9 @@ type AppConfig struct {
 	// PycacheDir, if set, holds the app's compiled .pyc (from CompileApp),
 	// mounted read-only at /pyc.
 	PycacheDir string
+	// Validate wraps the app in wsgiref.validate.validator inside the guest
+	// (tests run every app both ways).
+	Validate bool
 	// Log receives the guest's stdout/stderr, wsgi.errors and tracebacks.
 	// The message slice is only valid during the call.
 	Log hostabi.Logger
@@ -106,7 +109,7 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 		}).
 		WithName(fmt.Sprintf("instance-%d", instanceSeq.Add(1))).
 		WithStartFunctions().
-		WithArgs("wsgi-wasm", cfg.App, GuestAppDir).
+		WithArgs(guestArgs(cfg)...).
 		WithFSConfig(fsc)
 	for k, v := range cfg.Env {
 		mc = mc.WithEnv(k, v)
@@ -286,4 +289,13 @@ func (l *limitedBuffer) String() string { return string(l.b) }
 // mount adds a file system of the runtime's own at guestPath.
 func mount(c wazero.FSConfig, fs experimentalsys.FS, guestPath string) wazero.FSConfig {
 	return c.(sysfs.FSConfig).WithSysFSMount(fs, guestPath)
+}
+
+// guestArgs are the WASI arguments wsgi_init reads (ABI.md "wsgi_init").
+func guestArgs(cfg AppConfig) []string {
+	args := []string{"wsgi-wasm", cfg.App, GuestAppDir}
+	if cfg.Validate {
+		args = append(args, "validate")
+	}
+	return args
 }

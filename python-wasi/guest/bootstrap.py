@@ -232,8 +232,10 @@ class Response:
     def write(self, data):
         if type(data) is not bytes:
             raise TypeError("response body chunks must be bytes, not %s" % type(data).__name__)
-        self._send_headers()
-        if data:
+        if self.pending is None:
+            raise AssertionError("the app returned or wrote a body before calling start_response")
+        if data:  # PEP 3333: headers go out with the first non-empty chunk
+            self._send_headers()
             _wsgi_host.write(data)
 
 
@@ -330,7 +332,9 @@ def _load_app(spec):
 
 
 def init():
-    """Import the app named by argv[1] from the folder argv[2]; return handle."""
+    """Import the app named by argv[1] from the folder argv[2]; return handle.
+    With "validate" as argv[3] the app is wrapped in wsgiref's validator,
+    which turns any PEP 3333 violation of app or server into an error."""
     global _app
     spec = sys.argv[1] if len(sys.argv) > 1 else ""
     app_dir = sys.argv[2] if len(sys.argv) > 2 else "/app"
@@ -338,4 +342,8 @@ def init():
     sys.stdout = ErrorStream(LOG_INFO)
     sys.stderr = ErrorStream(LOG_ERROR)
     _app = _load_app(spec)
+    if len(sys.argv) > 3 and sys.argv[3] == "validate":
+        from wsgiref.validate import validator
+
+        _app = validator(_app)
     return handle
