@@ -32,6 +32,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			&cli.IntFlag{Name: "max-requests", Value: 0, Usage: "replace an instance after this many requests (0: never)", EnvVars: []string{"WSGI_WASM_MAX_REQUESTS"}},
 			&cli.IntFlag{Name: "max-requests-jitter", Value: 0, Usage: "random extra requests before replacement", EnvVars: []string{"WSGI_WASM_MAX_REQUESTS_JITTER"}},
 			&cli.IntFlag{Name: "backlog", Value: 64, Usage: "requests that may wait for an instance; more get 503", EnvVars: []string{"WSGI_WASM_BACKLOG"}},
+			&cli.StringFlag{Name: "data-dir", Usage: "writable `FOLDER` for the app, mounted at /data ($WSGI_WASM_DATA_DIR in the app); requests are then served one at a time", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.Uint64Flag{Name: "memory-mb", Value: runtime.DefaultMemoryLimit >> 20, Usage: "linear memory cap of each instance in MiB", EnvVars: []string{"WSGI_WASM_MEMORY_MB"}},
 		},
 		Action: func(c *cli.Context) error {
@@ -66,8 +67,18 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			if err != nil {
 				return err
 			}
+			dataDir := c.String("data-dir")
+			if dataDir != "" {
+				if dataDir, err = filepath.Abs(dataDir); err != nil {
+					return err
+				}
+				if err := os.MkdirAll(dataDir, 0o755); err != nil {
+					return err
+				}
+			}
 			pool := eng.NewPool(runtime.AppConfig{
-				App: c.Args().Get(1), Dir: dir, PycacheDir: pycache, Log: guestLog, MemoryLimit: c.Uint64("memory-mb") << 20,
+				App: c.Args().Get(1), Dir: dir, DataDir: dataDir, PycacheDir: pycache, Log: guestLog,
+				MemoryLimit: c.Uint64("memory-mb") << 20,
 			}, runtime.PoolConfig{
 				MinWarm: c.Int("min-warm"), MaxInstances: c.Int("workers"), RequestTimeout: c.Duration("timeout"),
 				MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"), QueueLength: c.Int("backlog"),
