@@ -21,14 +21,17 @@ LINE = re.compile(r"^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$")
 
 def main():
     count = sys.argv[1] if len(sys.argv) > 1 else "5"
-    cmd = ["go", "test", "./benchmarks", "-run", "TestInterruptOverhead", "-v", "-bench", ".",
+    cmd = ["go", "test", "./benchmarks", "-run", "TestInterruptOverhead|TestNeighbourIsolation", "-v", "-bench", ".",
            "-benchmem", "-count", count, "-benchtime", "1s"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(proc.stdout[-3000:] + proc.stderr[-3000:])
     runs = {}
     overhead = ""
+    neighbour = ""
     for line in proc.stdout.splitlines():
+        if "median p99 ratio" in line:
+            neighbour = line.split(":", 1)[1].strip()
         if "overhead" in line and "hello-Flask request" in line:
             overhead = line.split(":", 1)[1].strip()
         m = LINE.match(line.strip())
@@ -50,7 +53,9 @@ def main():
         for u in units:
             cells.append("%.0f" % statistics.median(metrics[u]) if u in metrics else "")
         out.append("| %s | %s |" % (name, " | ".join(cells)))
-    out += ["", "Interrupt checks on a hello-Flask request (TestInterruptOverhead): " + (overhead or "not measured"), ""]
+    out += ["", "Interrupt checks on a hello-Flask request (TestInterruptOverhead): " + (overhead or "not measured"),
+            "", "Neighbour p99 beside a runaway tenant, median of 3 rounds (TestNeighbourIsolation; target 1.5x): "
+            + (neighbour or "not measured"), ""]
     text = "\n".join(out)
     splice(os.path.join(HERE, "RESULTS.md"), "go-benchmarks", text)
     host = runs.get("BenchmarkHostOverhead", {})

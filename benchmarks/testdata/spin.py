@@ -1,0 +1,3 @@
+def app(environ, start_response):
+    while True:
+        pass
