@@ -31,9 +31,9 @@ def main():
     neighbour = ""
     for line in proc.stdout.splitlines():
         if "median p99 ratio" in line:
-            neighbour = line.split(":", 1)[1].strip()
+            neighbour = line.split(": ", 1)[1].strip()
         if "overhead" in line and "hello-Flask request" in line:
-            overhead = line.split(":", 1)[1].strip()
+            overhead = line.split(": ", 1)[1].strip()
         m = LINE.match(line.strip())
         if not m:
             continue
