@@ -37,7 +37,9 @@ func newInterrupter(mem *linearMemory, addr uint32) (*interrupter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &interrupter{word: word, unregister: unregister, stopped: make(chan struct{})}, nil
+	it := &interrupter{word: word, unregister: unregister, stopped: make(chan struct{})}
+	mem.beforeFree = it.detach
+	return it, nil
 }
 
 // raise asks the guest to check in at its next loop head.

@@ -21,9 +21,10 @@ const wasmPage = 64 << 10
 //
 // A grow past the cap fails; CPython then raises MemoryError.
 type linearMemory struct {
-	reserved []byte // the whole reservation
-	size     uint64 // bytes accessible now
-	peak     *atomic.Uint64
+	reserved   []byte // the whole reservation
+	size       uint64 // bytes accessible now
+	peak       *atomic.Uint64
+	beforeFree func() // stops every writer of the memory from outside the guest
 }
 
 func newLinearMemory(capBytes uint64, peak *atomic.Uint64) (*linearMemory, error) {
@@ -58,8 +59,13 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	return m.reserved[:size:size]
 }
 
-// Free implements experimental.LinearMemory.
+// Free implements experimental.LinearMemory. wazero calls it when the
+// module closes, also on its own (proc_exit), so the epoch thread and
+// deadline timers are detached here, before the pages go away.
 func (m *linearMemory) Free() {
+	if m.beforeFree != nil {
+		m.beforeFree()
+	}
 	if m.reserved != nil {
 		syscall.Munmap(m.reserved)
 		m.reserved = nil
