@@ -2,6 +2,7 @@ package hostabi
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/tetratelabs/wazero"
@@ -34,23 +35,11 @@ var (
 	}
 )
 
-// Validate checks a compiled reactor against the ABI once, at load: every
-// required export with its signature, a memory export, and no wsgi_host
-// import this host does not define (or defines with another signature).
+// Validate checks a compiled reactor against the ABI once, at load: no
+// wsgi_host import this host does not define (or defines with another
+// signature), every required export with its signature (in name order, so
+// the error is always the same), and a memory export.
 func Validate(m wazero.CompiledModule) error {
-	exports := m.ExportedFunctions()
-	for name, want := range GuestExports {
-		f, ok := exports[name]
-		if !ok {
-			return fmt.Errorf("hostabi: reactor module lacks export %q (ABI.md \"Guest exports\")", name)
-		}
-		if got := (Signature{f.ParamTypes(), f.ResultTypes()}); !got.equal(want) {
-			return fmt.Errorf("hostabi: export %q has signature %v, ABI.md says %v", name, got, want)
-		}
-	}
-	if len(m.ExportedMemories()) == 0 {
-		return fmt.Errorf("hostabi: reactor module exports no memory")
-	}
 	for _, f := range m.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		if mod != ModuleName {
@@ -63,6 +52,20 @@ func Validate(m wazero.CompiledModule) error {
 		if got := (Signature{f.ParamTypes(), f.ResultTypes()}); !got.equal(want) {
 			return fmt.Errorf("hostabi: import %s.%s has signature %v, ABI.md says %v", mod, name, got, want)
 		}
+	}
+	exports := m.ExportedFunctions()
+	for _, name := range slices.Sorted(maps.Keys(GuestExports)) {
+		want := GuestExports[name]
+		f, ok := exports[name]
+		if !ok {
+			return fmt.Errorf("hostabi: reactor module lacks export %q (ABI.md \"Guest exports\")", name)
+		}
+		if got := (Signature{f.ParamTypes(), f.ResultTypes()}); !got.equal(want) {
+			return fmt.Errorf("hostabi: export %q has signature %v, ABI.md says %v", name, got, want)
+		}
+	}
+	if len(m.ExportedMemories()) == 0 {
+		return fmt.Errorf("hostabi: reactor module exports no memory")
 	}
 	return nil
 }
