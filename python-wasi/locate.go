@@ -74,20 +74,28 @@ func Locate(dir string) (Interpreter, error) {
 	return in, nil
 }
 
-// findRecipe walks up from the working directory to the folder holding
+// findRecipe walks up from the working directory, then from the running
+// executable's folder (bin/wsgi-wasm in a checkout), to the folder holding
 // python-wasi/build.sh.
 func findRecipe() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("pythonwasi: %w", err)
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
 	}
-	for d := wd; ; d = filepath.Dir(d) {
-		candidate := filepath.Join(d, "python-wasi")
-		if _, err := os.Stat(filepath.Join(candidate, "build.sh")); err == nil {
-			return candidate, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("pythonwasi: no python-wasi/build.sh above %s; set %s or pass the interpreter folder", wd, EnvDir)
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, start := range starts {
+		for d := start; ; d = filepath.Dir(d) {
+			candidate := filepath.Join(d, "python-wasi")
+			if _, err := os.Stat(filepath.Join(candidate, "build.sh")); err == nil {
+				return candidate, nil
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
 		}
 	}
+	return "", fmt.Errorf("pythonwasi: no python-wasi/build.sh above %s; set %s or pass the interpreter folder",
+		strings.Join(starts, " or "), EnvDir)
 }
