@@ -211,3 +211,28 @@ type discardRecorder struct {
 func (d *discardRecorder) Header() http.Header         { return d.header }
 func (d *discardRecorder) WriteHeader(int)             {}
 func (d *discardRecorder) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
+
+// BenchmarkFlaskColdStart is one new instance of the Flask example: the
+// interpreter started and the app imported, from the .pyc that CompileApp
+// made and from source (compiled in the guest at every start).
+func BenchmarkFlaskColdStart(b *testing.B) {
+	e := engine(b, "shipped")
+	if _, err := os.Stat(filepath.Join(flaskDir, "site-packages")); err != nil {
+		b.Skip("flask not vendored")
+	}
+	pyc, err := e.CompileApp(context.Background(), flaskDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, dir := range map[string]string{"pyc": pyc, "source": ""} {
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				inst, err := e.NewInstance(context.Background(), runtime.AppConfig{App: "app:app", Dir: flaskDir, PycacheDir: dir})
+				if err != nil {
+					b.Fatal(err)
+				}
+				inst.Close(context.Background())
+			}
+		})
+	}
+}

@@ -15,18 +15,7 @@ import (
 // examples/tenants (its site-packages vendored by examples/vendor.sh).
 func frameworkInstance(t *testing.T, tenant, app string, validate bool) (*runtime.Instance, *logLines) {
 	t.Helper()
-	dir := "../examples/tenants/" + tenant
-	if _, err := os.Stat(dir + "/site-packages"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not vendored under CI: %v", tenant, err)
-		}
-		t.Skipf("run examples/vendor.sh first: %v", err)
-	}
-	eng := testEngine(t)
-	pyc, err := eng.CompileApp(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, dir, pyc := vendoredTenant(t, tenant)
 	logs := &logLines{}
 	start := time.Now()
 	inst, err := eng.NewInstance(context.Background(), runtime.AppConfig{App: app, Dir: dir, PycacheDir: pyc, Log: logs.log, Validate: validate})
@@ -36,6 +25,25 @@ func frameworkInstance(t *testing.T, tenant, app string, validate bool) (*runtim
 	t.Logf("%s: instance with the app imported in %v", tenant, time.Since(start))
 	t.Cleanup(func() { inst.Close(context.Background()) })
 	return inst, logs
+}
+
+// vendoredTenant returns an example tenant's folder and its compiled .pyc;
+// its site-packages must have been vendored (a failure under CI).
+func vendoredTenant(t *testing.T, tenant string) (eng *runtime.Engine, dir, pyc string) {
+	t.Helper()
+	dir = "../examples/tenants/" + tenant
+	if _, err := os.Stat(dir + "/site-packages"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not vendored under CI: %v", tenant, err)
+		}
+		t.Skipf("run examples/vendor.sh first: %v", err)
+	}
+	eng = testEngine(t)
+	pyc, err := eng.CompileApp(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, dir, pyc
 }
 
 // withValidator runs a test with the app as is and wrapped in
@@ -94,18 +102,7 @@ func TestDjangoAppWithSQLite(t *testing.T) { withValidator(t, testDjangoApp) }
 
 func testDjangoApp(t *testing.T, validate bool) {
 	data := t.TempDir()
-	dir := "../examples/tenants/django"
-	if _, err := os.Stat(dir + "/site-packages"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("django not vendored under CI: %v", err)
-		}
-		t.Skipf("run examples/vendor.sh first: %v", err)
-	}
-	eng := testEngine(t)
-	pyc, err := eng.CompileApp(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, dir, pyc := vendoredTenant(t, "django")
 	logs := &logLines{}
 	p := eng.NewPool(runtime.AppConfig{App: "mysite.wsgi:application", Dir: dir, DataDir: data, PycacheDir: pyc, Log: logs.log, Validate: validate},
 		runtime.PoolConfig{MaxInstances: 1, MaxRequests: 3, RequestTimeout: time.Minute})
