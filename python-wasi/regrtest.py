@@ -137,13 +137,13 @@ def main():
                 status = "crash" if status == "fail" else status
                 tail = [l for l in out.strip().splitlines() if l.strip()][-1:] or ["(no output)"]
                 classes.setdefault(("(whole module)", tail[0][:160]), []).append(module)
-            rows.append((module, status, ran, ran - failed - c["skipped"], failed, c["skipped"], seconds))
-            for left_out, why in UNITTEST_MODULES.get(module, ([], {}))[1].items():
-                classes.setdefault((why, "(not loaded)"), []).append(left_out)
             m = re.search(r"^(test_\w+) skipped -- (.*)$", out, re.M)
             if m and ran == 0:
                 status = "skipped"
                 classes.setdefault(("whole module skipped by CPython's test support", m.group(2)), []).append(module)
+            rows.append((module, status, ran, ran - failed - c["skipped"], failed, c["skipped"], seconds))
+            for left_out, why in UNITTEST_MODULES.get(module, ([], {}))[1].items():
+                classes.setdefault((why, "(not loaded)"), []).append(left_out)
             for test_id, exc in failure_lines(out):
                 classes.setdefault((explain(reasons, exc), exc[:160]), []).append(test_id)
             print(f"{module}: {status}, ran {ran}, failed {failed}, skipped {c['skipped']}, {seconds:.0f} s",
