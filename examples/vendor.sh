@@ -4,7 +4,8 @@
 # system-wide), into each tenant's site-packages/ (git-ignored).
 #   examples/vendor.sh            all tenants below
 # Compiled speedups (*.so) are removed: the sandbox loads no native code, and
-# the packages fall back to their pure-Python versions.
+# the packages fall back to their pure-Python versions. Symbolic links are
+# removed too (the runtime refuses app folders that contain any).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${WSGI_WASM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wsgi-wasm}/debs
@@ -60,5 +61,8 @@ for t in "${!MODULES[@]}"; do
 		cp -r "$dist/$m" "$dest/"
 	done
 	find "$dest" \( -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
+	# Debian links some assets to system-wide copies (werkzeug's debugger
+	# jquery.js); the runtime refuses app folders with symbolic links.
+	find "$dest" -type l -delete
 	echo "vendor: $t: ${MODULES[$t]}" >&2
 done

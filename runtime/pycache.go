@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -14,11 +15,15 @@ import (
 	"time"
 )
 
+// ErrSymlinkInApp refuses an app folder that contains a symbolic link.
+var ErrSymlinkInApp = errors.New("runtime: app folder contains a symbolic link")
+
 // GuestPycacheDir is where compiled app code is mounted, read-only; the
 // reactor sets sys.pycache_prefix to it (ABI.md "Guest file system").
 const GuestPycacheDir = "/pyc"
 
-// CompileApp compiles every .py file of an app folder to .pyc with the
+// CompileApp checks an app folder (no symbolic links anywhere in it) and
+// compiles every .py file of an app folder to .pyc with the
 // guest's own interpreter, once per content: the result is cached outside
 // the folder, in a directory named by a hash of the folder's Python sources
 // and the interpreter, and returned for AppConfig.PycacheDir. Importing Flask
@@ -77,6 +82,11 @@ func (e *Engine) sourceHash(dir string) (string, error) {
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			// The guest would not see it (confinedFS) and it may point out of
+			// the folder: refuse the app at load, naming the link.
+			return fmt.Errorf("%w: %s", ErrSymlinkInApp, p)
 		}
 		if d.IsDir() || !strings.HasSuffix(p, ".py") {
 			return nil
