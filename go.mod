@@ -3,6 +3,7 @@ module github.com/wsgi-wasm/wsgi-wasm
 go 1.25.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/dgraph-io/ristretto/v2 v2.4.2
 	github.com/google/go-cmp v0.7.0
 	github.com/tetratelabs/wazero v1.12.0

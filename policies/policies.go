@@ -1,0 +1,112 @@
+// Package policies holds the limits and permissions a tenant runs under:
+// named presets, a tenant's overrides, and the operator's server-wide
+// ceiling that no tenant may exceed. Plain data and validation only.
+package policies
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Policy is what one tenant may use.
+type Policy struct {
+	RequestTimeout time.Duration // per request, in the guest
+	MemoryMB       int           // linear memory cap of each instance
+	MaxBodyBytes   int64         // request body limit (413 above)
+	MaxInstances   int           // concurrent instances
+	QueueLength    int           // requests waiting for an instance (503 above)
+	WritableData   bool          // a writable data folder at /data
+}
+
+// Presets are the named policies a tenant can start from.
+var Presets = map[string]Policy{
+	"default": {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 4, QueueLength: 64, WritableData: false},
+	"strict":  {RequestTimeout: 5 * time.Second, MemoryMB: 128, MaxBodyBytes: 1 << 20, MaxInstances: 1, QueueLength: 8, WritableData: false},
+	"data":    {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 2, QueueLength: 64, WritableData: true},
+}
+
+// DefaultCeiling is the server-wide ceiling when the operator sets none.
+var DefaultCeiling = Policy{RequestTimeout: 5 * time.Minute, MemoryMB: 2048, MaxBodyBytes: 1 << 30, MaxInstances: 16, QueueLength: 1024, WritableData: true}
+
+// Overrides are a tenant's changes to its preset; nil fields keep it.
+type Overrides struct {
+	RequestTimeout *time.Duration
+	MemoryMB       *int
+	MaxBodyBytes   *int64
+	MaxInstances   *int
+	QueueLength    *int
+	WritableData   *bool
+}
+
+// FieldError names the policy key that is wrong and why.
+type FieldError struct {
+	Key, Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("policy.%s: %s", e.Key, e.Reason) }
+
+// Resolve applies overrides to the named preset and checks the result
+// against the ceiling: a tenant can tighten what the operator allows, never
+// loosen it.
+func Resolve(preset string, o Overrides, ceiling Policy) (Policy, error) {
+	if preset == "" {
+		preset = "default"
+	}
+	p, ok := Presets[preset]
+	if !ok {
+		return Policy{}, &FieldError{Key: "preset", Reason: fmt.Sprintf("unknown preset %q (have %s)", preset, presetNames())}
+	}
+	if o.RequestTimeout != nil {
+		p.RequestTimeout = *o.RequestTimeout
+	}
+	if o.MemoryMB != nil {
+		p.MemoryMB = *o.MemoryMB
+	}
+	if o.MaxBodyBytes != nil {
+		p.MaxBodyBytes = *o.MaxBodyBytes
+	}
+	if o.MaxInstances != nil {
+		p.MaxInstances = *o.MaxInstances
+	}
+	if o.QueueLength != nil {
+		p.QueueLength = *o.QueueLength
+	}
+	if o.WritableData != nil {
+		p.WritableData = *o.WritableData
+	}
+	return p, p.within(ceiling)
+}
+
+func (p Policy) within(c Policy) error {
+	checks := []struct {
+		key       string
+		bad       bool
+		low, high any
+	}{
+		{"request_timeout", p.RequestTimeout <= 0 || p.RequestTimeout > c.RequestTimeout, p.RequestTimeout, c.RequestTimeout},
+		{"memory_mb", p.MemoryMB < 32 || p.MemoryMB > c.MemoryMB, p.MemoryMB, c.MemoryMB},
+		{"max_body_bytes", p.MaxBodyBytes < 0 || p.MaxBodyBytes > c.MaxBodyBytes, p.MaxBodyBytes, c.MaxBodyBytes},
+		{"max_instances", p.MaxInstances < 1 || p.MaxInstances > c.MaxInstances, p.MaxInstances, c.MaxInstances},
+		{"queue_length", p.QueueLength < 0 || p.QueueLength > c.QueueLength, p.QueueLength, c.QueueLength},
+	}
+	for _, ch := range checks {
+		if ch.bad {
+			return &FieldError{Key: ch.key, Reason: fmt.Sprintf("%v is outside what the server allows (at most %v)", ch.low, ch.high)}
+		}
+	}
+	if p.WritableData && !c.WritableData {
+		return &FieldError{Key: "writable_data", Reason: "the server does not allow writable data folders"}
+	}
+	return nil
+}
+
+func presetNames() string {
+	names := make([]string, 0, len(Presets))
+	for n := range Presets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,183 @@
+// Package tenants reads a tenant's folder: its tenant.toml (strict: unknown
+// keys are errors), validated into an immutable Tenant. Every error names
+// the file, the key and the reason. Plain data; no wazero.
+package tenants
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+)
+
+// FileName is the tenant's configuration file inside its folder.
+const FileName = "tenant.toml"
+
+// Tenant is one app folder, validated.
+type Tenant struct {
+	Name       string // the folder's name
+	Dir        string // absolute
+	App        string // module:callable
+	Hosts      []string
+	PathPrefix string // "" or "/prefix" without a trailing slash
+	Env        map[string]string
+	Policy     policies.Policy
+	Pool       Pool
+	Static     map[string]string // URL prefix -> folder inside Dir
+}
+
+// Pool sizes the tenant's instances.
+type Pool struct {
+	MinWarm, MaxRequests, MaxRequestsJitter int
+}
+
+// file mirrors tenant.toml.
+type file struct {
+	App        string            `toml:"app"`
+	Hosts      []string          `toml:"hosts"`
+	PathPrefix string            `toml:"path_prefix"`
+	Env        map[string]string `toml:"env"`
+	Policy     policyFile        `toml:"policy"`
+	Pool       struct {
+		MinWarm           int `toml:"min_warm"`
+		MaxRequests       int `toml:"max_requests"`
+		MaxRequestsJitter int `toml:"max_requests_jitter"`
+	} `toml:"pool"`
+	Static map[string]string `toml:"static"`
+}
+
+type policyFile struct {
+	Preset         string    `toml:"preset"`
+	RequestTimeout *duration `toml:"request_timeout"`
+	MemoryMB       *int      `toml:"memory_mb"`
+	MaxBodyBytes   *int64    `toml:"max_body_bytes"`
+	MaxInstances   *int      `toml:"max_instances"`
+	QueueLength    *int      `toml:"queue_length"`
+	WritableData   *bool     `toml:"writable_data"`
+}
+
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("want a duration like \"30s\": %w", err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Error is a problem with one tenant's configuration.
+type Error struct {
+	File, Key, Reason string
+	Line              int // 0 when unknown
+}
+
+func (e *Error) Error() string {
+	where := e.File
+	if e.Line > 0 {
+		where = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if e.Key != "" {
+		return fmt.Sprintf("%s: %s: %s", where, e.Key, e.Reason)
+	}
+	return fmt.Sprintf("%s: %s", where, e.Reason)
+}
+
+var (
+	appPattern  = regexp.MustCompile(`^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(.*\))?$`)
+	hostPattern = regexp.MustCompile(`^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$`)
+	envKey      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// Load reads and validates dir/tenant.toml against the server's ceiling.
+func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(abs, FileName)
+	var f file
+	md, err := toml.DecodeFile(path, &f)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{File: path, Line: pe.Position.Line, Reason: pe.Message}
+		}
+		return nil, &Error{File: path, Reason: err.Error()}
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		return nil, &Error{File: path, Key: undecoded[0].String(), Reason: "unknown key"}
+	}
+	bad := func(key, format string, args ...any) (*Tenant, error) {
+		return nil, &Error{File: path, Key: key, Reason: fmt.Sprintf(format, args...)}
+	}
+	if f.App == "" {
+		return bad("app", "missing; want \"module:callable\"")
+	}
+	if !appPattern.MatchString(f.App) {
+		return bad("app", "%q is not \"module:callable\"", f.App)
+	}
+	if len(f.Hosts) == 0 {
+		return bad("hosts", "missing; list the host names this tenant serves (\"*\" for a default tenant)")
+	}
+	for _, h := range f.Hosts {
+		if !hostPattern.MatchString(strings.ToLower(h)) {
+			return bad("hosts", "%q is not a host name, \"*.domain\" or \"*\"", h)
+		}
+	}
+	prefix := strings.TrimRight(f.PathPrefix, "/")
+	if f.PathPrefix != "" && (!strings.HasPrefix(f.PathPrefix, "/") || strings.Contains(f.PathPrefix, "..")) {
+		return bad("path_prefix", "%q must start with / and not contain ..", f.PathPrefix)
+	}
+	for k := range f.Env {
+		if !envKey.MatchString(k) {
+			return bad("env."+k, "not a valid environment variable name")
+		}
+	}
+	if f.Pool.MinWarm < 0 || f.Pool.MaxRequests < 0 || f.Pool.MaxRequestsJitter < 0 {
+		return bad("pool", "sizes cannot be negative")
+	}
+	for prefix, folder := range f.Static {
+		if !strings.HasPrefix(prefix, "/") {
+			return bad("static."+prefix, "URL prefix must start with /")
+		}
+		clean := filepath.Clean(folder)
+		if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+			return bad("static."+prefix, "folder %q must be inside the tenant folder", folder)
+		}
+		if st, err := os.Stat(filepath.Join(abs, clean)); err != nil || !st.IsDir() {
+			return bad("static."+prefix, "folder %q does not exist in the tenant folder", folder)
+		}
+	}
+	o := policies.Overrides{
+		MemoryMB: f.Policy.MemoryMB, MaxBodyBytes: f.Policy.MaxBodyBytes, MaxInstances: f.Policy.MaxInstances,
+		QueueLength: f.Policy.QueueLength, WritableData: f.Policy.WritableData,
+	}
+	if f.Policy.RequestTimeout != nil {
+		o.RequestTimeout = &f.Policy.RequestTimeout.Duration
+	}
+	pol, err := policies.Resolve(f.Policy.Preset, o, ceiling)
+	if err != nil {
+		var fe *policies.FieldError
+		if errors.As(err, &fe) {
+			return bad("policy."+fe.Key, "%s", fe.Reason)
+		}
+		return nil, err
+	}
+	if f.Pool.MinWarm > pol.MaxInstances {
+		return bad("pool.min_warm", "%d is more than the policy's max_instances %d", f.Pool.MinWarm, pol.MaxInstances)
+	}
+	return &Tenant{
+		Name: filepath.Base(abs), Dir: abs, App: f.App, Hosts: f.Hosts, PathPrefix: prefix,
+		Env: f.Env, Policy: pol, Static: f.Static,
+		Pool: Pool{MinWarm: f.Pool.MinWarm, MaxRequests: f.Pool.MaxRequests, MaxRequestsJitter: f.Pool.MaxRequestsJitter},
+	}, nil
+}

@@ -1,0 +1,94 @@
+package tenants_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/tenants"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, tenants.FileName), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestLoadValid(t *testing.T) {
+	dir := write(t, `
+app = "app:application"
+hosts = ["shop.example.test", "*.shop.example.test"]
+path_prefix = "/shop/"
+[env]
+GREETING = "hi"
+[policy]
+preset = "strict"
+request_timeout = "2s"
+[pool]
+min_warm = 1
+max_requests = 500
+max_requests_jitter = 50
+`)
+	tn, err := tenants.Load(dir, policies.DefaultCeiling)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn.App != "app:application" || tn.PathPrefix != "/shop" || tn.Env["GREETING"] != "hi" ||
+		tn.Policy.RequestTimeout != 2*time.Second || tn.Policy.MemoryMB != policies.Presets["strict"].MemoryMB ||
+		tn.Pool.MaxRequests != 500 || len(tn.Hosts) != 2 {
+		t.Fatalf("loaded %+v", tn)
+	}
+}
+
+// TestLoadErrors: each broken tenant.toml names the file, the key and why.
+func TestLoadErrors(t *testing.T) {
+	for name, tc := range map[string]struct{ body, key, reason string }{
+		"syntax":           {"app = \"a:b\nhosts = [", "", "tenant.toml:"},
+		"unknown key":      {`app = "a:b"` + "\nhosts=[\"*\"]\nworkers = 3\n", "workers", "unknown key"},
+		"unknown nested":   {`app = "a:b"` + "\nhosts=[\"*\"]\n[pool]\nmax = 3\n", "pool.max", "unknown key"},
+		"missing app":      {`hosts = ["*"]`, "app", "missing"},
+		"bad app":          {`app = "app.py"` + "\nhosts=[\"*\"]", "app", "module:callable"},
+		"missing hosts":    {`app = "a:b"`, "hosts", "missing"},
+		"bad host":         {`app = "a:b"` + "\nhosts=[\"exa mple\"]", "hosts", "not a host name"},
+		"bad prefix":       {`app = "a:b"` + "\nhosts=[\"*\"]\npath_prefix = \"x\"", "path_prefix", "must start with /"},
+		"bad env":          {`app = "a:b"` + "\nhosts=[\"*\"]\n[env]\n\"1X\" = \"v\"", "env.1X", "environment variable"},
+		"unknown preset":   {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\npreset = \"lax\"", "policy.preset", "unknown preset"},
+		"over ceiling":     {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nmemory_mb = 99999", "policy.memory_mb", "outside what the server allows"},
+		"bad duration":     {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nrequest_timeout = \"soon\"", "", "duration"},
+		"static outside":   {`app = "a:b"` + "\nhosts=[\"*\"]\n[static]\n\"/s\" = \"../x\"", "static./s", "inside the tenant folder"},
+		"min warm too big": {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\npreset = \"strict\"\n[pool]\nmin_warm = 3", "pool.min_warm", "max_instances"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := write(t, tc.body)
+			_, err := tenants.Load(dir, policies.DefaultCeiling)
+			var te *tenants.Error
+			if !errors.As(err, &te) {
+				t.Fatalf("err = %v, want *tenants.Error", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, filepath.Join(dir, tenants.FileName)) || !strings.Contains(msg, tc.reason) ||
+				(tc.key != "" && te.Key != tc.key) {
+				t.Fatalf("error %q (key %q); want file, key %q and %q", msg, te.Key, tc.key, tc.reason)
+			}
+		})
+	}
+}
+
+func TestWritableDataNeedsCeiling(t *testing.T) {
+	dir := write(t, `app = "a:b"`+"\nhosts=[\"*\"]\n[policy]\nwritable_data = true")
+	ceiling := policies.DefaultCeiling
+	ceiling.WritableData = false
+	if _, err := tenants.Load(dir, ceiling); err == nil || !strings.Contains(err.Error(), "policy.writable_data") {
+		t.Fatalf("err = %v", err)
+	}
+	if tn, err := tenants.Load(dir, policies.DefaultCeiling); err != nil || !tn.Policy.WritableData {
+		t.Fatalf("tenant %+v, err %v", tn, err)
+	}
+}
