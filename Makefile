@@ -6,7 +6,7 @@ BUILD_PYTHON ?= /usr/bin/python3.11
 .PHONY: help python-wasi vendor test serve regrtest speed speed-trials bench-go check build
 
 help:
-	@echo "make serve        build what is missing, then serve the example tenant on 127.0.0.1:8000"
+	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000"
 	@echo "make test         build what is missing, then run every test (what CI runs)"
 	@echo "make python-wasi  build (or reuse from cache) the CPython WASI interpreter"
 	@echo "make vendor       vendor Flask, Bottle and Django from Debian into examples/tenants/*/site-packages"
@@ -29,9 +29,8 @@ test: python-wasi vendor
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
-# Until `serve --tenant-dir` lands, this serves the hello example tenant.
-serve: python-wasi build
-	./bin/wsgi-wasm run --bind 127.0.0.1:8000 examples/tenants/hello app:application
+serve: python-wasi vendor build
+	./bin/wsgi-wasm serve --tenant-dir examples/tenants --data-dir $${XDG_DATA_HOME:-$$HOME/.local/share}/wsgi-wasm/data --bind 127.0.0.1:8000
 
 regrtest: python-wasi build
 	bash python-wasi/regrtest.sh

@@ -41,6 +41,7 @@ func run() int {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log only warnings and errors", EnvVars: []string{"WSGI_WASM_QUIET"}},
 		},
 		Commands: []*cli.Command{
+			serveCommand(logger),
 			runCommand(logger),
 			pythonCommand(logger, &exitCode),
 			{

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/server"
+)
+
+// serveCommand serves every tenant of a folder, routed by Host.
+func serveCommand(logger *slog.Logger) *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve every tenant folder below --tenant-dir, routed by Host and path prefix",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "tenant-dir", Required: true, Usage: "`FOLDER` holding one folder per tenant, each with a tenant.toml", EnvVars: []string{"WSGI_WASM_TENANT_DIR"}},
+			&cli.StringSliceFlag{Name: "bind", Aliases: []string{"b"}, Value: cli.NewStringSlice("127.0.0.1:8000"), Usage: "listen on `ADDRESS` (repeatable)", EnvVars: []string{"WSGI_WASM_BIND"}},
+			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` for tenants' writable data folders (one per tenant, if their policy grants it)", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
+			&cli.Int64Flag{Name: "memory-budget-mb", Value: 4096, Usage: "linear memory all warm instances may hold together; the least useful tenants are evicted beyond it", EnvVars: []string{"WSGI_WASM_MEMORY_BUDGET_MB"}},
+			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
+		},
+		Action: func(c *cli.Context) error {
+			interp, err := pythonwasi.Locate(c.String("python-dir"))
+			if err != nil {
+				return err
+			}
+			eng, err := runtime.New(c.Context, runtime.Options{Interpreter: interp, CacheDir: c.String("cache-dir"), Logger: logger})
+			if err != nil {
+				return err
+			}
+			defer eng.Close(context.Background())
+			srv, err := server.New(c.Context, eng, server.Config{
+				TenantDir: c.String("tenant-dir"), Ceiling: policies.DefaultCeiling, DataDir: c.String("data-dir"),
+				MemoryBudget: c.Int64("memory-budget-mb") << 20, Logger: logger,
+			})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 16}
+			g, ctx := errgroup.WithContext(c.Context)
+			for _, addr := range c.StringSlice("bind") {
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					return err
+				}
+				logger.Info("serving", "bind", ln.Addr().String(), "tenant_dir", c.String("tenant-dir"))
+				g.Go(func() error {
+					if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+						return err
+					}
+					return nil
+				})
+			}
+			g.Go(func() error {
+				<-ctx.Done()
+				logger.Info("shutting down: draining in-flight requests")
+				sctx, cancel := context.WithTimeout(context.Background(), c.Duration("graceful-timeout"))
+				defer cancel()
+				return hs.Shutdown(sctx)
+			})
+			return g.Wait()
+		},
+	}
+}

@@ -1,0 +1,285 @@
+// Package server is the HTTP front of `wsgi-wasm serve`: it loads every
+// tenant of a folder, routes each request by Host and then by the longest
+// path prefix, applies the tenant's policy (body limit, deadline) and hands
+// the request to the tenant's pool in the runtime's warm set.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/tenants"
+)
+
+// Config is the server-wide configuration.
+type Config struct {
+	TenantDir string
+	Ceiling   policies.Policy
+	// MemoryBudget bounds the linear memory of all warm instances (bytes).
+	MemoryBudget int64
+	// DataDir holds each tenant's writable data folder (DataDir/<tenant>).
+	DataDir string
+	Logger  *slog.Logger
+}
+
+// Server routes requests to tenants. Create it with New; it is an
+// http.Handler.
+type Server struct {
+	cfg    Config
+	engine *runtime.Engine
+	warm   *runtime.WarmSet
+	log    *slog.Logger
+
+	mu      sync.RWMutex
+	routes  []route           // most specific first
+	broken  map[string]string // host -> why its tenant failed to load
+	tenants map[string]*loaded
+}
+
+type loaded struct {
+	tenant  *tenants.Tenant
+	app     runtime.AppConfig
+	pool    runtime.PoolConfig
+	guestLg hostabi.Logger
+}
+
+type route struct {
+	host   string // exact, "*.suffix" or "*"
+	prefix string
+	name   string
+}
+
+// New loads the tenants of cfg.TenantDir. A tenant that fails to load is
+// logged with its file, key and reason, and answers 503 for its hosts;
+// the others serve.
+func New(ctx context.Context, engine *runtime.Engine, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	warm, err := engine.NewWarmSet(cfg.MemoryBudget)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, engine: engine, warm: warm, log: cfg.Logger}
+	if err := s.load(ctx); err != nil {
+		warm.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) load(ctx context.Context) error {
+	entries, err := os.ReadDir(s.cfg.TenantDir)
+	if err != nil {
+		return fmt.Errorf("server: tenant folder: %w", err)
+	}
+	loadedTenants := map[string]*loaded{}
+	broken := map[string]string{}
+	var routes []route
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(s.cfg.TenantDir, e.Name())
+		if _, err := os.Stat(filepath.Join(dir, tenants.FileName)); err != nil {
+			continue
+		}
+		t, err := tenants.Load(dir, s.cfg.Ceiling)
+		if err != nil {
+			s.log.Error("tenant not loaded", "tenant", e.Name(), "err", err)
+			for _, h := range hostsOf(dir) {
+				broken[h] = err.Error()
+			}
+			continue
+		}
+		l, err := s.prepare(ctx, t)
+		if err != nil {
+			s.log.Error("tenant not loaded", "tenant", t.Name, "err", err)
+			for _, h := range t.Hosts {
+				broken[strings.ToLower(h)] = err.Error()
+			}
+			continue
+		}
+		loadedTenants[t.Name] = l
+		for _, h := range t.Hosts {
+			routes = append(routes, route{host: strings.ToLower(h), prefix: t.PathPrefix, name: t.Name})
+		}
+		s.log.Info("tenant loaded", "tenant", t.Name, "app", t.App, "hosts", t.Hosts, "prefix", t.PathPrefix)
+	}
+	sort.SliceStable(routes, func(i, j int) bool {
+		if a, b := hostRank(routes[i].host), hostRank(routes[j].host); a != b {
+			return a > b
+		}
+		return len(routes[i].prefix) > len(routes[j].prefix)
+	})
+	s.mu.Lock()
+	s.routes, s.broken, s.tenants = routes, broken, loadedTenants
+	s.mu.Unlock()
+	return nil
+}
+
+// prepare compiles the tenant's code and derives its runtime config.
+func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error) {
+	pyc, err := s.engine.CompileApp(ctx, t.Dir)
+	if err != nil {
+		return nil, err
+	}
+	log := s.log.With("tenant", t.Name)
+	guestLog := newRateLimitedLog(log)
+	app := runtime.AppConfig{
+		App: t.App, Dir: t.Dir, Env: t.Env, PycacheDir: pyc, Log: guestLog,
+		MemoryLimit: uint64(t.Policy.MemoryMB) << 20,
+	}
+	if t.Policy.WritableData {
+		if s.cfg.DataDir == "" {
+			return nil, errors.New("server: tenant wants a writable data folder but the server has no --data-dir")
+		}
+		app.DataDir = filepath.Join(s.cfg.DataDir, t.Name)
+		if err := os.MkdirAll(app.DataDir, 0o750); err != nil {
+			return nil, err
+		}
+	}
+	pool := runtime.PoolConfig{
+		MinWarm: t.Pool.MinWarm, MaxInstances: t.Policy.MaxInstances, QueueLength: t.Policy.QueueLength,
+		MaxRequests: t.Pool.MaxRequests, MaxRequestsJitter: t.Pool.MaxRequestsJitter, RequestTimeout: t.Policy.RequestTimeout,
+	}
+	return &loaded{tenant: t, app: app, pool: pool, guestLg: guestLog}, nil
+}
+
+// hostRank orders exact hosts before wildcards before the catch-all, and
+// longer wildcards before shorter ones.
+func hostRank(h string) int {
+	switch {
+	case h == "*":
+		return 0
+	case strings.HasPrefix(h, "*."):
+		return 1 + len(h)
+	default:
+		return 1 << 20
+	}
+}
+
+func hostMatches(pattern, host string) bool {
+	switch {
+	case pattern == "*":
+		return true
+	case strings.HasPrefix(pattern, "*."):
+		return strings.HasSuffix(host, pattern[1:])
+	default:
+		return pattern == host
+	}
+}
+
+// hostsOf reads the hosts of a tenant.toml that did not validate, so that
+// its hosts answer 503 instead of falling through to another tenant.
+func hostsOf(dir string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, tenants.FileName))
+	if err != nil {
+		return nil
+	}
+	var hosts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "hosts") {
+			continue
+		}
+		for _, part := range strings.Split(line, "\"")[1:] {
+			if p := strings.TrimSpace(part); p != "" && !strings.ContainsAny(p, ",[]=") {
+				hosts = append(hosts, strings.ToLower(p))
+			}
+		}
+	}
+	return hosts
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := strings.ToLower(r.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	s.mu.RLock()
+	var match *route
+	for i := range s.routes {
+		rt := &s.routes[i]
+		if hostMatches(rt.host, host) && pathUnder(r.URL.Path, rt.prefix) {
+			match = rt
+			break
+		}
+	}
+	why, broken := s.broken[host]
+	var l *loaded
+	if match != nil {
+		l = s.tenants[match.name]
+	}
+	s.mu.RUnlock()
+	if broken && (match == nil || match.host != host) {
+		s.log.Warn("request for a tenant that failed to load", "host", host, "why", why)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if l == nil {
+		http.NotFound(w, r)
+		return
+	}
+	if l.tenant.Policy.MaxBodyBytes > 0 {
+		if r.ContentLength > l.tenant.Policy.MaxBodyBytes {
+			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, l.tenant.Policy.MaxBodyBytes)
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	pool := s.warm.Pool(match.name, l.app, l.pool)
+	pool.ServeHTTP(sw, r, runtime.RequestInfo{ScriptName: match.prefix}, l.guestLg)
+	s.log.Info("access", "tenant", match.name, "remote", r.RemoteAddr, "method", r.Method,
+		"path", r.URL.RequestURI(), "status", sw.status, "bytes", sw.bytes, "seconds", time.Since(start).Seconds())
+}
+
+func pathUnder(path, prefix string) bool {
+	return prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+// Close closes every tenant's instances.
+func (s *Server) Close() { s.warm.Close() }
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (flush,
+// deadlines, full duplex).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,96 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/server"
+)
+
+const echoApp = `
+def application(environ, start_response):
+    body = ("%s|%s|%s" % (TAG, environ["SCRIPT_NAME"], environ["PATH_INFO"])).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+`
+
+// tenantDir makes a tenant folder tree: name -> tenant.toml body.
+func tenantDir(t *testing.T, tenants map[string]string) string {
+	root := t.TempDir()
+	for name, toml := range tenants {
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		app := "TAG = " + `"` + name + `"` + "\n" + echoApp
+		if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(app), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "tenant.toml"), []byte(toml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestRoutingAndBrokenTenants(t *testing.T) {
+	in := testinterp.Require(t)
+	eng, err := runtime.New(context.Background(), runtime.Options{Interpreter: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	root := tenantDir(t, map[string]string{
+		"shop":    "app = \"app:application\"\nhosts = [\"shop.test\"]\n",
+		"blog":    "app = \"app:application\"\nhosts = [\"shop.test\"]\npath_prefix = \"/blog\"\n",
+		"wild":    "app = \"app:application\"\nhosts = [\"*.wild.test\"]\n[policy]\nmax_body_bytes = 10\n",
+		"broken":  "app = \"app:application\"\nhosts = [\"broken.test\"]\nworkers = 2\n",
+		"noimprt": "app = \"missing_module:app\"\nhosts = [\"noimport.test\"]\n",
+	})
+	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	do := func(host, method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, c := range []struct {
+		host, method, path, body string
+		code                     int
+		want                     string
+	}{
+		{"shop.test", "GET", "/cart", "", 200, "shop||/cart"},
+		{"shop.test", "GET", "/blog/post/1", "", 200, "blog|/blog|/post/1"},
+		{"shop.test", "GET", "/blogger", "", 200, "shop||/blogger"},
+		{"a.wild.test", "GET", "/x", "", 200, "wild||/x"},
+		{"a.wild.test", "POST", "/x", "more than ten bytes", 413, ""},
+		{"unknown.test", "GET", "/", "", 404, ""},
+		{"broken.test", "GET", "/", "", 503, ""},
+		{"noimport.test", "GET", "/", "", 503, ""},
+	} {
+		code, body := do(c.host, c.method, c.path, c.body)
+		if code != c.code || (c.want != "" && body != c.want) {
+			t.Errorf("%s %s%s: %d %q, want %d %q", c.method, c.host, c.path, code, body, c.code, c.want)
+		}
+	}
+}
