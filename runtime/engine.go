@@ -16,6 +16,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -73,6 +74,7 @@ type Engine struct {
 	compiled map[string]wazero.CompiledModule
 
 	dataLocks sync.Map // host data folder -> chan struct{} (capacity 1)
+	started   atomic.Int64
 
 	reactorOnce sync.Once
 	reactorMod  wazero.CompiledModule
@@ -276,6 +278,9 @@ func baseModuleConfig() wazero.ModuleConfig {
 		WithSysNanosleep().
 		WithRandSource(rand.Reader)
 }
+
+// InstancesStarted counts instances whose app was imported successfully.
+func (e *Engine) InstancesStarted() int64 { return e.started.Load() }
 
 // dataLock returns the lock of a writable data folder. WASI preview 1 has no
 // file locks, so SQLite in one instance cannot exclude another: the host

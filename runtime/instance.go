@@ -177,6 +177,7 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 	if code := int32(res[0]); code != hostabi.InitOK {
 		return fail("runtime: wsgi_init of %s failed (result %d)", cfg.App, code)
 	}
+	e.started.Add(1)
 	return inst, nil
 }
 

@@ -43,6 +43,8 @@ type Server struct {
 	warm   *runtime.WarmSet
 	log    *slog.Logger
 
+	metrics *metrics
+
 	mu      sync.RWMutex
 	routes  []route           // most specific first
 	broken  map[string]string // host -> why its tenant failed to load
@@ -74,6 +76,7 @@ func New(ctx context.Context, engine *runtime.Engine, cfg Config) (*Server, erro
 		return nil, err
 	}
 	s := &Server{cfg: cfg, engine: engine, warm: warm, log: cfg.Logger}
+	s.metrics = newMetrics(s)
 	if err := s.load(ctx); err != nil {
 		warm.Close()
 		return nil, err
@@ -245,8 +248,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
+	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
+	inFlight.Inc()
 	pool := s.warm.Pool(match.name, l.app, l.pool)
-	pool.ServeHTTP(sw, r, runtime.RequestInfo{ScriptName: match.prefix}, l.guestLg)
+	o := pool.ServeHTTP(sw, r, runtime.RequestInfo{ScriptName: match.prefix}, l.guestLg)
+	inFlight.Dec()
+	s.metrics.observe(match.name, sw.status, time.Since(start), o)
 	s.log.Info("access", "tenant", match.name, "remote", r.RemoteAddr, "method", r.Method,
 		"path", r.URL.RequestURI(), "status", sw.status, "bytes", sw.bytes, "seconds", time.Since(start).Seconds())
 }

@@ -93,4 +93,22 @@ func TestRoutingAndBrokenTenants(t *testing.T) {
 			t.Errorf("%s %s%s: %d %q, want %d %q", c.method, c.host, c.path, code, body, c.code, c.want)
 		}
 	}
+
+	admin := httptest.NewServer(srv.AdminHandler())
+	defer admin.Close()
+	for path, want := range map[string]string{
+		"/livez":   "ok",
+		"/readyz":  "ok",
+		"/metrics": `wsgi_wasm_requests_total{code="2xx",tenant="shop"} 2`,
+	} {
+		resp, err := http.Get(admin.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("GET %s: %d, want %q in:\n%.2000s", path, resp.StatusCode, want, b)
+		}
+	}
 }

@@ -27,6 +27,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.StringSliceFlag{Name: "bind", Aliases: []string{"b"}, Value: cli.NewStringSlice("127.0.0.1:8000"), Usage: "listen on `ADDRESS` (repeatable)", EnvVars: []string{"WSGI_WASM_BIND"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` for tenants' writable data folders (one per tenant, if their policy grants it)", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.Int64Flag{Name: "memory-budget-mb", Value: 4096, Usage: "linear memory all warm instances may hold together; the least useful tenants are evicted beyond it", EnvVars: []string{"WSGI_WASM_MEMORY_BUDGET_MB"}},
+			&cli.StringFlag{Name: "admin-bind", Value: "127.0.0.1:9090", Usage: "listen on `ADDRESS` for /metrics, /livez and /readyz (empty: off)", EnvVars: []string{"WSGI_WASM_ADMIN_BIND"}},
 			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
 		},
 		Action: func(c *cli.Context) error {
@@ -62,8 +63,26 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 					return nil
 				})
 			}
+			var admin *http.Server
+			if addr := c.String("admin-bind"); addr != "" {
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					return err
+				}
+				admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+				logger.Info("admin listener", "bind", ln.Addr().String(), "paths", "/metrics /livez /readyz")
+				g.Go(func() error {
+					if err := admin.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+						return err
+					}
+					return nil
+				})
+			}
 			g.Go(func() error {
 				<-ctx.Done()
+				if admin != nil {
+					defer admin.Close()
+				}
 				logger.Info("shutting down: draining in-flight requests")
 				sctx, cancel := context.WithTimeout(context.Background(), c.Duration("graceful-timeout"))
 				defer cancel()

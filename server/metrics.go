@@ -1,0 +1,86 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+)
+
+// metrics are the server's Prometheus series. The only label with many
+// values is tenant, bounded by the number of tenant folders; codes are
+// grouped by class (2xx..5xx), so series stay at a few per tenant even with
+// hundreds of tenants.
+type metrics struct {
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
+	durations *prometheus.HistogramVec
+	inFlight  *prometheus.GaugeVec
+	failures  *prometheus.CounterVec
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsgi_wasm_requests_total", Help: "Requests answered, by tenant and status class.",
+		}, []string{"tenant", "code"}),
+		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "wsgi_wasm_request_duration_seconds", Help: "Time from routing to the end of the response, by tenant.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"tenant"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wsgi_wasm_requests_in_flight", Help: "Requests being served, by tenant.",
+		}, []string{"tenant"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsgi_wasm_guest_failures_total", Help: "Guest calls that trapped, exited or passed their deadline, by tenant.",
+		}, []string{"tenant", "kind"}),
+	}
+	m.registry.MustRegister(m.requests, m.durations, m.inFlight, m.failures,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_warm_tenants", Help: "Tenants with a pool in the warm set."},
+			func() float64 { return float64(s.warm.Stats().Tenants) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_warm_memory_bytes", Help: "Linear memory of all warm instances."},
+			func() float64 { return float64(s.warm.Stats().Cost) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_evictions_total", Help: "Pools evicted or refused by the warm set."},
+			func() float64 { return float64(s.warm.Stats().Evictions) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_instances_started_total", Help: "Instances started (cold starts)."},
+			func() float64 { return float64(s.engine.InstancesStarted()) }),
+	)
+	return m
+}
+
+func (m *metrics) observe(tenant string, status int, d time.Duration, o runtime.Outcome) {
+	m.requests.WithLabelValues(tenant, strconv.Itoa(status/100)+"xx").Inc()
+	m.durations.WithLabelValues(tenant).Observe(d.Seconds())
+	switch {
+	case o.Err == nil:
+	case errors.Is(o.Err, runtime.ErrDeadline):
+		m.failures.WithLabelValues(tenant, "timeout").Inc()
+	case errors.Is(o.Err, runtime.ErrQueueFull), errors.Is(o.Err, runtime.ErrPoolClosed):
+	default:
+		m.failures.WithLabelValues(tenant, "trap").Inc()
+	}
+}
+
+// AdminHandler serves /metrics, /livez and /readyz for the admin listener.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.RLock()
+		n := len(s.tenants)
+		s.mu.RUnlock()
+		if n == 0 {
+			http.Error(w, "no tenant loaded", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
