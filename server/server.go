@@ -208,8 +208,43 @@ func hostsOf(dir string) []string {
 	return hosts
 }
 
+// Request limits, as gunicorn's defaults (limit_request_line,
+// limit_request_fields, limit_request_field_size). net/http only bounds the
+// whole header block (MaxHeaderBytes), so the rest is checked here.
+const (
+	MaxRequestLine  = 4094 // longer: 414 URI Too Long
+	MaxHeaderFields = 100  // more: 431 Request Header Fields Too Large
+	MaxFieldSize    = 8190 // a longer name+value: 431
+)
+
+// checkLimits answers a request over the limits and reports whether it did.
+func checkLimits(w http.ResponseWriter, r *http.Request) bool {
+	if len(r.Method)+len(r.RequestURI)+len(r.Proto)+2 > MaxRequestLine {
+		http.Error(w, "URI Too Long", http.StatusRequestURITooLong)
+		return true
+	}
+	fields := 0
+	for name, values := range r.Header {
+		for _, v := range values {
+			fields++
+			if len(name)+len(v)+2 > MaxFieldSize {
+				http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+				return true
+			}
+		}
+	}
+	if fields > MaxHeaderFields {
+		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+		return true
+	}
+	return false
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if checkLimits(w, r) {
+		return
+	}
 	host := strings.ToLower(r.Host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h

@@ -94,6 +94,27 @@ func TestRoutingAndBrokenTenants(t *testing.T) {
 		}
 	}
 
+	// gunicorn's request limits, with the statuses README documents.
+	req, _ := http.NewRequest("GET", hs.URL+"/"+strings.Repeat("a", server.MaxRequestLine), nil)
+	req.Host = "shop.test"
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 414 {
+		t.Errorf("long request line: %v %v", resp.StatusCode, err)
+	}
+	req, _ = http.NewRequest("GET", hs.URL+"/", nil)
+	req.Host = "shop.test"
+	for i := 0; i <= server.MaxHeaderFields; i++ {
+		req.Header.Add("X-F"+strings.Repeat("x", i%7), "v")
+	}
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 431 {
+		t.Errorf("too many header fields: %v %v", resp.StatusCode, err)
+	}
+	req, _ = http.NewRequest("GET", hs.URL+"/", nil)
+	req.Host = "shop.test"
+	req.Header.Set("X-Big", strings.Repeat("v", server.MaxFieldSize))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 431 {
+		t.Errorf("oversized header field: %v %v", resp.StatusCode, err)
+	}
+
 	admin := httptest.NewServer(srv.AdminHandler())
 	defer admin.Close()
 	for path, want := range map[string]string{

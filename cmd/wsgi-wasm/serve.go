@@ -27,6 +27,8 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.StringSliceFlag{Name: "bind", Aliases: []string{"b"}, Value: cli.NewStringSlice("127.0.0.1:8000"), Usage: "listen on `ADDRESS` (repeatable)", EnvVars: []string{"WSGI_WASM_BIND"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` for tenants' writable data folders (one per tenant, if their policy grants it)", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.Int64Flag{Name: "memory-budget-mb", Value: 4096, Usage: "linear memory all warm instances may hold together; the least useful tenants are evicted beyond it", EnvVars: []string{"WSGI_WASM_MEMORY_BUDGET_MB"}},
+			&cli.StringFlag{Name: "certfile", Usage: "TLS certificate `FILE` (PEM); with --keyfile, serve HTTPS", EnvVars: []string{"WSGI_WASM_CERTFILE"}},
+			&cli.StringFlag{Name: "keyfile", Usage: "TLS key `FILE` (PEM)", EnvVars: []string{"WSGI_WASM_KEYFILE"}},
 			&cli.StringFlag{Name: "admin-bind", Value: "127.0.0.1:9090", Usage: "listen on `ADDRESS` for /metrics, /livez and /readyz (empty: off)", EnvVars: []string{"WSGI_WASM_ADMIN_BIND"}},
 			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
 		},
@@ -56,8 +58,15 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 					return err
 				}
 				logger.Info("serving", "bind", ln.Addr().String(), "tenant_dir", c.String("tenant-dir"))
+				cert, key := c.String("certfile"), c.String("keyfile")
 				g.Go(func() error {
-					if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					var err error
+					if cert != "" || key != "" {
+						err = hs.ServeTLS(ln, cert, key)
+					} else {
+						err = hs.Serve(ln)
+					}
+					if !errors.Is(err, http.ErrServerClosed) {
 						return err
 					}
 					return nil
