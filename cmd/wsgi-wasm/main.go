@@ -43,6 +43,7 @@ func run() int {
 		Commands: []*cli.Command{
 			serveCommand(logger),
 			runCommand(logger),
+			checkCommand(&exitCode),
 			pythonCommand(logger, &exitCode),
 			{
 				Name:  "version",

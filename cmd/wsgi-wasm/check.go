@@ -1,0 +1,40 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/tenants"
+)
+
+// checkCommand validates a tenant folder or a tree of them without serving.
+func checkCommand(exitCode *int) *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "validate a tenant folder, or every tenant folder below DIR, without serving; exit 1 on any error",
+		ArgsUsage: "DIR",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("check: want one DIR")
+			}
+			problems, n, err := tenants.CheckTree(c.Args().First(), policies.DefaultCeiling)
+			if err != nil {
+				return err
+			}
+			errs := 0
+			for _, p := range problems {
+				fmt.Fprintln(c.App.Writer, p)
+				if p.Error {
+					errs++
+				}
+			}
+			fmt.Fprintf(c.App.Writer, "%d tenant(s) checked: %d error(s), %d warning(s)\n", n, errs, len(problems)-errs)
+			if errs > 0 || n == 0 {
+				*exitCode = 1
+			}
+			return nil
+		},
+	}
+}

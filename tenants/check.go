@@ -1,0 +1,104 @@
+package tenants
+
+import (
+	"bufio"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+)
+
+// Problem is one finding of Check.
+type Problem struct {
+	Error bool   // false: a warning
+	Path  string // file the problem is in
+	Line  int    // 0 when not about a line
+	What  string
+}
+
+func (p Problem) String() string {
+	kind := "warning"
+	if p.Error {
+		kind = "error"
+	}
+	if p.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s: %s", p.Path, p.Line, kind, p.What)
+	}
+	return fmt.Sprintf("%s: %s: %s", p.Path, kind, p.What)
+}
+
+// sandboxImports are modules that import but cannot work in the sandbox.
+var sandboxImports = regexp.MustCompile(`^\s*(?:import|from)\s+(subprocess|multiprocessing|ctypes|threading|socket|ssl|_thread|concurrent\.futures)\b`)
+
+// Check validates a tenant folder without serving it: tenant.toml, no
+// symbolic links (refused at load), no compiled extension modules (the
+// sandbox loads none), and warnings for imports that will fail at run time.
+// It does not look inside site-packages for imports (libraries often import
+// such modules lazily or optionally).
+func Check(dir string, ceiling policies.Policy) []Problem {
+	var out []Problem
+	if _, err := Load(dir, ceiling); err != nil {
+		out = append(out, Problem{Error: true, Path: filepath.Join(dir, FileName), What: err.Error()})
+	}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			out = append(out, Problem{Error: true, Path: path, What: err.Error()})
+			return nil
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			out = append(out, Problem{Error: true, Path: path, What: "symbolic link: tenant folders may not contain links"})
+		case strings.HasSuffix(path, ".so") || strings.HasSuffix(path, ".pyd") || strings.HasSuffix(path, ".dylib"):
+			out = append(out, Problem{Error: true, Path: path, What: "compiled extension module: the sandbox runs pure Python only (delete it; most packages fall back to Python)"})
+		case d.IsDir() && d.Name() == "site-packages":
+			return filepath.SkipDir
+		case strings.HasSuffix(path, ".py"):
+			out = append(out, importWarnings(path)...)
+		}
+		return nil
+	})
+	return out
+}
+
+func importWarnings(path string) []Problem {
+	f, err := os.Open(path)
+	if err != nil {
+		return []Problem{{Error: true, Path: path, What: err.Error()}}
+	}
+	defer f.Close()
+	var out []Problem
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		if m := sandboxImports.FindStringSubmatch(sc.Text()); m != nil {
+			out = append(out, Problem{Path: path, Line: line,
+				What: fmt.Sprintf("imports %s: no processes, threads or network in the sandbox; it will fail when used", m[1])})
+		}
+	}
+	return out
+}
+
+// CheckTree checks dir as one tenant when it has a tenant.toml, else every
+// folder below it that has one.
+func CheckTree(dir string, ceiling policies.Policy) ([]Problem, int, error) {
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err == nil {
+		return Check(dir, ceiling), 1, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []Problem
+	n := 0
+	for _, e := range entries {
+		sub := filepath.Join(dir, e.Name())
+		if _, err := os.Stat(filepath.Join(sub, FileName)); e.IsDir() && err == nil {
+			out = append(out, Check(sub, ceiling)...)
+			n++
+		}
+	}
+	return out, n, nil
+}
