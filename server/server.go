@@ -6,6 +6,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,7 +45,8 @@ type Server struct {
 	warm   *runtime.WarmSet
 	log    *slog.Logger
 
-	metrics *metrics
+	metrics  *metrics
+	reloadMu sync.Mutex
 
 	mu      sync.RWMutex
 	routes  []route           // most specific first
@@ -52,6 +55,7 @@ type Server struct {
 }
 
 type loaded struct {
+	key     string // warm-set key: the tenant's name and a hash of its version
 	tenant  *tenants.Tenant
 	app     runtime.AppConfig
 	pool    runtime.PoolConfig
@@ -89,9 +93,24 @@ func (s *Server) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: tenant folder: %w", err)
 	}
+	s.mu.RLock()
+	previous := s.tenants
+	s.mu.RUnlock()
 	loadedTenants := map[string]*loaded{}
 	broken := map[string]string{}
 	var routes []route
+	keep := func(name string, err error) bool {
+		// A broken new version leaves the old one serving.
+		if old, ok := previous[name]; ok {
+			s.log.Error("tenant reload failed; the previous version keeps serving", "tenant", name, "err", err)
+			loadedTenants[name] = old
+			for _, h := range old.tenant.Hosts {
+				routes = append(routes, route{host: strings.ToLower(h), prefix: old.tenant.PathPrefix, name: name})
+			}
+			return true
+		}
+		return false
+	}
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
@@ -101,6 +120,9 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		t, err := tenants.Load(dir, s.cfg.Ceiling)
+		if err != nil && keep(e.Name(), err) {
+			continue
+		}
 		if err != nil {
 			s.log.Error("tenant not loaded", "tenant", e.Name(), "err", err)
 			for _, h := range hostsOf(dir) {
@@ -109,6 +131,9 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		l, err := s.prepare(ctx, t)
+		if err != nil && keep(t.Name, err) {
+			continue
+		}
 		if err != nil {
 			s.log.Error("tenant not loaded", "tenant", t.Name, "err", err)
 			for _, h := range t.Hosts {
@@ -131,7 +156,24 @@ func (s *Server) load(ctx context.Context) error {
 	s.mu.Lock()
 	s.routes, s.broken, s.tenants = routes, broken, loadedTenants
 	s.mu.Unlock()
+	// Versions no longer routed close: idle instances now, busy ones when
+	// the request they serve ends, so requests in flight finish on the old
+	// version while new ones reach the new version.
+	for name, old := range previous {
+		if cur, ok := loadedTenants[name]; !ok || cur.key != old.key {
+			s.warm.Remove(old.key)
+			s.log.Info("tenant version retired", "tenant", name)
+		}
+	}
 	return nil
+}
+
+// Reload reads the tenant folder again and swaps in the new routes
+// atomically; unchanged tenants keep their warm instances.
+func (s *Server) Reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	return s.load(ctx)
 }
 
 // prepare compiles the tenant's code and derives its runtime config.
@@ -155,11 +197,17 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 			return nil, err
 		}
 	}
+	toml, err := os.ReadFile(filepath.Join(t.Dir, tenants.FileName))
+	if err != nil {
+		return nil, err
+	}
+	version := sha256.Sum256(append(toml, pyc...))
 	pool := runtime.PoolConfig{
 		MinWarm: t.Pool.MinWarm, MaxInstances: t.Policy.MaxInstances, QueueLength: t.Policy.QueueLength,
 		MaxRequests: t.Pool.MaxRequests, MaxRequestsJitter: t.Pool.MaxRequestsJitter, RequestTimeout: t.Policy.RequestTimeout,
 	}
-	return &loaded{tenant: t, app: app, pool: pool, guestLg: guestLog}, nil
+	key := t.Name + "@" + hex.EncodeToString(version[:6])
+	return &loaded{key: key, tenant: t, app: app, pool: pool, guestLg: guestLog}, nil
 }
 
 // hostRank orders exact hosts before wildcards before the catch-all, and
@@ -285,7 +333,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()
-	pool := s.warm.Pool(match.name, l.app, l.pool)
+	pool := s.warm.Pool(l.key, l.app, l.pool)
 	o := pool.ServeHTTP(sw, r, runtime.RequestInfo{ScriptName: match.prefix}, l.guestLg)
 	inFlight.Dec()
 	s.metrics.observe(match.name, sw.status, time.Since(start), o)

@@ -133,3 +133,50 @@ func TestRoutingAndBrokenTenants(t *testing.T) {
 		}
 	}
 }
+
+// TestReload: a changed tenant serves its new version after Reload; a broken
+// new version leaves the old one serving; requests keep working throughout.
+func TestReload(t *testing.T) {
+	in := testinterp.Require(t)
+	eng, err := runtime.New(context.Background(), runtime.Options{Interpreter: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	root := tenantDir(t, map[string]string{"shop": "app = \"app:application\"\nhosts = [\"shop.test\"]\n"})
+	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	get := func() string {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/x", nil)
+		req.Host = "shop.test"
+		srv.ServeHTTP(rec, req)
+		return rec.Body.String()
+	}
+	if got := get(); got != "shop||/x" {
+		t.Fatalf("before: %q", got)
+	}
+	app := filepath.Join(root, "shop", "app.py")
+	if err := os.WriteFile(app, []byte("TAG = \"shop-v2\"\n"+echoApp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got != "shop-v2||/x" {
+		t.Fatalf("after reload: %q", got)
+	}
+	toml := filepath.Join(root, "shop", "tenant.toml")
+	if err := os.WriteFile(toml, []byte("app = \"app:application\"\nhosts = [\"shop.test\"]\nbogus = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got != "shop-v2||/x" {
+		t.Fatalf("a broken new version must leave the old one serving: %q", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,8 +46,8 @@ def application(environ, start_response):
 	addr, admin := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "serve", "--tenant-dir", tree, "--bind", addr, "--admin-bind", admin)
 	cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
-	var logs strings.Builder
-	cmd.Stderr = &logs
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +84,25 @@ def application(environ, start_response):
 	if _, body, _ := get("", "http://"+admin+"/metrics"); !strings.Contains(body, `wsgi_wasm_requests_total{code="2xx",tenant="slow"} 1`) {
 		t.Fatalf("metrics:\n%.1500s", body)
 	}
+	// A changed tenant is picked up by the file watcher (debounced).
+	os.WriteFile(filepath.Join(tree, "slow", "app.py"), []byte(`import time
+def application(environ, start_response):
+    time.sleep(float(environ.get("QUERY_STRING") or 0))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"done"]
+def unused(): return "v2"
+`), 0o644)
+	reloaded := false
+	for i := 0; i < 100 && !reloaded; i++ {
+		time.Sleep(50 * time.Millisecond)
+		reloaded = strings.Contains(logs.String(), "tenant version retired")
+	}
+	if !reloaded {
+		t.Fatalf("no reload after a tenant file changed; log:\n%s", logs.String())
+	}
+	if code, body, err := get("slow.test", "http://"+addr+"/"); err != nil || code != 200 || body != "done" {
+		t.Fatalf("after reload: %d %q %v", code, body, err)
+	}
 	// A request in flight when SIGTERM arrives still gets its answer.
 	type result struct {
 		code int
@@ -108,4 +128,22 @@ def application(environ, start_response):
 	if _, _, err := get("slow.test", "http://"+addr+"/"); err == nil {
 		t.Fatal("still accepting after SIGTERM")
 	}
+}
+
+// syncBuffer collects the server's log while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

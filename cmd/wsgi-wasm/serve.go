@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -87,6 +90,10 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 					return nil
 				})
 			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			g.Go(func() error { return srv.Watch(ctx, hup) })
 			g.Go(func() error {
 				<-ctx.Done()
 				if admin != nil {
