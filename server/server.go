@@ -34,7 +34,11 @@ type Config struct {
 	MemoryBudget int64
 	// DataDir holds each tenant's writable data folder (DataDir/<tenant>).
 	DataDir string
-	Logger  *slog.Logger
+	// ForwardedAllowIPs are the proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto are trusted (gunicorn's forwarded_allow_ips);
+	// "*" trusts every peer. Others' forwarded headers are ignored.
+	ForwardedAllowIPs []string
+	Logger            *slog.Logger
 }
 
 // Server routes requests to tenants. Create it with New; it is an
@@ -322,6 +326,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if len(l.tenant.Static) > 0 && serveStatic(w, r, l.tenant.Dir, match.prefix, l.tenant.Static) {
+		return
+	}
 	if l.tenant.Policy.MaxBodyBytes > 0 {
 		if r.ContentLength > l.tenant.Policy.MaxBodyBytes {
 			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
@@ -334,7 +341,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()
 	pool := s.warm.Pool(l.key, l.app, l.pool)
-	o := pool.ServeHTTP(sw, r, runtime.RequestInfo{ScriptName: match.prefix}, l.guestLg)
+	o := pool.ServeHTTP(sw, r, s.requestInfo(r, match.prefix), l.guestLg)
 	inFlight.Dec()
 	s.metrics.observe(match.name, sw.status, time.Since(start), o)
 	s.log.Info("access", "tenant", match.name, "remote", r.RemoteAddr, "method", r.Method,
@@ -373,3 +380,38 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection (flush,
 // deadlines, full duplex).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// requestInfo says how the client reached us: the scheme and peer address,
+// from X-Forwarded-* only when the direct peer is a trusted proxy.
+func (s *Server) requestInfo(r *http.Request, scriptName string) runtime.RequestInfo {
+	info := runtime.RequestInfo{ScriptName: scriptName, Scheme: "http"}
+	if r.TLS != nil {
+		info.Scheme = "https"
+	}
+	peer, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil || !s.trusted(peer) {
+		return info
+	}
+	if fwd := r.Header.Get("X-Forwarded-For"); fwd != "" {
+		client := strings.TrimSpace(strings.Split(fwd, ",")[0])
+		if ip := net.ParseIP(client); ip != nil {
+			info.RemoteAddr = net.JoinHostPort(ip.String(), "0")
+		}
+	}
+	switch strings.ToLower(r.Header.Get("X-Forwarded-Proto")) {
+	case "https":
+		info.Scheme = "https"
+	case "http":
+		info.Scheme = "http"
+	}
+	return info
+}
+
+func (s *Server) trusted(peer string) bool {
+	for _, a := range s.cfg.ForwardedAllowIPs {
+		if a == "*" || a == peer {
+			return true
+		}
+	}
+	return false
+}

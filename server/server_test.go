@@ -28,9 +28,11 @@ func tenantDir(t *testing.T, tenants map[string]string) string {
 	root := t.TempDir()
 	for name, toml := range tenants {
 		dir := filepath.Join(root, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, "assets", "css"), 0o755); err != nil {
 			t.Fatal(err)
 		}
+		os.WriteFile(filepath.Join(dir, "assets", "css", "site.css"), []byte("body{}"), 0o644)
+		os.WriteFile(filepath.Join(root, "secret.txt"), []byte("outside"), 0o644)
 		app := "TAG = " + `"` + name + `"` + "\n" + echoApp
 		if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(app), 0o644); err != nil {
 			t.Fatal(err)
@@ -53,6 +55,7 @@ func TestRoutingAndBrokenTenants(t *testing.T) {
 		"shop":    "app = \"app:application\"\nhosts = [\"shop.test\"]\n",
 		"blog":    "app = \"app:application\"\nhosts = [\"shop.test\"]\npath_prefix = \"/blog\"\n",
 		"wild":    "app = \"app:application\"\nhosts = [\"*.wild.test\"]\n[policy]\nmax_body_bytes = 10\n",
+		"files":   "app = \"app:application\"\nhosts = [\"files.test\"]\n[static]\n\"/static\" = \"assets\"\n",
 		"broken":  "app = \"app:application\"\nhosts = [\"broken.test\"]\nworkers = 2\n",
 		"noimprt": "app = \"missing_module:app\"\nhosts = [\"noimport.test\"]\n",
 	})
@@ -62,6 +65,7 @@ func TestRoutingAndBrokenTenants(t *testing.T) {
 	}
 	defer srv.Close()
 	hs := httptest.NewServer(srv)
+	staticCheck(t, hs.URL)
 	defer hs.Close()
 	do := func(host, method, path, body string) (int, string) {
 		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
@@ -178,5 +182,83 @@ func TestReload(t *testing.T) {
 	}
 	if got := get(); got != "shop-v2||/x" {
 		t.Fatalf("a broken new version must leave the old one serving: %q", got)
+	}
+}
+
+// staticCheck: files.test serves /static from its assets folder without the
+// interpreter, with content type and validators, and nothing outside it.
+func staticCheck(t *testing.T, base string) {
+	t.Helper()
+	get := func(path string, hdr map[string]string) *http.Response {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Host = "files.test"
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	resp := get("/static/css/site.css", nil)
+	etag := resp.Header.Get("ETag")
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || etag == "" || resp.Header.Get("Last-Modified") == "" {
+		t.Fatalf("static file: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := get("/static/css/site.css", map[string]string{"If-None-Match": etag}); resp.StatusCode != 304 {
+		t.Fatalf("conditional GET: %d", resp.StatusCode)
+	}
+	for _, p := range []string{"/static/../../secret.txt", "/static/%2e%2e/%2e%2e/secret.txt", "/static/missing.css"} {
+		if resp := get(p, nil); resp.StatusCode != 404 {
+			t.Fatalf("GET %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
+
+// TestForwardedHeaders: X-Forwarded-For/-Proto count only from a trusted
+// proxy.
+func TestForwardedHeaders(t *testing.T) {
+	in := testinterp.Require(t)
+	eng, err := runtime.New(context.Background(), runtime.Options{Interpreter: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	root := tenantDir(t, map[string]string{"peer": "app = \"peer:application\"\nhosts = [\"*\"]\n"})
+	os.WriteFile(filepath.Join(root, "peer", "peer.py"), []byte(`
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("%s %s" % (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"])).encode()]
+`), 0o644)
+	for _, tc := range []struct {
+		allow []string
+		want  string
+	}{
+		{nil, "127.0.0.1 http"},
+		{[]string{"127.0.0.1"}, "203.0.113.7 https"},
+	} {
+		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling,
+			MemoryBudget: 1 << 30, ForwardedAllowIPs: tc.allow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(srv)
+		req, _ := http.NewRequest("GET", hs.URL+"/", nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.7, 10.0.0.1")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		hs.Close()
+		srv.Close()
+		if string(b) != tc.want {
+			t.Errorf("trusting %v: got %q, want %q", tc.allow, b, tc.want)
+		}
 	}
 }
