@@ -23,6 +23,18 @@ def application(environ, start_response):
     return [body]
 `
 
+// testEngine starts an engine for one test.
+func testEngine(t *testing.T) *runtime.Engine {
+	t.Helper()
+	in := testinterp.Require(t)
+	eng, err := runtime.New(context.Background(), runtime.Options{Interpreter: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	return eng
+}
+
 // tenantDir makes a tenant folder tree: name -> tenant.toml body.
 func tenantDir(t *testing.T, tenants map[string]string) string {
 	root := t.TempDir()
@@ -45,12 +57,7 @@ func tenantDir(t *testing.T, tenants map[string]string) string {
 }
 
 func TestRoutingAndBrokenTenants(t *testing.T) {
-	in := testinterp.Require(t)
-	eng, err := runtime.New(context.Background(), runtime.Options{Interpreter: in})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(context.Background())
+	eng := testEngine(t)
 	root := tenantDir(t, map[string]string{
 		"shop":    "app = \"app:application\"\nhosts = [\"shop.test\"]\n",
 		"blog":    "app = \"app:application\"\nhosts = [\"shop.test\"]\npath_prefix = \"/blog\"\n",
@@ -141,12 +148,7 @@ func TestRoutingAndBrokenTenants(t *testing.T) {
 // TestReload: a changed tenant serves its new version after Reload; a broken
 // new version leaves the old one serving; requests keep working throughout.
 func TestReload(t *testing.T) {
-	in := testinterp.Require(t)
-	eng, err := runtime.New(context.Background(), runtime.Options{Interpreter: in})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(context.Background())
+	eng := testEngine(t)
 	root := tenantDir(t, map[string]string{"shop": "app = \"app:application\"\nhosts = [\"shop.test\"]\n"})
 	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
 	if err != nil {
@@ -221,12 +223,7 @@ func staticCheck(t *testing.T, base string) {
 // TestForwardedHeaders: X-Forwarded-For/-Proto count only from a trusted
 // proxy.
 func TestForwardedHeaders(t *testing.T) {
-	in := testinterp.Require(t)
-	eng, err := runtime.New(context.Background(), runtime.Options{Interpreter: in})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(context.Background())
+	eng := testEngine(t)
 	root := tenantDir(t, map[string]string{"peer": "app = \"peer:application\"\nhosts = [\"*\"]\n"})
 	os.WriteFile(filepath.Join(root, "peer", "peer.py"), []byte(`
 def application(environ, start_response):

@@ -12,6 +12,9 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
 
 // version is set at link time (-ldflags "-X main.version=...").
@@ -60,4 +63,14 @@ func run() int {
 		return 1
 	}
 	return exitCode
+}
+
+// newEngine finds the interpreter (--python-dir, or the recipe's cache) and
+// starts the wazero engine with the compilation cache (--cache-dir).
+func newEngine(c *cli.Context, logger *slog.Logger) (*runtime.Engine, error) {
+	interp, err := pythonwasi.Locate(c.String("python-dir"))
+	if err != nil {
+		return nil, err
+	}
+	return runtime.New(c.Context, runtime.Options{Interpreter: interp, CacheDir: c.String("cache-dir"), Logger: logger})
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
 
@@ -23,18 +22,10 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			&cli.StringSliceFlag{Name: "mount", Usage: "also mount host folder `HOST:GUEST[:rw]` (repeatable; read-only unless :rw)"},
 		},
 		Action: func(c *cli.Context) error {
-			interp, err := pythonwasi.Locate(c.String("python-dir"))
-			if err != nil {
-				return err
-			}
 			if c.Bool("quiet") {
 				logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
-			eng, err := runtime.New(c.Context, runtime.Options{
-				Interpreter: interp,
-				CacheDir:    c.String("cache-dir"),
-				Logger:      logger,
-			})
+			eng, err := newEngine(c, logger)
 			if err != nil {
 				return err
 			}

@@ -14,7 +14,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
-	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
 
@@ -46,11 +45,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 				return fmt.Errorf("run: %s is not a folder", dir)
 			}
-			interp, err := pythonwasi.Locate(c.String("python-dir"))
-			if err != nil {
-				return err
-			}
-			eng, err := runtime.New(c.Context, runtime.Options{Interpreter: interp, CacheDir: c.String("cache-dir"), Logger: logger})
+			eng, err := newEngine(c, logger)
 			if err != nil {
 				return err
 			}

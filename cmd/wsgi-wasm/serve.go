@@ -15,8 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
-	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
@@ -37,11 +35,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
 		},
 		Action: func(c *cli.Context) error {
-			interp, err := pythonwasi.Locate(c.String("python-dir"))
-			if err != nil {
-				return err
-			}
-			eng, err := runtime.New(c.Context, runtime.Options{Interpreter: interp, CacheDir: c.String("cache-dir"), Logger: logger})
+			eng, err := newEngine(c, logger)
 			if err != nil {
 				return err
 			}
