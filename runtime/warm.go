@@ -25,6 +25,7 @@ type WarmSet struct {
 	live map[string]*Pool // pools in the cache (ristretto's Get may lag a Set)
 
 	evicted atomic.Int64
+	closing atomic.Bool // Close is tearing the cache down: not evictions
 }
 
 // estimatedInstanceCost is a new pool's cost until its instances exist and
@@ -59,8 +60,10 @@ func (w *WarmSet) drop(p *Pool) {
 		delete(w.live, p.key)
 	}
 	w.mu.Unlock()
-	w.evicted.Add(1)
-	p.log.Info("tenant evicted from the warm set", "cost", p.Memory())
+	if !w.closing.Load() {
+		w.evicted.Add(1)
+		p.log.Info("tenant evicted from the warm set", "cost", p.Memory())
+	}
 	go p.Close()
 }
 
@@ -128,6 +131,7 @@ func (w *WarmSet) Stats() WarmStats {
 
 // Close closes every pool.
 func (w *WarmSet) Close() {
+	w.closing.Store(true)
 	w.mu.Lock()
 	pools := w.live
 	w.live = map[string]*Pool{}
