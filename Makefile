@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BUILD_PYTHON ?= /usr/bin/python3.11
 
-.PHONY: help python-wasi vendor test serve regrtest speed speed-trials bench-go check build
+.PHONY: help python-wasi vendor test serve build-embedded regrtest speed speed-trials bench-go check build
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000"
@@ -14,6 +14,7 @@ help:
 	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
 	@echo "make speed-trials speed of each build variant tried -> python-wasi/TRIALS.md (slow)"
 	@echo "make bench-go     Go benchmarks -> benchmarks/RESULTS.md, runtime/README.md"
+	@echo "make build-embedded  one binary with the interpreter inside -> bin/wsgi-wasm-embedded"
 	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"
 
 python-wasi:
@@ -21,6 +22,12 @@ python-wasi:
 
 build:
 	$(GO) build -o bin/wsgi-wasm ./cmd/wsgi-wasm
+
+# One self-contained binary with the interpreter and stdlib zip embedded.
+build-embedded: python-wasi
+	rm -rf python-wasi/embedded/files && mkdir -p python-wasi/embedded/files/lib
+	d=$$(bash python-wasi/build.sh dir) && cp $$d/python.wasm $$d/python-reactor.wasm python-wasi/embedded/files/ && cp $$d/lib/python311.zip python-wasi/embedded/files/lib/
+	$(GO) build -tags embed -o bin/wsgi-wasm-embedded ./cmd/wsgi-wasm
 
 vendor:
 	@bash examples/vendor.sh

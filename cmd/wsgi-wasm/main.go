@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
+	"github.com/wsgi-wasm/wsgi-wasm/python-wasi/embedded"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
 
@@ -68,7 +70,21 @@ func run() int {
 // newEngine finds the interpreter (--python-dir, or the recipe's cache) and
 // starts the wazero engine with the compilation cache (--cache-dir).
 func newEngine(c *cli.Context, logger *slog.Logger) (*runtime.Engine, error) {
-	interp, err := pythonwasi.Locate(c.String("python-dir"))
+	dir := c.String("python-dir")
+	if dir == "" && embedded.Available {
+		cache := c.String("cache-dir")
+		if cache == "" {
+			cache = runtime.DefaultCacheDir()
+		}
+		if err := os.MkdirAll(cache, 0o755); err != nil {
+			return nil, err
+		}
+		var err error
+		if dir, err = embedded.Extract(filepath.Dir(cache)); err != nil {
+			return nil, err
+		}
+	}
+	interp, err := pythonwasi.Locate(dir)
 	if err != nil {
 		return nil, err
 	}
