@@ -79,7 +79,8 @@ PRELUDES = {
         "sys.modules['test.test_httpservers'] = m\n",
         "a stand-in `test.test_httpservers` holding only its `NoLogRequestHandler` class: the real "
         "module skips itself as a whole without sockets, which would take every wsgiref test "
-        "with it (the one test that needs a real socket skips itself)",
+        "with it (the one test that needs a real server, `test_interrupted_write`, skips itself for want "
+        "of `signal.pthread_kill`)",
     ),
 }
 
@@ -155,8 +156,9 @@ def parse(out):
 
 def exception_line(block):
     """The final exception of one traceback block: the first unindented line
-    after the last "Traceback (most recent call last):"."""
-    starts = [i for i, l in enumerate(block) if l.startswith("Traceback (most recent call last):")]
+    after the last "Traceback (most recent call last):" (which regrtest's
+    "test X crashed -- " puts in the middle of a line)."""
+    starts = [i for i, l in enumerate(block) if "Traceback (most recent call last):" in l]
     for line in block[(starts[-1] + 1) if starts else 0:]:
         if line.strip() and not line.startswith((" ", "\t")):
             return line.strip()
@@ -253,11 +255,13 @@ def main():
             if re.search(r"^%s failed \(env changed\)$" % module, out, re.M):
                 what = sorted(set(re.findall(r"^Warning -- (.+?) was modified by ", out, re.M)))
                 env_changed.append((module, what))
+            doctests = sum(int(n) for n in re.findall(
+                r"^doctest \(\S+\) \.\.\. (\d+) tests with zero failures$", out, re.M))
             counted = len(failed_tests) + c["skipped"] + c["expected_failures"] + c["unexpected_successes"]
             rows.append(dict(module=module, status=status, ran=ran, passed=max(ran - counted, 0),
                              failed=len(failed_tests), fixture=len(fixture_errors), skipped=c["skipped"],
                              xfail=c["expected_failures"] + c["unexpected_successes"],
-                             unittest_failed=c["failures"] + c["errors"], seconds=seconds))
+                             unittest_failed=c["failures"] + c["errors"], doctests=doctests, seconds=seconds))
             print(f"{module}: {status}, ran {ran}, failed {len(failed_tests)} "
                   f"(unittest: failures+errors {c['failures'] + c['errors']}), skipped {c['skipped']}, "
                   f"{seconds:.0f} s", file=sys.stderr, flush=True)
@@ -318,6 +322,10 @@ def render(rows, classes, skips, env_changed, total_seconds, partial):
     if xfail:
         notes.append("expected failures and unexpected successes, left out of *passed*: " +
                      ", ".join("%s %d" % (r["module"], r["xfail"]) for r in xfail))
+    doc = [r for r in rows if r["doctests"]]
+    if doc:
+        notes.append("doctest examples the module also runs outside unittest (all passed; not in the counts): " +
+                     ", ".join("%s %d" % (r["module"], r["doctests"]) for r in doc))
     path_only = [m for m, what in env_changed if what == ["sys.path"]]
     if path_only:
         notes.append("regrtest reported \"env changed\" (a warning, not a failure) for %s: unittest's "
