@@ -202,7 +202,7 @@ func requestEnviron(ctx context.Context, m api.Module, stack []uint64) {
 func inputRead(ctx context.Context, m api.Module, stack []uint64) {
 	x := current(ctx)
 	buf, limit := uint32(stack[0]), uint32(stack[1])
-	dst := guestmem.Slice(m.Memory(), buf, limit)
+	dst := guestmem.Read(m.Memory(), buf, limit)
 	if x.Body == nil || limit == 0 || x.bodyErr == io.EOF {
 		stack[0] = 0
 		return

@@ -79,14 +79,9 @@ func runCommand(logger *slog.Logger) *cli.Command {
 				MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"), QueueLength: c.Int("backlog"),
 			})
 			defer pool.Close()
-			srv := &http.Server{
-				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					pool.ServeHTTP(w, r, runtime.RequestInfo{}, guestLog)
-				}),
-				ReadHeaderTimeout: 10 * time.Second,
-				IdleTimeout:       2 * time.Minute,
-				MaxHeaderBytes:    1 << 16,
-			}
+			srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				pool.ServeHTTP(w, r, runtime.RequestInfo{}, guestLog)
+			}))
 			ln, err := net.Listen("tcp", c.String("bind"))
 			if err != nil {
 				return err

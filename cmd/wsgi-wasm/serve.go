@@ -49,7 +49,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 				return err
 			}
 			defer srv.Close()
-			hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 16}
+			hs := newHTTPServer(srv)
 			g, ctx := errgroup.WithContext(c.Context)
 			for _, addr := range c.StringSlice("bind") {
 				ln, err := net.Listen("tcp", addr)

@@ -23,7 +23,8 @@ func (e *TrapError) Error() string {
 		e.Offset, e.Offset, e.Length, e.Size)
 }
 
-// Read returns the guest bytes [offset, offset+length).
+// Read returns the guest bytes [offset, offset+length), for the host to read
+// or to fill.
 func Read(mem api.Memory, offset, length uint32) []byte {
 	b, ok := mem.Read(offset, length)
 	if !ok {
@@ -31,9 +32,6 @@ func Read(mem api.Memory, offset, length uint32) []byte {
 	}
 	return b
 }
-
-// Slice is Read for a range the host is about to fill.
-func Slice(mem api.Memory, offset, length uint32) []byte { return Read(mem, offset, length) }
 
 // Write copies data to the guest at offset.
 func Write(mem api.Memory, offset uint32, data []byte) {
