@@ -2,6 +2,7 @@ package hostabi_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -181,6 +182,18 @@ func TestDocResultCodes(t *testing.T) {
 		}
 		return out
 	}
+	snap := []string{"0", "1", "2", "3"}
+	if diff := cmp.Diff(snap[:4], []string{
+		fmt.Sprint(hostabi.SnapshotOK), fmt.Sprint(hostabi.SnapshotFileOpen),
+		fmt.Sprint(hostabi.SnapshotRaised), fmt.Sprint(hostabi.SnapshotNotReady)}); diff != "" {
+		t.Errorf("snapshot result constants: %s", diff)
+	}
+	if diff := cmp.Diff(snap, codes("### `wsgi_before_snapshot`")); diff != "" {
+		t.Errorf("wsgi_before_snapshot results: %s", diff)
+	}
+	if diff := cmp.Diff([]string{"0", "2", "3"}, codes("### `wsgi_after_restore`")); diff != "" {
+		t.Errorf("wsgi_after_restore results: %s", diff)
+	}
 	if diff := cmp.Diff([]string{"0", "1", "2", "3"}, codes("### `wsgi_init`")); diff != "" {
 		t.Errorf("wsgi_init results: %s", diff)
 	}
@@ -192,7 +205,7 @@ func TestDocResultCodes(t *testing.T) {
 	if diff := cmp.Diff(wantS, codes("### `wsgi_handle`")); diff != "" {
 		t.Errorf("wsgi_handle results: %s", diff)
 	}
-	if !strings.Contains(doc, "`wsgi_abi_version` returns `1`") || hostabi.Version != 1 {
+	if !strings.Contains(doc, fmt.Sprintf("`wsgi_abi_version` returns `%d`", hostabi.Version)) {
 		t.Errorf("ABI.md's version and hostabi.Version disagree")
 	}
 }

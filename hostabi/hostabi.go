@@ -18,7 +18,7 @@ import (
 )
 
 // Version is the ABI version this host speaks (ABI.md "Version").
-const Version = 1
+const Version = 2
 
 // ModuleName is the import module of the host functions (ABI.md "Host imports").
 const ModuleName = "wsgi_host"
@@ -40,6 +40,10 @@ const (
 	ExportInit       = "wsgi_init"
 	ExportHandle     = "wsgi_handle"
 	ExportPoll       = "wsgi_interrupt_poll"
+	// ExportBeforeSnapshot and ExportAfterRestore bracket a snapshot
+	// (ABI.md "Snapshots").
+	ExportBeforeSnapshot = "wsgi_before_snapshot"
+	ExportAfterRestore   = "wsgi_after_restore"
 	// ExportInterruptFlag is the exported i32 global whose value is the
 	// address of the interrupt word (ABI.md "Interruption").
 	ExportInterruptFlag = "wsgi_interrupt_flag"
@@ -51,6 +55,15 @@ const (
 	InitNoStart     = 1
 	InitAppError    = 2
 	InitCalledTwice = 3
+)
+
+// Results of wsgi_before_snapshot and wsgi_after_restore (ABI.md
+// "Snapshots").
+const (
+	SnapshotOK       = 0
+	SnapshotFileOpen = 1
+	SnapshotRaised   = 2
+	SnapshotNotReady = 3
 )
 
 // Results of wsgi_handle (ABI.md "wsgi_handle").

@@ -23,6 +23,9 @@ var (
 		ExportInit:       {Results: []api.ValueType{i32}},
 		ExportHandle:     {Results: []api.ValueType{i32}},
 		ExportPoll:       {},
+
+		ExportBeforeSnapshot: {Results: []api.ValueType{i32}},
+		ExportAfterRestore:   {Results: []api.ValueType{i32}},
 	}
 	// HostImports are the functions of the wsgi_host module.
 	HostImports = map[string]Signature{

@@ -64,7 +64,7 @@ link_key() {
 	{
 		cpython_key
 		hash_files "$PYWASI_DIR/link.sh" "$PYWASI_DIR"/guest/* \
-			"$PYWASI_DIR"/tools/interruptpass/*.go "$REPO_DIR"/internal/interruptpass/pass.go \
+			"$PYWASI_DIR"/tools/interruptpass/*.go "$REPO_DIR"/internal/interruptpass/pass.go "$REPO_DIR"/internal/wasmbin/wasmbin.go \
 			"$REPO_DIR"/hostabi/hostabi.go
 		printf 'wasm-opt=%s\n' "$RECIPE_WASM_OPT"
 	} | sha256sum | cut -c1-16

@@ -76,7 +76,11 @@ type Engine struct {
 	dataLocks sync.Map // host data folder -> chan struct{} (capacity 1)
 	started   atomic.Int64
 
+	restored  atomic.Int64
+
 	reactorOnce sync.Once
+	reactorSum  [32]byte // SHA-256 of the reactor as built, part of snapshot keys
+	reactorImg  *restorable
 	reactorMod  wazero.CompiledModule
 	reactorErr  error
 }
@@ -145,21 +149,31 @@ func (e *Engine) compile(ctx context.Context, path string) (wazero.CompiledModul
 	if err != nil {
 		return nil, fmt.Errorf("runtime: read module: %w", err)
 	}
+	m, err := e.compileBinary(ctx, filepath.Base(path), bin)
+	if err == nil {
+		e.compiled[path] = m
+	}
+	return m, err
+}
+
+// compileBinary compiles a module; a compile that misses the on-disk cache
+// takes seconds, so it is logged with its duration and whether the cache
+// served it.
+func (e *Engine) compileBinary(ctx context.Context, name string, bin []byte) (wazero.CompiledModule, error) {
 	before := countEntries(e.cacheDir)
 	start := time.Now()
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0))
 	m, err := e.rt.CompileModule(ctx, bin)
 	if err != nil {
-		return nil, fmt.Errorf("runtime: compile %s: %w", filepath.Base(path), err)
+		return nil, fmt.Errorf("runtime: compile %s: %w", name, err)
 	}
 	level := slog.LevelInfo
 	cached := countEntries(e.cacheDir) == before
 	if cached {
 		level = slog.LevelDebug
 	}
-	e.log.Log(ctx, level, "interpreter module ready", "module", filepath.Base(path),
+	e.log.Log(ctx, level, "interpreter module ready", "module", name,
 		"seconds", time.Since(start).Seconds(), "from_cache", cached, "cache_dir", e.cacheDir)
-	e.compiled[path] = m
 	return m, nil
 }
 
@@ -281,6 +295,9 @@ func baseModuleConfig() wazero.ModuleConfig {
 
 // InstancesStarted counts instances whose app was imported successfully.
 func (e *Engine) InstancesStarted() int64 { return e.started.Load() }
+
+// InstancesRestored counts instances restored from a snapshot.
+func (e *Engine) InstancesRestored() int64 { return e.restored.Load() }
 
 // dataLock returns the lock of a writable data folder. WASI preview 1 has no
 // file locks, so SQLite in one instance cannot exclude another: the host

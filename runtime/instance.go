@@ -2,9 +2,12 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -63,15 +66,20 @@ type AppConfig struct {
 // AppConfig sets none.
 const DefaultMemoryLimit = 512 << 20
 
-// Instance is one initialised reactor: CPython started and the app imported.
-// It serves one request at a time and is not safe for concurrent use.
+// Instance is one initialised reactor: CPython started and the app imported,
+// or restored from a snapshot of that state. It serves one request at a
+// time and is not safe for concurrent use.
 type Instance struct {
-	mod       api.Module
-	handle    api.Function
-	mem       *linearMemory
-	interrupt *interrupter
-	broken    atomic.Bool
-	peak      atomic.Uint64
+	mod         api.Module
+	handle      api.Function
+	mem         *linearMemory
+	interrupt   *interrupter
+	log         hostabi.Logger // cfg.Log plus the start-up buffer while starting
+	globalNames []string
+	restored    bool
+	broken      atomic.Bool
+	served      atomic.Int64
+	peak        atomic.Uint64
 }
 
 var instanceSeq atomic.Uint64
@@ -79,7 +87,22 @@ var instanceSeq atomic.Uint64
 // NewInstance instantiates the reactor, starts CPython and imports the app.
 // The error of a failed init includes what the guest printed.
 func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, error) {
-	compiled, err := e.reactor(ctx)
+	return e.start(ctx, cfg, nil)
+}
+
+// Restore makes an instance of cfg from a snapshot of it (ABI.md
+// "Snapshots"): no interpreter start and no import, only the mapping of the
+// image and the reseeding of its random generators. cfg must be the
+// configuration the snapshot was made with (SnapshotKey).
+func (e *Engine) Restore(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Instance, error) {
+	return e.start(ctx, cfg, snap)
+}
+
+// start instantiates the reactor on a memory holding either the module's
+// initial data (snap nil: then _initialize and wsgi_init run) or a
+// snapshot (then wsgi_after_restore runs).
+func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Instance, error) {
+	r, compiled, err := e.reactor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -123,28 +146,28 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 		stdio = io.MultiWriter(&startup, cfg.Stdio)
 	}
 	mc = mc.WithStdout(stdio).WithStderr(stdio)
-	if cfg.Log != nil {
-		ctx = hostabi.WithLogger(ctx, func(level int32, msg []byte) {
-			startup.Write(msg)
-			startup.Write([]byte{'\n'})
-			cfg.Log(level, msg)
-		})
-	} else {
-		ctx = hostabi.WithLogger(ctx, func(_ int32, msg []byte) {
-			startup.Write(msg)
-			startup.Write([]byte{'\n'})
-		})
-	}
 	limit := cfg.MemoryLimit
 	if limit == 0 {
 		limit = DefaultMemoryLimit
 	}
-	inst := &Instance{}
-	mod, err := e.rt.InstantiateModule(withLinearMemory(ctx, limit, &inst.mem, &inst.peak), compiled, mc)
-	if err != nil {
-		if inst.mem != nil {
-			inst.mem.Free()
+	inst := &Instance{globalNames: r.globals, restored: snap != nil}
+	inst.log = func(level int32, msg []byte) {
+		startup.Write(msg)
+		startup.Write([]byte{'\n'})
+		if cfg.Log != nil {
+			cfg.Log(level, msg)
 		}
+	}
+	img := memoryImage{data: r}
+	if snap != nil {
+		img = memoryImage{snap: snap}
+	}
+	if inst.mem, err = newLinearMemory(limit, &inst.peak, img); err != nil {
+		return nil, err
+	}
+	mod, err := e.rt.InstantiateModule(withLinearMemory(ctx, inst.mem), compiled, mc)
+	if err != nil {
+		inst.mem.Free()
 		return nil, fmt.Errorf("runtime: instantiate reactor: %w", err)
 	}
 	inst.mod, inst.handle = mod, mod.ExportedFunction(hostabi.ExportHandle)
@@ -164,21 +187,60 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 		return fail("%v", err)
 	}
 	it.Store(inst.interrupt)
-	ctx = hostabi.WithInterrupter(ctx, inst.interrupt)
+	ctx = inst.callContext(ctx)
 	release := inst.interrupt.watch(ctx)
 	defer release()
-	if _, err := mod.ExportedFunction(hostabi.ExportInitialize).Call(ctx); err != nil {
-		return fail("runtime: _initialize: %v", err)
+	if snap != nil {
+		if err := e.resume(ctx, inst, snap); err != nil {
+			return fail("%v", err)
+		}
+	} else {
+		if _, err := mod.ExportedFunction(hostabi.ExportInitialize).Call(ctx); err != nil {
+			return fail("runtime: _initialize: %v", err)
+		}
+		res, err := mod.ExportedFunction(hostabi.ExportInit).Call(ctx)
+		if err != nil {
+			return fail("runtime: wsgi_init of %s: %v", cfg.App, describeCallError(err))
+		}
+		if code := int32(res[0]); code != hostabi.InitOK {
+			return fail("runtime: wsgi_init of %s failed (result %d)", cfg.App, code)
+		}
+		e.started.Add(1)
 	}
-	res, err := mod.ExportedFunction(hostabi.ExportInit).Call(ctx)
-	if err != nil {
-		return fail("runtime: wsgi_init of %s: %v", cfg.App, describeCallError(err))
-	}
-	if code := int32(res[0]); code != hostabi.InitOK {
-		return fail("runtime: wsgi_init of %s failed (result %d)", cfg.App, code)
-	}
-	e.started.Add(1)
+	inst.log = cfg.Log
 	return inst, nil
+}
+
+// resume finishes a restore: the memory already holds the image; grow it to
+// the image's size, set the globals, and let the guest reseed.
+func (e *Engine) resume(ctx context.Context, inst *Instance, snap *Snapshot) error {
+	mem := inst.mod.Memory()
+	if have := uint64(mem.Size()); have < snap.memSize {
+		if _, ok := mem.Grow(uint32((snap.memSize - have) / wasmPage)); !ok {
+			return fmt.Errorf("runtime: grow memory to the snapshot's %d bytes", snap.memSize)
+		}
+	}
+	if err := restoreGlobals(inst.mod, inst.globalNames, snap.globals); err != nil {
+		return err
+	}
+	res, err := inst.mod.ExportedFunction(hostabi.ExportAfterRestore).Call(ctx)
+	if err != nil {
+		return fmt.Errorf("runtime: wsgi_after_restore: %w", describeCallError(err))
+	}
+	if code := int32(res[0]); code != hostabi.SnapshotOK {
+		return fmt.Errorf("runtime: wsgi_after_restore failed (result %d)", code)
+	}
+	e.restored.Add(1)
+	return nil
+}
+
+// callContext carries the instance's interrupter and logger into a call.
+func (i *Instance) callContext(ctx context.Context) context.Context {
+	ctx = hostabi.WithInterrupter(ctx, i.interrupt)
+	if i.log != nil {
+		ctx = hostabi.WithLogger(ctx, i.log)
+	}
+	return ctx
 }
 
 // Outcome is how one wsgi_handle call ended.
@@ -204,6 +266,7 @@ func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.L
 	if log != nil {
 		ctx = hostabi.WithLogger(ctx, log)
 	}
+	i.served.Add(1)
 	release := i.interrupt.watch(ctx)
 	start := time.Now()
 	res, err := i.handle.Call(ctx)
@@ -257,16 +320,28 @@ func describeCallError(err error) error {
 	return err
 }
 
-// reactor compiles the reactor module once and checks it against the ABI.
-func (e *Engine) reactor(ctx context.Context) (wazero.CompiledModule, error) {
+// reactor prepares (makeRestorable) and compiles the reactor module once,
+// and checks it against the ABI.
+func (e *Engine) reactor(ctx context.Context) (*restorable, wazero.CompiledModule, error) {
 	e.reactorOnce.Do(func() {
-		m, err := e.compile(ctx, e.reactorPath)
+		bin, err := os.ReadFile(e.reactorPath)
+		if err != nil {
+			e.reactorErr = fmt.Errorf("runtime: read module: %w", err)
+			return
+		}
+		e.reactorSum = sha256.Sum256(bin)
+		r, err := makeRestorable(bin)
+		if err != nil {
+			e.reactorErr = fmt.Errorf("runtime: %s: %w", e.reactorPath, err)
+			return
+		}
+		m, err := e.compileBinary(ctx, filepath.Base(e.reactorPath), r.module)
 		if err == nil {
 			err = hostabi.Validate(m)
 		}
-		e.reactorMod, e.reactorErr = m, err
+		e.reactorImg, e.reactorMod, e.reactorErr = r, m, err
 	})
-	return e.reactorMod, e.reactorErr
+	return e.reactorImg, e.reactorMod, e.reactorErr
 }
 
 // limitedBuffer keeps the first 64 KiB written to it.

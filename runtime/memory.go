@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
+	"golang.org/x/sys/unix"
 )
 
 const wasmPage = 64 << 10
@@ -20,32 +22,82 @@ const wasmPage = 64 << 10
 //   - it is not on the Go heap, so guest memory does not drive Go's GC.
 //
 // A grow past the cap fails; CPython then raises MemoryError.
+//
+// The memory starts as an image (ABI.md "Snapshots"): either the module's
+// initial data, copied in when the memory is first made accessible, or a
+// snapshot file mapped privately over the start of the reservation, so that
+// every instance restored from it shares the pages it has not written to
+// (copy-on-write) and reads them from the page cache.
 type linearMemory struct {
 	reserved   []byte // the whole reservation
-	size       uint64 // bytes accessible now
+	accessible uint64 // bytes readable and writable now
+	size       uint64 // the memory's length as wazero knows it
 	peak       *atomic.Uint64
 	beforeFree func() // stops every writer of the memory from outside the guest
 }
 
-func newLinearMemory(capBytes uint64, peak *atomic.Uint64) (*linearMemory, error) {
+// memoryImage is what a new linear memory starts as: at most one field set.
+type memoryImage struct {
+	data *restorable // a fresh instance: the module's initial data
+	snap *Snapshot   // a restored instance
+}
+
+// newLinearMemory reserves capBytes and makes the image accessible.
+func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*linearMemory, error) {
 	capBytes = (capBytes + wasmPage - 1) / wasmPage * wasmPage
+	var initial uint64
+	switch {
+	case img.snap != nil:
+		initial = img.snap.memSize
+	case img.data != nil:
+		initial = img.data.minMemory
+	}
+	if initial > capBytes {
+		return nil, fmt.Errorf("runtime: the memory image (%d bytes) exceeds the memory limit (%d bytes)", initial, capBytes)
+	}
 	b, err := syscall.Mmap(-1, 0, int(capBytes), syscall.PROT_NONE,
 		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: reserve %d bytes of linear memory: %w", capBytes, err)
 	}
-	return &linearMemory{reserved: b, peak: peak}, nil
+	m := &linearMemory{reserved: b, peak: peak}
+	if img.snap != nil && initial > 0 {
+		// Replaces the start of the reservation in place.
+		_, err := unix.MmapPtr(int(img.snap.file.Fd()), snapshotDataOffset, unsafe.Pointer(&b[0]),
+			uintptr(initial), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_FIXED)
+		if err != nil {
+			syscall.Munmap(b)
+			return nil, fmt.Errorf("runtime: map snapshot: %w", err)
+		}
+		m.accessible = initial
+	} else if !m.grant(initial) {
+		syscall.Munmap(b)
+		return nil, fmt.Errorf("runtime: make %d bytes of linear memory accessible", initial)
+	}
+	if img.data != nil && img.snap == nil {
+		img.data.applyTo(b[:initial])
+	}
+	return m, nil
+}
+
+// grant makes the first size bytes readable and writable.
+func (m *linearMemory) grant(size uint64) bool {
+	if size <= m.accessible {
+		return true
+	}
+	if err := syscall.Mprotect(m.reserved[m.accessible:size], syscall.PROT_READ|syscall.PROT_WRITE); err != nil {
+		return false
+	}
+	m.accessible = size
+	return true
 }
 
 // Reallocate implements experimental.LinearMemory.
 func (m *linearMemory) Reallocate(size uint64) []byte {
-	if size > uint64(len(m.reserved)) {
+	if size > uint64(len(m.reserved)) || !m.grant(size) {
 		return nil
 	}
 	if size > m.size {
-		if err := syscall.Mprotect(m.reserved[m.size:size], syscall.PROT_READ|syscall.PROT_WRITE); err != nil {
-			return nil
-		}
 		m.size = size
 		if m.peak != nil {
 			for {
@@ -56,7 +108,7 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 			}
 		}
 	}
-	return m.reserved[:size:size]
+	return m.reserved[:m.size:m.size]
 }
 
 // Free implements experimental.LinearMemory. wazero calls it when the
@@ -72,27 +124,10 @@ func (m *linearMemory) Free() {
 	}
 }
 
-// withLinearMemory makes the next instantiation under ctx use a
-// linearMemory capped at capBytes and records it in *out.
-func withLinearMemory(ctx context.Context, capBytes uint64, out **linearMemory, peak *atomic.Uint64) context.Context {
+// withLinearMemory makes the next instantiation under ctx use m. The
+// memory is made before, so that a failure to reserve or map it is an error
+// rather than a failed allocation inside wazero.
+func withLinearMemory(ctx context.Context, m *linearMemory) context.Context {
 	return experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(
-		func(_, max uint64) experimental.LinearMemory {
-			c := capBytes
-			if max < c {
-				c = max
-			}
-			m, err := newLinearMemory(c, peak)
-			if err != nil {
-				return failedMemory{}
-			}
-			*out = m
-			return m
-		}))
+		func(_, _ uint64) experimental.LinearMemory { return m }))
 }
-
-// failedMemory is handed to wazero when the reservation itself failed; the
-// instantiation then fails as out of memory.
-type failedMemory struct{}
-
-func (failedMemory) Reallocate(uint64) []byte { return nil }
-func (failedMemory) Free()                    {}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -35,6 +36,10 @@ type PoolConfig struct {
 	// InitTimeout bounds starting an instance: the interpreter and the app's
 	// import (default 60s). An app that takes longer is reported as failed.
 	InitTimeout time.Duration
+	// Snapshots, if set, holds snapshots of initialised instances: the pool
+	// restores its instances from its app's snapshot, and when there is none
+	// yet, saves one from its first fresh instance (ABI.md "Snapshots").
+	Snapshots *SnapshotStore
 }
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -94,12 +99,29 @@ type Pool struct {
 	stats   PoolStats
 	stop    chan struct{}
 	stopped sync.WaitGroup
+
+	snapMu    sync.Mutex // guards the fields below; held while opening or saving
+	snapState snapState
+	snapKey   string
+	snap      *Snapshot
 }
 
-// PoolStats counts what a pool did.
+// snapState is where a pool is with its app's snapshot.
+type snapState int
+
+const (
+	snapUnknown  snapState = iota // not looked for yet
+	snapMissing                   // none on disk: the next fresh instance saves one
+	snapSaving                    // a fresh instance is saving it now
+	snapReady                     // p.snap is open
+	snapDisabled                  // no store, or the app cannot be snapshotted
+)
+
+// PoolStats counts what a pool did. ColdStarts counts every instance
+// started, Restores those of them restored from a snapshot.
 type PoolStats struct {
-	ColdStarts, Replaced, Rejected, Traps, Timeouts int64
-	Idle, Busy                                      int
+	ColdStarts, Restores, Replaced, Rejected, Traps, Timeouts int64
+	Idle, Busy                                                int
 }
 
 type pooled struct {
@@ -168,7 +190,7 @@ func (p *Pool) create() {
 	defer p.stopped.Done()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.InitTimeout)
-	inst, err := p.engine.NewInstance(ctx, p.app)
+	inst, restored, err := p.startInstance(ctx)
 	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -188,7 +210,10 @@ func (p *Pool) create() {
 	}
 	p.initErr = nil
 	p.stats.ColdStarts++
-	p.log.Debug("instance ready", "seconds", time.Since(start).Seconds())
+	if restored {
+		p.stats.Restores++
+	}
+	p.log.Debug("instance ready", "seconds", time.Since(start).Seconds(), "restored", restored)
 	pi := &pooled{inst: inst, limit: p.requestLimit(), lastUsed: time.Now()}
 	if p.closed {
 		p.live--
@@ -197,6 +222,95 @@ func (p *Pool) create() {
 	}
 	p.all[pi] = struct{}{}
 	p.putLocked(pi)
+}
+
+// startInstance restores an instance from the app's snapshot when there
+// is one, and otherwise starts a fresh one, saving the snapshot that later
+// instances restore from if there is none yet. A snapshot that fails to
+// restore is dropped and instances start fresh again.
+func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool, err error) {
+	snap, save := p.snapshot(ctx)
+	if snap != nil {
+		if inst, err = p.engine.Restore(ctx, p.app, snap); err == nil {
+			return inst, true, nil
+		}
+		p.log.Warn("restore from snapshot failed; starting instances fresh", "err", err, "snapshot", snap.Path())
+		p.setSnapshot(snapDisabled, nil)
+	}
+	inst, err = p.engine.NewInstance(ctx, p.app)
+	if err != nil || !save {
+		if save {
+			p.setSnapshot(snapMissing, nil)
+		}
+		return inst, false, err
+	}
+	start := time.Now()
+	if err := p.cfg.Snapshots.Save(inst, p.snapKey); err != nil {
+		p.log.Warn("snapshot not saved; instances start fresh", "err", err)
+		p.setSnapshot(snapDisabled, nil)
+		if inst.Broken() {
+			return nil, false, err
+		}
+		return inst, false, nil
+	}
+	snap, err = p.cfg.Snapshots.Open(p.snapKey)
+	if err != nil {
+		p.log.Warn("snapshot saved but not readable; instances start fresh", "err", err)
+		p.setSnapshot(snapDisabled, nil)
+		return inst, false, nil
+	}
+	p.log.Info("snapshot saved", "seconds", time.Since(start).Seconds(), "bytes", snap.MemorySize(), "snapshot", snap.Path())
+	p.setSnapshot(snapReady, snap)
+	return inst, false, nil
+}
+
+// snapshot returns the open snapshot to restore from, or nil; save is true
+// when the caller is the one to start fresh and save the missing snapshot
+// (the state is then snapSaving until setSnapshot).
+func (p *Pool) snapshot(ctx context.Context) (snap *Snapshot, save bool) {
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	if p.snapState == snapUnknown {
+		p.snapState = p.findSnapshotLocked(ctx)
+	}
+	switch p.snapState {
+	case snapReady:
+		return p.snap, false
+	case snapMissing:
+		p.snapState = snapSaving
+		return nil, true
+	}
+	return nil, false
+}
+
+func (p *Pool) findSnapshotLocked(ctx context.Context) snapState {
+	if p.cfg.Snapshots == nil {
+		return snapDisabled
+	}
+	key, err := p.engine.SnapshotKey(ctx, p.app)
+	if err != nil {
+		p.log.Warn("no snapshot key; instances start fresh", "err", err)
+		return snapDisabled
+	}
+	p.snapKey = key
+	snap, err := p.cfg.Snapshots.Open(key)
+	switch {
+	case err == nil:
+		p.snap = snap
+		return snapReady
+	case !errors.Is(err, fs.ErrNotExist):
+		p.log.Warn("snapshot rejected and removed; a new one will be saved", "err", err)
+	}
+	return snapMissing
+}
+
+func (p *Pool) setSnapshot(state snapState, snap *Snapshot) {
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	if p.snap != nil && p.snap != snap {
+		p.snap.Close()
+	}
+	p.snapState, p.snap = state, snap
 }
 
 func (p *Pool) requestLimit() int {
@@ -398,4 +512,5 @@ func (p *Pool) Close() {
 		pi.inst.Close(context.Background())
 	}
 	p.stopped.Wait()
+	p.setSnapshot(snapDisabled, nil)
 }

@@ -4,15 +4,17 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/wasmbin"
 )
 
 var opts = Options{ImportModule: "wsgi_host", ImportName: "interrupt", FlagExport: "flag"}
 
 func sec(id byte, body ...byte) []byte {
-	return append(append([]byte{id}, appendU32(nil, uint32(len(body)))...), body...)
+	return append(append([]byte{id}, wasmbin.AppendU32(nil, uint32(len(body)))...), body...)
 }
 
-func str(s string) []byte { return append(appendU32(nil, uint32(len(s))), s...) }
+func str(s string) []byte { return append(wasmbin.AppendU32(nil, uint32(len(s))), s...) }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
@@ -26,9 +28,9 @@ func testModule(importName string, flagAddr int32, code []byte) []byte {
 		sec(2, cat([]byte{0x01}, str("wsgi_host"), str(importName), []byte{0x00, 0x00})...),
 		sec(3, 0x01, 0x01),
 		sec(5, 0x01, 0x00, 0x01),
-		sec(6, cat([]byte{0x01, 0x7f, 0x00, 0x41}, appendS32(nil, flagAddr), []byte{0x0b})...),
+		sec(6, cat([]byte{0x01, 0x7f, 0x00, 0x41}, wasmbin.AppendS32(nil, flagAddr), []byte{0x0b})...),
 		sec(7, cat([]byte{0x01}, str("flag"), []byte{0x03, 0x00})...),
-		sec(10, cat([]byte{0x01}, appendU32(nil, uint32(len(body))), body)...),
+		sec(10, cat([]byte{0x01}, wasmbin.AppendU32(nil, uint32(len(body))), body)...),
 	)
 }
 

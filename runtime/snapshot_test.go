@@ -1,0 +1,198 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+)
+
+// snapshotOf saves a fresh instance of cfg into a new store and opens it.
+func snapshotOf(t *testing.T, cfg runtime.AppConfig) (*runtime.SnapshotStore, string, *runtime.Snapshot) {
+	t.Helper()
+	eng := testEngine(t)
+	store, err := runtime.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := store.Build(context.Background(), eng, cfg)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	snap, err := store.Open(key)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { snap.Close() })
+	return store, key, snap
+}
+
+func restore(t *testing.T, cfg runtime.AppConfig, snap *runtime.Snapshot) *runtime.Instance {
+	t.Helper()
+	start := time.Now()
+	inst, err := testEngine(t).Restore(context.Background(), cfg, snap)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Logf("restored in %v", time.Since(start))
+	t.Cleanup(func() { inst.Close(context.Background()) })
+	return inst
+}
+
+// fields serves GET path and returns the body split into fields.
+func fields(t *testing.T, inst *runtime.Instance, path string) []string {
+	t.Helper()
+	logs := &logLines{}
+	rec, o := do(inst, httptest.NewRequest("GET", path, nil), logs)
+	if o.Err != nil || rec.Code != 200 {
+		t.Fatalf("GET %s: %d %+v\n%s", path, rec.Code, o, logs)
+	}
+	return strings.Fields(rec.Body.String())
+}
+
+func TestSnapshotRestoreKeepsStateAndReseeds(t *testing.T) {
+	cfg := runtime.AppConfig{App: "snap:app", Dir: "testdata/apps"}
+	_, _, snap := snapshotOf(t, cfg)
+	fresh, _ := newInstance(t, "snap:app")
+	a, b := restore(t, cfg, snap), restore(t, cfg, snap)
+
+	fa, fb, ff := fields(t, a, "/a"), fields(t, b, "/b"), fields(t, fresh, "/f")
+	// The token drawn at import is in the image: both restored instances
+	// have the snapshotting instance's, which a fresh start does not repeat.
+	if fa[0] != fb[0] {
+		t.Errorf("import-time state differs between restored instances: %s vs %s", fa[0], fb[0])
+	}
+	if fa[0] == ff[0] {
+		t.Errorf("a fresh instance drew the snapshot's import token %s", ff[0])
+	}
+	// Both generators, the module's and the app's own, were reseeded.
+	if fa[1] == fb[1] || fa[2] == fb[2] {
+		t.Errorf("restored instances drew the same numbers: %v vs %v", fa, fb)
+	}
+	// Globals carry on from the image, and each instance has its own.
+	if fa[3] != "1" || fb[3] != "1" || fields(t, a, "/x")[3] != "2" || fields(t, b, "/y")[3] != "2" {
+		t.Errorf("request counters: want each instance to count from 1 on its own")
+	}
+	if fa[4] != "/a" || fb[4] != "/b" {
+		t.Errorf("responses: %v %v", fa, fb)
+	}
+}
+
+func TestSnapshotRejectsDamage(t *testing.T) {
+	cfg := runtime.AppConfig{App: "hello:hello", Dir: "testdata/apps"}
+	store, key, snap := snapshotOf(t, cfg)
+	snap.Close()
+	good, err := os.ReadFile(store.Path(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	damage := map[string]func([]byte) []byte{
+		"memory byte flipped": func(b []byte) []byte { b[len(b)-len(b)/3] ^= 1; return b },
+		"global flipped":      func(b []byte) []byte { b[56] ^= 1; return b },
+		"truncated":           func(b []byte) []byte { return b[:len(b)-4096] },
+		"empty":               func(b []byte) []byte { return nil },
+	}
+	for name, f := range damage {
+		t.Run(name, func(t *testing.T) {
+			bad := f(append([]byte(nil), good...))
+			if err := os.WriteFile(store.Path(key), bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := store.Open(key); !errors.Is(err, runtime.ErrSnapshotInvalid) {
+				if s != nil {
+					s.Close()
+				}
+				t.Fatalf("Open of a damaged file: %v, want ErrSnapshotInvalid", err)
+			}
+			if _, err := os.Stat(store.Path(key)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the damaged file was not removed: %v", err)
+			}
+		})
+	}
+	// A file made for another key is refused too.
+	if err := os.WriteFile(store.Path("other"), good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Open("other"); !errors.Is(err, runtime.ErrSnapshotInvalid) {
+		t.Errorf("Open under another key: %v, want ErrSnapshotInvalid", err)
+	}
+}
+
+func TestSnapshotKeyFollowsTheApp(t *testing.T) {
+	eng := testEngine(t)
+	dir := t.TempDir()
+	src, err := os.ReadFile("testdata/apps/hello.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "hello.py")
+	if err := os.WriteFile(file, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := runtime.AppConfig{App: "hello:hello", Dir: dir, Env: map[string]string{"A": "1"}}
+	key := func(c runtime.AppConfig) string {
+		k, err := eng.SnapshotKey(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	base := key(cfg)
+	if key(cfg) != base {
+		t.Fatal("the key is not stable")
+	}
+	changed := map[string]runtime.AppConfig{}
+	c := cfg
+	c.Env = map[string]string{"A": "2"}
+	changed["env"] = c
+	c = cfg
+	c.App = "hello:hello_validated"
+	changed["app"] = c
+	c = cfg
+	c.DataDir = t.TempDir()
+	changed["data folder"] = c
+	for what, c := range changed {
+		if key(c) == base {
+			t.Errorf("changing the %s kept the key", what)
+		}
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(file, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if key(cfg) == base {
+		t.Error("editing a file of the app kept the key")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if key(cfg) == base {
+		t.Error("adding a file to the app kept the key")
+	}
+}
+
+func TestSnapshotRefusedWhenAFileIsOpen(t *testing.T) {
+	logs := &logLines{}
+	cfg := runtime.AppConfig{App: "keepsfile:app", Dir: "testdata/apps", Log: logs.log}
+	store, err := runtime.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Build(context.Background(), testEngine(t), cfg); err == nil {
+		t.Fatal("an app holding an open file was snapshotted")
+	}
+	if !strings.Contains(logs.String(), "file descriptor") {
+		t.Errorf("the log does not say why:\n%s", logs)
+	}
+	entries, _ := os.ReadDir(store.Dir())
+	if len(entries) != 0 {
+		t.Errorf("files left in the store: %v", entries)
+	}
+}

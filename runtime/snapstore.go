@@ -1,0 +1,107 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// SnapshotStore is a folder of snapshot files, one per SnapshotKey. Files
+// are written atomically, verified when opened, and removed when found
+// invalid, so a damaged file costs one fresh start, never a bad restore.
+type SnapshotStore struct {
+	dir string
+}
+
+const snapshotExt = ".snap"
+
+// NewSnapshotStore opens (creating it, private to this user) a folder of
+// snapshots.
+func NewSnapshotStore(dir string) (*SnapshotStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("runtime: snapshot folder: %w", err)
+	}
+	return &SnapshotStore{dir: dir}, nil
+}
+
+// DefaultSnapshotDir is the snapshots folder beside the compilation cache.
+func DefaultSnapshotDir(cacheDir string) string {
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir()
+	}
+	return filepath.Join(filepath.Dir(cacheDir), "snapshots")
+}
+
+// Dir is the store's folder.
+func (s *SnapshotStore) Dir() string { return s.dir }
+
+// Path is where the snapshot of key lives.
+func (s *SnapshotStore) Path(key string) string { return filepath.Join(s.dir, key+snapshotExt) }
+
+// Open returns the verified snapshot of key. It returns an error wrapping
+// fs.ErrNotExist when there is none, and one wrapping ErrSnapshotInvalid
+// (after removing the file) when the file is damaged or not for key.
+func (s *SnapshotStore) Open(key string) (*Snapshot, error) {
+	snap, err := openSnapshot(s.Path(key), key)
+	if errors.Is(err, ErrSnapshotInvalid) {
+		os.Remove(s.Path(key))
+	}
+	return snap, err
+}
+
+// Save writes the snapshot of a fresh instance under key (see
+// Instance.SaveSnapshot).
+func (s *SnapshotStore) Save(inst *Instance, key string) error {
+	return inst.SaveSnapshot(s.Path(key), key)
+}
+
+// Build starts a fresh instance of cfg, saves its snapshot and closes it;
+// it returns the key. An existing valid snapshot is kept.
+func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (string, error) {
+	key, err := e.SnapshotKey(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	if snap, err := s.Open(key); err == nil {
+		snap.Close()
+		return key, nil
+	}
+	inst, err := e.NewInstance(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer inst.Close(ctx)
+	return key, s.Save(inst, key)
+}
+
+// Retain removes every snapshot whose key is not in keep, and leftovers of
+// writes interrupted over an hour ago (younger ones may be in progress).
+func (s *SnapshotStore) Retain(keep map[string]bool) error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("runtime: snapshot folder: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		key, isSnap := strings.CutSuffix(name, snapshotExt)
+		if e.IsDir() || (isSnap && keep[key]) {
+			continue
+		}
+		if !isSnap {
+			info, err := e.Info()
+			if !strings.Contains(name, snapshotExt+".tmp-") || err != nil || time.Since(info.ModTime()) < time.Hour {
+				continue
+			}
+		}
+		if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
