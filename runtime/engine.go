@@ -76,7 +76,7 @@ type Engine struct {
 	dataLocks sync.Map // host data folder -> chan struct{} (capacity 1)
 	started   atomic.Int64
 
-	restored  atomic.Int64
+	restored atomic.Int64
 
 	reactorOnce sync.Once
 	reactorSum  [32]byte // SHA-256 of the reactor as built, part of snapshot keys

@@ -16,10 +16,10 @@ const globalExportPrefix = "wsgi-wasm:global:"
 // (the module's initial data, or a snapshot) without instantiation writing
 // the initial data over it (ABI.md "Snapshots").
 type restorable struct {
-	module   []byte
+	module    []byte
 	segments  []dataSegment // the initial data, for fresh instances
 	minMemory uint64        // the memory's initial size in bytes
-	globals  []string      // export names of the mutable globals, in index order
+	globals   []string      // export names of the mutable globals, in index order
 }
 
 // dataSegment is an active data segment of the original module.
