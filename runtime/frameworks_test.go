@@ -12,19 +12,56 @@ import (
 )
 
 // frameworkInstance starts an example tenant, unmodified, from
-// examples/tenants (its site-packages vendored by examples/vendor.sh).
-func frameworkInstance(t *testing.T, tenant, app string, validate bool) (*runtime.Instance, *logLines) {
+// examples/tenants (its site-packages vendored by examples/vendor.sh):
+// fresh, or restored from a snapshot of a fresh instance.
+func frameworkInstance(t *testing.T, tenant, app string, v variant) (*runtime.Instance, *logLines) {
 	t.Helper()
 	eng, dir, pyc := vendoredTenant(t, tenant)
 	logs := &logLines{}
+	cfg := runtime.AppConfig{App: app, Dir: dir, PycacheDir: pyc, Log: logs.log, Validate: v.validate}
 	start := time.Now()
-	inst, err := eng.NewInstance(context.Background(), runtime.AppConfig{App: app, Dir: dir, PycacheDir: pyc, Log: logs.log, Validate: validate})
+	var inst *runtime.Instance
+	var err error
+	if v.restored {
+		store := snapshotStore(t, v)
+		var snap *runtime.Snapshot
+		key, err := store.Build(context.Background(), eng, cfg)
+		if err == nil {
+			snap, err = store.Open(key)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer snap.Close()
+		start = time.Now()
+		inst, err = eng.Restore(context.Background(), cfg, snap)
+	} else {
+		inst, err = eng.NewInstance(context.Background(), cfg)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s: instance with the app imported in %v", tenant, time.Since(start))
+	t.Logf("%s: instance ready in %v (restored: %t)", tenant, time.Since(start), v.restored)
 	t.Cleanup(func() { inst.Close(context.Background()) })
 	return inst, logs
+}
+
+// variant is how a framework test runs its app.
+type variant struct {
+	validate bool // wrapped in wsgiref.validate.validator
+	restored bool // restored from a snapshot rather than started fresh
+}
+
+// snapshotStore is an empty store for a restored variant, nil otherwise.
+func snapshotStore(t *testing.T, v variant) *runtime.SnapshotStore {
+	if !v.restored {
+		return nil
+	}
+	store, err := runtime.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
 }
 
 // vendoredTenant returns an example tenant's folder and its compiled .pyc;
@@ -46,17 +83,20 @@ func vendoredTenant(t *testing.T, tenant string) (eng *runtime.Engine, dir, pyc 
 	return eng, dir, pyc
 }
 
-// withValidator runs a test with the app as is and wrapped in
-// wsgiref.validate.validator.
-func withValidator(t *testing.T, f func(t *testing.T, validate bool)) {
-	t.Run("plain", func(t *testing.T) { f(t, false) })
-	t.Run("validator", func(t *testing.T) { f(t, true) })
+// withVariants runs a test with the app as is and wrapped in
+// wsgiref.validate.validator, each fresh and restored from a snapshot:
+// restored instances must answer exactly as fresh ones.
+func withVariants(t *testing.T, f func(t *testing.T, v variant)) {
+	t.Run("plain", func(t *testing.T) { f(t, variant{}) })
+	t.Run("validator", func(t *testing.T) { f(t, variant{validate: true}) })
+	t.Run("plain-restored", func(t *testing.T) { f(t, variant{restored: true}) })
+	t.Run("validator-restored", func(t *testing.T) { f(t, variant{validate: true, restored: true}) })
 }
 
-func TestFlaskApp(t *testing.T) { withValidator(t, testFlaskApp) }
+func TestFlaskApp(t *testing.T) { withVariants(t, testFlaskApp) }
 
-func testFlaskApp(t *testing.T, validate bool) {
-	inst, logs := frameworkInstance(t, "flask", "app:app", validate)
+func testFlaskApp(t *testing.T, v variant) {
+	inst, logs := frameworkInstance(t, "flask", "app:app", v)
 	cases := []struct{ method, path, body, want, ctype string }{
 		{"GET", "/", "", "Hello from Flask!\n", "text/html; charset=utf-8"},
 		{"GET", "/json?x=1", "", `{"args":{"x":"1"},"tenant":"flask"}` + "\n", "application/json"},
@@ -83,10 +123,10 @@ func testFlaskApp(t *testing.T, validate bool) {
 	}
 }
 
-func TestBottleApp(t *testing.T) { withValidator(t, testBottleApp) }
+func TestBottleApp(t *testing.T) { withVariants(t, testBottleApp) }
 
-func testBottleApp(t *testing.T, validate bool) {
-	inst, logs := frameworkInstance(t, "bottle", "app:application", validate)
+func testBottleApp(t *testing.T, v variant) {
+	inst, logs := frameworkInstance(t, "bottle", "app:application", v)
 	for path, want := range map[string]string{"/": "Hello from Bottle!\n", "/hello/wasm": `{"hello": "wasm"}`} {
 		rec := httptest.NewRecorder()
 		inst.ServeHTTP(rec, httptest.NewRequest("GET", path, nil), runtime.RequestInfo{}, logs.log)
@@ -98,14 +138,14 @@ func testBottleApp(t *testing.T, validate bool) {
 
 // TestDjangoAppWithSQLite runs the Django example with its SQLite database in
 // a writable data folder: writes persist across instances.
-func TestDjangoAppWithSQLite(t *testing.T) { withValidator(t, testDjangoApp) }
+func TestDjangoAppWithSQLite(t *testing.T) { withVariants(t, testDjangoApp) }
 
-func testDjangoApp(t *testing.T, validate bool) {
+func testDjangoApp(t *testing.T, v variant) {
 	data := t.TempDir()
 	eng, dir, pyc := vendoredTenant(t, "django")
 	logs := &logLines{}
-	p := eng.NewPool(runtime.AppConfig{App: "mysite.wsgi:application", Dir: dir, DataDir: data, PycacheDir: pyc, Log: logs.log, Validate: validate},
-		runtime.PoolConfig{MaxInstances: 1, MaxRequests: 3, RequestTimeout: time.Minute})
+	p := eng.NewPool(runtime.AppConfig{App: "mysite.wsgi:application", Dir: dir, DataDir: data, PycacheDir: pyc, Log: logs.log, Validate: v.validate},
+		runtime.PoolConfig{MaxInstances: 1, MaxRequests: 3, RequestTimeout: time.Minute, Snapshots: snapshotStore(t, v)})
 	defer p.Close()
 	do := func(method, path, body string) (int, string) {
 		rec := httptest.NewRecorder()
@@ -124,8 +164,8 @@ func testDjangoApp(t *testing.T, validate bool) {
 	if code, body := do("GET", "/notes/", ""); code != 200 || body != `{"notes": ["first", "second"]}` {
 		t.Fatalf("GET /notes/: %d %q\nlog:\n%s", code, body, logs)
 	}
-	if s := p.Stats(); s.ColdStarts < 2 {
-		t.Fatalf("expected a replaced instance, stats %+v", s)
+	if s := p.Stats(); s.ColdStarts < 2 || (v.restored && s.Restores < 1) {
+		t.Fatalf("expected a replaced instance (restored from the snapshot: %t), stats %+v", v.restored, s)
 	}
 	if _, err := os.Stat(data + "/db.sqlite3"); err != nil {
 		t.Fatalf("database not in the data folder: %v", err)

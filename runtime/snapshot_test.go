@@ -196,3 +196,53 @@ func TestSnapshotRefusedWhenAFileIsOpen(t *testing.T) {
 		t.Errorf("files left in the store: %v", entries)
 	}
 }
+
+// TestPoolRestoresFromItsSnapshot: the first instance starts fresh and
+// saves the snapshot; the instances that replace it are restored; a
+// damaged snapshot is replaced by a new one; an app that cannot be
+// snapshotted still serves, fresh.
+func TestPoolRestoresFromItsSnapshot(t *testing.T) {
+	store, err := runtime.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(app string, n int) runtime.PoolStats {
+		p, logs := newPool(t, app, runtime.PoolConfig{MaxInstances: 1, MaxRequests: 1, Snapshots: store})
+		for i := 0; i < n; i++ {
+			if rec := get(p, logs, "/"); rec.Code != 200 {
+				t.Fatalf("%s request %d: %d %s\n%s", app, i, rec.Code, rec.Body, logs)
+			}
+		}
+		p.Close()
+		return p.Stats()
+	}
+	if s := serve("snap:app", 4); s.ColdStarts != 4 || s.Restores != 3 {
+		t.Errorf("first pool: %+v, want 4 instances, 3 of them restored", s)
+	}
+	if s := serve("snap:app", 2); s.Restores != 2 {
+		t.Errorf("a new pool of the same app: %+v, want both instances restored", s)
+	}
+	key, err := testEngine(t).SnapshotKey(context.Background(), runtime.AppConfig{App: "snap:app", Dir: "testdata/apps"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(store.Path(key))
+	if err != nil {
+		t.Fatalf("the pool's snapshot is not where SnapshotKey says: %v", err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(store.Path(key), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := serve("snap:app", 3); s.Restores != 2 {
+		t.Errorf("after damage: %+v, want one fresh instance that saves a new snapshot, then 2 restored", s)
+	}
+	if snap, err := store.Open(key); err != nil {
+		t.Errorf("the damaged snapshot was not replaced: %v", err)
+	} else {
+		snap.Close()
+	}
+	if s := serve("keepsfile:app", 2); s.ColdStarts != 2 || s.Restores != 0 {
+		t.Errorf("app that cannot be snapshotted: %+v, want 2 fresh instances", s)
+	}
+}

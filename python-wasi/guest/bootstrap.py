@@ -341,9 +341,14 @@ def before_snapshot():
     permanent generation, so that later collections in a restored instance
     do not walk, and so write to, the pages shared with the image. Remembers
     the random generators seeded at import so that after_restore can reseed
-    them; without that every restored instance would draw the same numbers."""
+    them; without that every restored instance would draw the same numbers.
+    Django's database connections are closed (they reopen on first use), as
+    before a fork under gunicorn's preload: a restored instance would not
+    have their files."""
     import gc
 
+    if "django.db" in sys.modules:
+        sys.modules["django.db"].connections.close_all()
     gc.collect()
     random = sys.modules.get("random")
     if random is not None:

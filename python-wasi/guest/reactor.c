@@ -129,13 +129,14 @@ __attribute__((export_name("wsgi_init"))) int32_t wsgi_init(void) {
 }
 
 /* first_private_fd returns the lowest open file descriptor above stdio that
- * is not a preopened folder, or -1. A restored instance gets the same
+ * is not a preopened folder, or -1, and its type in *type. A restored instance gets the same
  * preopens but no other open files, so such a descriptor forbids a snapshot. */
-static int first_private_fd(void) {
+static int first_private_fd(__wasi_filetype_t *type) {
 	for (__wasi_fd_t fd = 3; fd < 4096; fd++) {
 		__wasi_fdstat_t st;
 		__wasi_prestat_t pre;
 		if (__wasi_fd_fdstat_get(fd, &st) == 0 && __wasi_fd_prestat_get(fd, &pre) != 0) {
+			*type = st.fs_filetype;
 			return (int)fd;
 		}
 	}
@@ -150,17 +151,22 @@ __attribute__((export_name("wsgi_before_snapshot"))) int32_t wsgi_before_snapsho
 	if (bootstrap == NULL) {
 		return 3;
 	}
-	int fd = first_private_fd();
-	if (fd >= 0) {
-		PyErr_Format(PyExc_RuntimeError,
-		             "snapshot refused: file descriptor %d is open after the app's import", fd);
-		PyErr_Print();
-		return 1;
-	}
+	/* First the bootstrap's preparation: its garbage collection closes
+	 * files that only unreachable objects (an unfinished os.scandir) held. */
 	PyObject *r = PyObject_CallMethod(bootstrap, "before_snapshot", NULL);
 	if (r == NULL) {
 		PyErr_Print();
 		return 2;
+	}
+	__wasi_filetype_t type;
+	int fd = first_private_fd(&type);
+	if (fd >= 0) {
+		Py_DECREF(r);
+		PyErr_Format(PyExc_RuntimeError,
+		             "snapshot refused: file descriptor %d (%s) is open after the app's import", fd,
+		             type == __WASI_FILETYPE_DIRECTORY ? "a directory" : "a file");
+		PyErr_Print();
+		return 1;
 	}
 	Py_DECREF(r);
 	return 0;
