@@ -32,7 +32,6 @@ func frameworkInstance(t *testing.T, tenant, app string, v variant) (*runtime.In
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer snap.Close()
 		start = time.Now()
 		inst, err = eng.Restore(context.Background(), cfg, snap)
 	} else {
@@ -61,6 +60,7 @@ func snapshotStore(t *testing.T, v variant) *runtime.SnapshotStore {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { store.Close() })
 	return store
 }
 

@@ -40,6 +40,9 @@ type PoolConfig struct {
 	// restores its instances from its app's snapshot, and when there is none
 	// yet, saves one from its first fresh instance (ABI.md "Snapshots").
 	Snapshots *SnapshotStore
+	// SnapshotKey is Engine.SnapshotKey of the app, if the caller has it;
+	// otherwise the pool computes it when it first starts an instance.
+	SnapshotKey string
 }
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -234,7 +237,8 @@ func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool
 		if inst, err = p.engine.Restore(ctx, p.app, snap); err == nil {
 			return inst, true, nil
 		}
-		p.log.Warn("restore from snapshot failed; starting instances fresh", "err", err, "snapshot", snap.Path())
+		p.log.Warn("restore from snapshot failed; discarded it, starting instances fresh", "err", err, "snapshot", snap.Path())
+		p.cfg.Snapshots.Discard(p.snapKey)
 		p.setSnapshot(snapDisabled, nil)
 	}
 	inst, err = p.engine.NewInstance(ctx, p.app)
@@ -287,10 +291,13 @@ func (p *Pool) findSnapshotLocked(ctx context.Context) snapState {
 	if p.cfg.Snapshots == nil {
 		return snapDisabled
 	}
-	key, err := p.engine.SnapshotKey(ctx, p.app)
-	if err != nil {
-		p.log.Warn("no snapshot key; instances start fresh", "err", err)
-		return snapDisabled
+	key := p.cfg.SnapshotKey
+	if key == "" {
+		var err error
+		if key, err = p.engine.SnapshotKey(ctx, p.app); err != nil {
+			p.log.Warn("no snapshot key; instances start fresh", "err", err)
+			return snapDisabled
+		}
 	}
 	p.snapKey = key
 	snap, err := p.cfg.Snapshots.Open(key)
@@ -307,9 +314,6 @@ func (p *Pool) findSnapshotLocked(ctx context.Context) snapState {
 func (p *Pool) setSnapshot(state snapState, snap *Snapshot) {
 	p.snapMu.Lock()
 	defer p.snapMu.Unlock()
-	if p.snap != nil && p.snap != snap {
-		p.snap.Close()
-	}
 	p.snapState, p.snap = state, snap
 }
 
@@ -512,5 +516,4 @@ func (p *Pool) Close() {
 		pi.inst.Close(context.Background())
 	}
 	p.stopped.Wait()
-	p.setSnapshot(snapDisabled, nil)
 }

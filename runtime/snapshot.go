@@ -41,9 +41,10 @@ const (
 // corrupted or made for something else; such a file is never restored.
 var ErrSnapshotInvalid = errors.New("runtime: invalid snapshot")
 
-// Snapshot is a verified snapshot file, open for restoring. Instances
-// restored from it map the file privately, so they share its unchanged
-// pages; they keep working after Close.
+// Snapshot is a verified snapshot file, open for restoring; its
+// SnapshotStore closes it. Instances restored from it map the file
+// privately, so they share its unchanged pages; they keep working after the
+// file is closed.
 type Snapshot struct {
 	file    *os.File
 	path    string
@@ -58,8 +59,7 @@ func (s *Snapshot) Path() string { return s.path }
 // MemorySize is the size of the linear memory the snapshot holds.
 func (s *Snapshot) MemorySize() uint64 { return s.memSize }
 
-// Close closes the file; restored instances keep their mappings.
-func (s *Snapshot) Close() error { return s.file.Close() }
+func (s *Snapshot) close() { s.file.Close() }
 
 // writeSnapshot writes a snapshot file atomically: to a temporary file in
 // the same folder, synced, then renamed over path.

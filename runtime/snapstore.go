@@ -8,14 +8,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
 // SnapshotStore is a folder of snapshot files, one per SnapshotKey. Files
-// are written atomically, verified when opened, and removed when found
+// are written atomically, verified when first opened, and removed when found
 // invalid, so a damaged file costs one fresh start, never a bad restore.
+// A verified file stays open for the store's life (or until Retain drops
+// it), so that a tenant whose pool was closed restores again without
+// reading its image anew.
 type SnapshotStore struct {
 	dir string
+
+	mu   sync.Mutex
+	open map[string]*Snapshot
 }
 
 const snapshotExt = ".snap"
@@ -26,7 +33,7 @@ func NewSnapshotStore(dir string) (*SnapshotStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("runtime: snapshot folder: %w", err)
 	}
-	return &SnapshotStore{dir: dir}, nil
+	return &SnapshotStore{dir: dir, open: map[string]*Snapshot{}}, nil
 }
 
 // DefaultSnapshotDir is the snapshots folder beside the compilation cache.
@@ -43,15 +50,49 @@ func (s *SnapshotStore) Dir() string { return s.dir }
 // Path is where the snapshot of key lives.
 func (s *SnapshotStore) Path(key string) string { return filepath.Join(s.dir, key+snapshotExt) }
 
-// Open returns the verified snapshot of key. It returns an error wrapping
-// fs.ErrNotExist when there is none, and one wrapping ErrSnapshotInvalid
-// (after removing the file) when the file is damaged or not for key.
+// Open returns the verified snapshot of key, which the store owns. It
+// returns an error wrapping fs.ErrNotExist when there is none, and one
+// wrapping ErrSnapshotInvalid (after removing the file) when the file is
+// damaged or not for key.
 func (s *SnapshotStore) Open(key string) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if snap, ok := s.open[key]; ok {
+		return snap, nil
+	}
 	snap, err := openSnapshot(s.Path(key), key)
 	if errors.Is(err, ErrSnapshotInvalid) {
 		os.Remove(s.Path(key))
 	}
-	return snap, err
+	if err != nil {
+		return nil, err
+	}
+	s.open[key] = snap
+	return snap, nil
+}
+
+// Discard closes and removes the snapshot of key, e.g. after a restore
+// from it failed; the next instance starts fresh and saves a new one.
+func (s *SnapshotStore) Discard(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if snap, ok := s.open[key]; ok {
+		snap.close()
+		delete(s.open, key)
+	}
+	os.Remove(s.Path(key))
+}
+
+// Close closes every open snapshot; instances restored from them keep
+// working.
+func (s *SnapshotStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, snap := range s.open {
+		snap.close()
+		delete(s.open, key)
+	}
+	return nil
 }
 
 // Save writes the snapshot of a fresh instance under key (see
@@ -67,8 +108,7 @@ func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (st
 	if err != nil {
 		return "", err
 	}
-	if snap, err := s.Open(key); err == nil {
-		snap.Close()
+	if _, err := s.Open(key); err == nil {
 		return key, nil
 	}
 	inst, err := e.NewInstance(ctx, cfg)
@@ -82,6 +122,14 @@ func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (st
 // Retain removes every snapshot whose key is not in keep, and leftovers of
 // writes interrupted over an hour ago (younger ones may be in progress).
 func (s *SnapshotStore) Retain(keep map[string]bool) error {
+	s.mu.Lock()
+	for key, snap := range s.open {
+		if !keep[key] {
+			snap.close()
+			delete(s.open, key)
+		}
+	}
+	s.mu.Unlock()
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return fmt.Errorf("runtime: snapshot folder: %w", err)
