@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // SnapshotStore is a folder of snapshot files, one per SnapshotKey. Files
@@ -21,8 +23,9 @@ import (
 type SnapshotStore struct {
 	dir string
 
-	mu   sync.Mutex
-	open map[string]*Snapshot
+	mu       sync.Mutex
+	open     map[string]*Snapshot
+	building singleflight.Group // one Build per key at a time
 }
 
 const snapshotExt = ".snap"
@@ -102,21 +105,25 @@ func (s *SnapshotStore) Save(inst *Instance, key string) error {
 }
 
 // Build starts a fresh instance of cfg, saves its snapshot and closes it;
-// it returns the key. An existing valid snapshot is kept.
+// it returns the key. An existing valid snapshot is kept, and concurrent
+// Builds of one key share the work.
 func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (string, error) {
 	key, err := e.SnapshotKey(ctx, cfg)
 	if err != nil {
 		return "", err
 	}
-	if _, err := s.Open(key); err == nil {
-		return key, nil
-	}
-	inst, err := e.NewInstance(ctx, cfg)
-	if err != nil {
-		return "", err
-	}
-	defer inst.Close(ctx)
-	return key, s.Save(inst, key)
+	_, err, _ = s.building.Do(key, func() (any, error) {
+		if _, err := s.Open(key); err == nil {
+			return nil, nil
+		}
+		inst, err := e.NewInstance(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer inst.Close(ctx)
+		return nil, s.Save(inst, key)
+	})
+	return key, err
 }
 
 // Retain removes every snapshot whose key is not in keep, and leftovers of

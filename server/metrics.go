@@ -48,8 +48,10 @@ func newMetrics(s *Server) *metrics {
 			func() float64 { return float64(s.warm.Stats().Cost) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_evictions_total", Help: "Pools evicted or refused by the warm set."},
 			func() float64 { return float64(s.warm.Stats().Evictions) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_instances_started_total", Help: "Instances started (cold starts)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_instances_started_total", Help: "Instances started fresh: interpreter start and the app's import (cold starts)."},
 			func() float64 { return float64(s.engine.InstancesStarted()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_instances_restored_total", Help: "Instances restored from a snapshot of their app."},
+			func() float64 { return float64(s.engine.InstancesRestored()) }),
 	)
 	return m
 }

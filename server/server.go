@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -39,6 +41,11 @@ type Config struct {
 	// "*" trusts every peer. Others' forwarded headers are ignored.
 	ForwardedAllowIPs []string
 	Logger            *slog.Logger
+	// Snapshots, if set, holds snapshots of tenants' initialised instances:
+	// instances are restored from them (milliseconds instead of an import),
+	// and the server builds the missing ones in the background after each
+	// load, one tenant at a time.
+	Snapshots *runtime.SnapshotStore
 }
 
 // Server routes requests to tenants. Create it with New; it is an
@@ -56,6 +63,10 @@ type Server struct {
 	routes  []route           // most specific first
 	broken  map[string]string // host -> why its tenant failed to load
 	tenants map[string]*loaded
+
+	background context.Context // cancelled by Close
+	cancel     context.CancelFunc
+	builders   sync.WaitGroup
 }
 
 type loaded struct {
@@ -84,9 +95,10 @@ func New(ctx context.Context, engine *runtime.Engine, cfg Config) (*Server, erro
 		return nil, err
 	}
 	s := &Server{cfg: cfg, engine: engine, warm: warm, log: cfg.Logger}
+	s.background, s.cancel = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s)
 	if err := s.load(ctx); err != nil {
-		warm.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -169,7 +181,83 @@ func (s *Server) load(ctx context.Context) error {
 			s.log.Info("tenant version retired", "tenant", name)
 		}
 	}
+	s.maintainSnapshots(loadedTenants)
 	return nil
+}
+
+// maintainSnapshots removes the snapshots of versions no longer loaded and
+// builds the missing ones in the background, one at a time, so that a
+// tenant's first request restores rather than imports its app.
+func (s *Server) maintainSnapshots(current map[string]*loaded) {
+	store := s.cfg.Snapshots
+	if store == nil {
+		return
+	}
+	keep := map[string]bool{}
+	var missing []*loaded
+	for _, l := range current {
+		keep[l.pool.SnapshotKey] = true
+		if _, err := os.Stat(store.Path(l.pool.SnapshotKey)); err != nil {
+			missing = append(missing, l)
+		}
+	}
+	if err := store.Retain(keep); err != nil {
+		s.log.Warn("removing old snapshots", "err", err)
+	}
+	if len(missing) == 0 {
+		return
+	}
+	s.builders.Add(1)
+	go func() {
+		defer s.builders.Done()
+		for _, l := range missing {
+			if s.background.Err() != nil {
+				return
+			}
+			s.buildSnapshot(s.background, l)
+		}
+	}()
+}
+
+// buildSnapshot saves l's snapshot unless it exists (a pool may have saved
+// it meanwhile); a failure is logged, and the tenant's instances then start
+// fresh.
+func (s *Server) buildSnapshot(ctx context.Context, l *loaded) error {
+	start := time.Now()
+	key, err := s.cfg.Snapshots.Build(ctx, s.engine, l.app)
+	if err == nil && key != l.pool.SnapshotKey {
+		err = fmt.Errorf("server: the tenant changed while its snapshot was built")
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("snapshot not built; the tenant's instances start fresh", "tenant", l.tenant.Name, "err", err)
+		}
+		return err
+	}
+	s.log.Info("snapshot ready", "tenant", l.tenant.Name, "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// BuildSnapshots builds the snapshot of every loaded tenant that lacks one
+// and waits for them (wsgi-wasm snapshot). It returns how many tenants have
+// a snapshot and the first error.
+func (s *Server) BuildSnapshots(ctx context.Context) (int, error) {
+	if s.cfg.Snapshots == nil {
+		return 0, errors.New("server: no snapshot store configured")
+	}
+	s.mu.RLock()
+	current := s.tenants
+	s.mu.RUnlock()
+	ok := 0
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(current)) {
+		if err := s.buildSnapshot(ctx, current[name]); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
+			continue
+		}
+		ok++
+	}
+	return ok, errors.Join(errs...)
 }
 
 // Reload reads the tenant folder again and swaps in the new routes
@@ -205,8 +293,15 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 	if err != nil {
 		return nil, err
 	}
-	version := sha256.Sum256(append(toml, pyc...))
+	// The snapshot key covers the app's configuration and every file of the
+	// tenant's folder, so it also names the tenant's version.
+	snapKey, err := s.engine.SnapshotKey(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	version := sha256.Sum256(append(toml, snapKey...))
 	pool := runtime.PoolConfig{
+		Snapshots: s.cfg.Snapshots, SnapshotKey: snapKey,
 		MinWarm: t.Pool.MinWarm, MaxInstances: t.Policy.MaxInstances, QueueLength: t.Policy.QueueLength,
 		MaxRequests: t.Pool.MaxRequests, MaxRequestsJitter: t.Pool.MaxRequestsJitter, RequestTimeout: t.Policy.RequestTimeout,
 	}
@@ -353,7 +448,11 @@ func pathUnder(path, prefix string) bool {
 }
 
 // Close closes every tenant's instances.
-func (s *Server) Close() { s.warm.Close() }
+func (s *Server) Close() {
+	s.cancel()
+	s.builders.Wait()
+	s.warm.Close()
+}
 
 type statusWriter struct {
 	http.ResponseWriter

@@ -51,6 +51,7 @@ func run() int {
 			serveCommand(logger),
 			runCommand(logger),
 			checkCommand(&exitCode),
+			snapshotCommand(logger, &exitCode),
 			pythonCommand(logger, &exitCode),
 			{
 				Name:  "version",

@@ -23,7 +23,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 		Name:      "run",
 		Usage:     "serve one app folder over HTTP, like gunicorn MODULE:CALLABLE",
 		ArgsUsage: "DIR MODULE:CALLABLE",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "bind", Aliases: []string{"b"}, Value: "127.0.0.1:8000", Usage: "listen on `ADDRESS`", EnvVars: []string{"WSGI_WASM_BIND"}},
 			&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 2, Usage: "maximum instances (each serves one request at a time)", EnvVars: []string{"WSGI_WASM_WORKERS"}},
 			&cli.IntFlag{Name: "min-warm", Value: 1, Usage: "instances kept initialised and idle", EnvVars: []string{"WSGI_WASM_MIN_WARM"}},
@@ -33,7 +33,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			&cli.IntFlag{Name: "backlog", Value: 64, Usage: "requests that may wait for an instance; more get 503", EnvVars: []string{"WSGI_WASM_BACKLOG"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "writable `FOLDER` for the app, mounted at /data ($WSGI_WASM_DATA_DIR in the app); requests are then served one at a time", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.Uint64Flag{Name: "memory-mb", Value: runtime.DefaultMemoryLimit >> 20, Usage: "linear memory cap of each instance in MiB", EnvVars: []string{"WSGI_WASM_MEMORY_MB"}},
-		},
+		}, snapshotFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
 				return fmt.Errorf("run: want DIR MODULE:CALLABLE, got %d arguments", c.NArg())
@@ -71,12 +71,20 @@ func runCommand(logger *slog.Logger) *cli.Command {
 					return err
 				}
 			}
+			store, err := openSnapshotStore(c)
+			if err != nil {
+				return err
+			}
+			if store != nil {
+				defer store.Close()
+			}
 			pool := eng.NewPool(runtime.AppConfig{
 				App: c.Args().Get(1), Dir: dir, DataDir: dataDir, PycacheDir: pycache, Log: guestLog,
 				MemoryLimit: c.Uint64("memory-mb") << 20,
 			}, runtime.PoolConfig{
 				MinWarm: c.Int("min-warm"), MaxInstances: c.Int("workers"), RequestTimeout: c.Duration("timeout"),
 				MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"), QueueLength: c.Int("backlog"),
+				Snapshots: store,
 			})
 			defer pool.Close()
 			srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

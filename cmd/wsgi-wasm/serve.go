@@ -23,7 +23,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "serve every tenant folder below --tenant-dir, routed by Host and path prefix",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "tenant-dir", Required: true, Usage: "`FOLDER` holding one folder per tenant, each with a tenant.toml", EnvVars: []string{"WSGI_WASM_TENANT_DIR"}},
 			&cli.StringSliceFlag{Name: "bind", Aliases: []string{"b"}, Value: cli.NewStringSlice("127.0.0.1:8000"), Usage: "listen on `ADDRESS` (repeatable)", EnvVars: []string{"WSGI_WASM_BIND"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` for tenants' writable data folders (one per tenant, if their policy grants it)", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
@@ -33,14 +33,22 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.StringFlag{Name: "keyfile", Usage: "TLS key `FILE` (PEM)", EnvVars: []string{"WSGI_WASM_KEYFILE"}},
 			&cli.StringFlag{Name: "admin-bind", Value: "127.0.0.1:9090", Usage: "listen on `ADDRESS` for /metrics, /livez and /readyz (empty: off)", EnvVars: []string{"WSGI_WASM_ADMIN_BIND"}},
 			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
-		},
+		}, snapshotFlags()...),
 		Action: func(c *cli.Context) error {
+			store, err := openSnapshotStore(c)
+			if err != nil {
+				return err
+			}
+			if store != nil {
+				defer store.Close()
+			}
 			eng, err := newEngine(c, logger)
 			if err != nil {
 				return err
 			}
 			defer eng.Close(context.Background())
 			srv, err := server.New(c.Context, eng, server.Config{
+				Snapshots: store,
 				TenantDir: c.String("tenant-dir"), Ceiling: policies.DefaultCeiling, DataDir: c.String("data-dir"),
 				MemoryBudget: c.Int64("memory-budget-mb") << 20, Logger: logger,
 				ForwardedAllowIPs: c.StringSlice("forwarded-allow-ips"),

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/server"
+)
+
+// snapshotFlags are serve's and run's: snapshots on by default, and where
+// they live.
+func snapshotFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "snapshots", Value: true, Usage: "restore instances from snapshots of the initialised app (milliseconds instead of the app's import); --snapshots=false starts every instance fresh", EnvVars: []string{"WSGI_WASM_SNAPSHOTS"}},
+		&cli.StringFlag{Name: "snapshot-dir", Usage: "`FOLDER` of snapshot files (default: beside the compilation cache, $XDG_CACHE_HOME/wsgi-wasm/snapshots)", EnvVars: []string{"WSGI_WASM_SNAPSHOT_DIR"}},
+	}
+}
+
+// openSnapshotStore opens the store the flags name, or returns nil when
+// snapshots are off.
+func openSnapshotStore(c *cli.Context) (*runtime.SnapshotStore, error) {
+	if !c.Bool("snapshots") {
+		return nil, nil
+	}
+	return runtime.NewSnapshotStore(snapshotDir(c))
+}
+
+// snapshotCommand builds the snapshots that serve would build in the
+// background, ahead of time (e.g. in a deployment step).
+func snapshotCommand(logger *slog.Logger, exitCode *int) *cli.Command {
+	return &cli.Command{
+		Name:      "snapshot",
+		Usage:     "build the snapshot of every tenant below DIR ahead of serving; exit 1 if any tenant cannot be snapshotted",
+		ArgsUsage: "DIR",
+		Flags: append(snapshotFlags()[1:],
+			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` for tenants' writable data folders, as given to serve", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("snapshot: want one DIR (a folder of tenant folders, as serve --tenant-dir takes)")
+			}
+			store, err := runtime.NewSnapshotStore(snapshotDir(c))
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			eng, err := newEngine(c, logger)
+			if err != nil {
+				return err
+			}
+			defer eng.Close(c.Context)
+			srv, err := server.New(c.Context, eng, server.Config{
+				TenantDir: c.Args().First(), Ceiling: policies.DefaultCeiling, DataDir: c.String("data-dir"),
+				Logger: logger, Snapshots: store, MemoryBudget: 1 << 30,
+			})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			n, err := srv.BuildSnapshots(c.Context)
+			fmt.Fprintf(c.App.Writer, "%d tenant(s) with a snapshot in %s\n", n, store.Dir())
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				*exitCode = 1
+			}
+			return nil
+		},
+	}
+}
+
+// snapshotDir is --snapshot-dir or its default.
+func snapshotDir(c *cli.Context) string {
+	if dir := c.String("snapshot-dir"); dir != "" {
+		return dir
+	}
+	return runtime.DefaultSnapshotDir(c.String("cache-dir"))
+}

@@ -1,0 +1,102 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/server"
+)
+
+// TestSnapshotsBuiltInTheBackgroundAndFollowReloads: after load the server
+// builds each tenant's snapshot by itself, the tenant's first request is
+// then served by a restored instance, and a changed tenant gets a new
+// snapshot while the old file is removed.
+func TestSnapshotsBuiltInTheBackgroundAndFollowReloads(t *testing.T) {
+	eng := testEngine(t)
+	root := tenantDir(t, map[string]string{
+		"one": "app = \"app:application\"\nhosts = [\"one.test\"]\n[pool]\nmin_warm = 0\n",
+		"two": "app = \"app:application\"\nhosts = [\"two.test\"]\n[pool]\nmin_warm = 0\n",
+	})
+	store, err := runtime.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	srv, err := server.New(context.Background(), eng, server.Config{
+		TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30, Snapshots: store,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	snapshots := func() []string {
+		m, _ := filepath.Glob(filepath.Join(store.Dir(), "*.snap"))
+		return m
+	}
+	waitUntil(t, "two snapshots built in the background", func() bool { return len(snapshots()) == 2 })
+	before := snapshots()
+
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	get := func(host string) string {
+		req, _ := http.NewRequest("GET", hs.URL+"/x", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b [256]byte
+		n, _ := resp.Body.Read(b[:])
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", host, resp.StatusCode, b[:n])
+		}
+		return string(b[:n])
+	}
+	started := eng.InstancesStarted()
+	if body := get("one.test"); body != "one||/x" {
+		t.Fatalf("one.test: %q", body)
+	}
+	if eng.InstancesRestored() < 1 || eng.InstancesStarted() != started {
+		t.Errorf("the first request of a tenant with a snapshot started fresh: restored %d, started %d -> %d",
+			eng.InstancesRestored(), started, eng.InstancesStarted())
+	}
+
+	app := filepath.Join(root, "two", "app.py")
+	if err := os.WriteFile(app, []byte("TAG = \"two-v2\"\n"+echoApp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute)
+	os.Chtimes(app, later, later)
+	if err := srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if body := get("two.test"); body != "two-v2||/x" {
+		t.Fatalf("two.test after reload: %q", body)
+	}
+	waitUntil(t, "the changed tenant's new snapshot, the old one removed", func() bool {
+		now := snapshots()
+		return len(now) == 2 && (now[0] != before[0] || now[1] != before[1])
+	})
+	if body := get("one.test"); body != "one||/x" {
+		t.Fatalf("one.test after reload: %q", body)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
