@@ -86,11 +86,13 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) error {
 		return fmt.Errorf("runtime: write snapshot: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	w := io.MultiWriter(tmp)
-	for _, part := range [][]byte{[]byte(snapshotMagic), sum.Sum(nil), fixed, pad, mem} {
-		if _, err = w.Write(part); err != nil {
+	for _, part := range [][]byte{[]byte(snapshotMagic), sum.Sum(nil), fixed, pad} {
+		if _, err = tmp.Write(part); err != nil {
 			break
 		}
+	}
+	if err == nil {
+		err = writeSparse(tmp, mem)
 	}
 	if err == nil {
 		err = tmp.Sync()
@@ -105,6 +107,27 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) error {
 		return fmt.Errorf("runtime: write snapshot: %w", err)
 	}
 	return nil
+}
+
+// writeSparse writes mem at the file's offset, leaving holes for the
+// 64 KiB pages that are all zero (most of the C stack and the free heap):
+// they take no disk and read back as zeros.
+func writeSparse(f *os.File, mem []byte) error {
+	var zero [wasmPage]byte
+	start, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(mem); off += wasmPage {
+		page := mem[off:min(off+wasmPage, len(mem))]
+		if bytes.Equal(page, zero[:len(page)]) {
+			continue
+		}
+		if _, err := f.WriteAt(page, start+int64(off)); err != nil {
+			return err
+		}
+	}
+	return f.Truncate(start + int64(len(mem)))
 }
 
 // openSnapshot opens and verifies a snapshot file made for key. The whole

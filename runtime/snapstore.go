@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,12 +41,19 @@ func NewSnapshotStore(dir string) (*SnapshotStore, error) {
 	return &SnapshotStore{dir: dir, open: map[string]*Snapshot{}}, nil
 }
 
-// DefaultSnapshotDir is the snapshots folder beside the compilation cache.
-func DefaultSnapshotDir(cacheDir string) string {
+// DefaultSnapshotDir is the snapshots folder of the tenants below root,
+// beside the compilation cache: snapshots/<hash of root's absolute path>.
+// Servers of different trees never share a folder, so one's Retain never
+// removes another's snapshots.
+func DefaultSnapshotDir(cacheDir, root string) string {
 	if cacheDir == "" {
 		cacheDir = DefaultCacheDir()
 	}
-	return filepath.Join(filepath.Dir(cacheDir), "snapshots")
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	sum := sha256.Sum256([]byte(root))
+	return filepath.Join(filepath.Dir(cacheDir), "snapshots", hex.EncodeToString(sum[:8]))
 }
 
 // Dir is the store's folder.

@@ -185,44 +185,42 @@ func (s *Server) load(ctx context.Context) error {
 	return nil
 }
 
-// maintainSnapshots removes the snapshots of versions no longer loaded and
-// builds the missing ones in the background, one at a time, so that a
-// tenant's first request restores rather than imports its app.
+// maintainSnapshots removes the snapshots of versions no longer loaded,
+// then, in the background and one tenant at a time, opens (verifies) the
+// existing ones and builds the missing ones, so that a tenant's first
+// request restores its app at once rather than importing it or reading its
+// image.
 func (s *Server) maintainSnapshots(current map[string]*loaded) {
 	store := s.cfg.Snapshots
 	if store == nil {
 		return
 	}
 	keep := map[string]bool{}
-	var missing []*loaded
 	for _, l := range current {
 		keep[l.pool.SnapshotKey] = true
-		if _, err := os.Stat(store.Path(l.pool.SnapshotKey)); err != nil {
-			missing = append(missing, l)
-		}
 	}
 	if err := store.Retain(keep); err != nil {
 		s.log.Warn("removing old snapshots", "err", err)
 	}
-	if len(missing) == 0 {
-		return
-	}
 	s.builders.Add(1)
 	go func() {
 		defer s.builders.Done()
-		for _, l := range missing {
+		for _, name := range slices.Sorted(maps.Keys(current)) {
 			if s.background.Err() != nil {
 				return
 			}
-			s.buildSnapshot(s.background, l)
+			s.buildSnapshot(s.background, current[name])
 		}
 	}()
 }
 
-// buildSnapshot saves l's snapshot unless it exists (a pool may have saved
-// it meanwhile); a failure is logged, and the tenant's instances then start
+// buildSnapshot opens l's snapshot, building it if there is none (or a
+// damaged one); a failure is logged, and the tenant's instances then start
 // fresh.
 func (s *Server) buildSnapshot(ctx context.Context, l *loaded) error {
+	if _, err := s.cfg.Snapshots.Open(l.pool.SnapshotKey); err == nil {
+		return nil
+	}
 	start := time.Now()
 	key, err := s.cfg.Snapshots.Build(ctx, s.engine, l.app)
 	if err == nil && key != l.pool.SnapshotKey {
@@ -238,12 +236,19 @@ func (s *Server) buildSnapshot(ctx context.Context, l *loaded) error {
 	return nil
 }
 
-// BuildSnapshots builds the snapshot of every loaded tenant that lacks one
-// and waits for them (wsgi-wasm snapshot). It returns how many tenants have
-// a snapshot and the first error.
+// BuildSnapshots waits until the background work of the last load has
+// opened or built every tenant's snapshot (wsgi-wasm snapshot). It returns
+// how many tenants have one, and an error naming those that do not.
 func (s *Server) BuildSnapshots(ctx context.Context) (int, error) {
 	if s.cfg.Snapshots == nil {
 		return 0, errors.New("server: no snapshot store configured")
+	}
+	done := make(chan struct{})
+	go func() { s.builders.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
 	s.mu.RLock()
 	current := s.tenants
@@ -251,8 +256,8 @@ func (s *Server) BuildSnapshots(ctx context.Context) (int, error) {
 	ok := 0
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(current)) {
-		if err := s.buildSnapshot(ctx, current[name]); err != nil {
-			errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
+		if _, err := s.cfg.Snapshots.Open(current[name].pool.SnapshotKey); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s has no snapshot (see the log for why): %w", name, err))
 			continue
 		}
 		ok++

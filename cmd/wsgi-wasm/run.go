@@ -71,7 +71,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 					return err
 				}
 			}
-			store, err := openSnapshotStore(c)
+			store, err := openSnapshotStore(c, dir)
 			if err != nil {
 				return err
 			}

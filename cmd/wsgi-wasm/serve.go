@@ -35,7 +35,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
 		}, snapshotFlags()...),
 		Action: func(c *cli.Context) error {
-			store, err := openSnapshotStore(c)
+			store, err := openSnapshotStore(c, c.String("tenant-dir"))
 			if err != nil {
 				return err
 			}

@@ -17,17 +17,17 @@ import (
 func snapshotFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "snapshots", Value: true, Usage: "restore instances from snapshots of the initialised app (milliseconds instead of the app's import); --snapshots=false starts every instance fresh", EnvVars: []string{"WSGI_WASM_SNAPSHOTS"}},
-		&cli.StringFlag{Name: "snapshot-dir", Usage: "`FOLDER` of snapshot files (default: beside the compilation cache, $XDG_CACHE_HOME/wsgi-wasm/snapshots)", EnvVars: []string{"WSGI_WASM_SNAPSHOT_DIR"}},
+		&cli.StringFlag{Name: "snapshot-dir", Usage: "`FOLDER` of snapshot files, one server's own (default: $XDG_CACHE_HOME/wsgi-wasm/snapshots/<hash of the tenant folder's path>)", EnvVars: []string{"WSGI_WASM_SNAPSHOT_DIR"}},
 	}
 }
 
-// openSnapshotStore opens the store the flags name, or returns nil when
-// snapshots are off.
-func openSnapshotStore(c *cli.Context) (*runtime.SnapshotStore, error) {
+// openSnapshotStore opens the store the flags name for the tenants below
+// root, or returns nil when snapshots are off.
+func openSnapshotStore(c *cli.Context, root string) (*runtime.SnapshotStore, error) {
 	if !c.Bool("snapshots") {
 		return nil, nil
 	}
-	return runtime.NewSnapshotStore(snapshotDir(c))
+	return runtime.NewSnapshotStore(snapshotDir(c, root))
 }
 
 // snapshotCommand builds the snapshots that serve would build in the
@@ -44,7 +44,7 @@ func snapshotCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			if c.NArg() != 1 {
 				return fmt.Errorf("snapshot: want one DIR (a folder of tenant folders, as serve --tenant-dir takes)")
 			}
-			store, err := runtime.NewSnapshotStore(snapshotDir(c))
+			store, err := runtime.NewSnapshotStore(snapshotDir(c, c.Args().First()))
 			if err != nil {
 				return err
 			}
@@ -73,10 +73,10 @@ func snapshotCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 	}
 }
 
-// snapshotDir is --snapshot-dir or its default.
-func snapshotDir(c *cli.Context) string {
+// snapshotDir is --snapshot-dir or the default for the tenants below root.
+func snapshotDir(c *cli.Context, root string) string {
 	if dir := c.String("snapshot-dir"); dir != "" {
 		return dir
 	}
-	return runtime.DefaultSnapshotDir(c.String("cache-dir"))
+	return runtime.DefaultSnapshotDir(c.String("cache-dir"), root)
 }

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+)
+
+// TestMain keeps the binaries the tests start from writing snapshots into
+// the user's cache: every child inherits a snapshot folder of the run's own.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wsgi-wasm-e2e-snapshots-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("WSGI_WASM_SNAPSHOT_DIR", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestSnapshotCommand: `wsgi-wasm snapshot DIR` builds one verified file per
+// tenant and exits 0; a tenant that cannot be snapshotted makes it exit 1,
+// naming the tenant, while the others still get theirs.
+func TestSnapshotCommand(t *testing.T) {
+	in := testinterp.Require(t)
+	bin := filepath.Join(t.TempDir(), "wsgi-wasm")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	tree := t.TempDir()
+	tenant := func(name, app string) {
+		os.MkdirAll(filepath.Join(tree, name), 0o755)
+		os.WriteFile(filepath.Join(tree, name, "tenant.toml"), []byte("app = \"app:application\"\nhosts = [\""+name+".test\"]\n"), 0o644)
+		os.WriteFile(filepath.Join(tree, name, "app.py"), []byte(app), 0o644)
+	}
+	hello := "def application(environ, start_response):\n    start_response('200 OK', [])\n    return [b'hi']\n"
+	tenant("a", hello)
+	tenant("b", hello)
+	run := func() (out string, code, files int) {
+		snaps := t.TempDir()
+		cmd := exec.Command(bin, "snapshot", "--snapshot-dir", snaps, tree)
+		cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
+		b, err := cmd.CombinedOutput()
+		if exit, ok := err.(*exec.ExitError); ok {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		snapFiles, _ := filepath.Glob(filepath.Join(snaps, "*.snap"))
+		return string(b), code, len(snapFiles)
+	}
+	out, code, files := run()
+	if code != 0 || files != 2 || !strings.Contains(out, "2 tenant(s) with a snapshot") {
+		t.Fatalf("exit %d with %d files, want 0 and two snapshots:\n%s", code, files, out)
+	}
+	tenant("c", "_f = open(__file__)\n"+hello)
+	out, code, files = run()
+	if code != 1 || files != 2 || !strings.Contains(out, "tenant c has no snapshot") || !strings.Contains(out, "file descriptor") {
+		t.Fatalf("exit %d with %d files, want 1, two snapshots and tenant c named with the reason:\n%s", code, files, out)
+	}
+}
