@@ -44,6 +44,36 @@ type Options struct {
 	// ReactorModule overrides the reactor's path (benchmarks compare the
 	// shipped module with an uninstrumented one).
 	ReactorModule string
+	// SnapshotMapping is how a restored instance's memory gets its image;
+	// the zero value, MapPrivate, is the shipped choice.
+	SnapshotMapping SnapshotMapping
+}
+
+// SnapshotMapping is how a restored instance's memory gets its image. The
+// benchmarks compare them (benchmarks/SNAPSHOTS.md).
+type SnapshotMapping int
+
+const (
+	// MapPrivate maps the snapshot file copy-on-write: pages come from the
+	// page cache on first touch, shared until written.
+	MapPrivate SnapshotMapping = iota
+	// MapPrivatePopulate is MapPrivate with the page tables filled at
+	// restore (MAP_POPULATE): no faults for reads later, a slower restore.
+	MapPrivatePopulate
+	// CopyImage copies the image into anonymous memory: nothing shared.
+	CopyImage
+)
+
+func (m SnapshotMapping) String() string {
+	switch m {
+	case MapPrivate:
+		return "private mapping"
+	case MapPrivatePopulate:
+		return "private mapping, pre-faulted"
+	case CopyImage:
+		return "eager copy"
+	}
+	return fmt.Sprintf("SnapshotMapping(%d)", int(m))
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/wsgi-wasm/wazero (or ~/.cache/...).
@@ -77,6 +107,8 @@ type Engine struct {
 	started   atomic.Int64
 
 	restored atomic.Int64
+
+	snapMapping SnapshotMapping
 
 	reactorOnce sync.Once
 	reactorSum  [32]byte // SHA-256 of the reactor as built, part of snapshot keys
@@ -121,6 +153,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		}
 	}
 	return &Engine{
+		snapMapping: opts.SnapshotMapping,
 		zoneinfo:    zoneinfo,
 		interp:      opts.Interpreter,
 		reactorPath: reactorPath,

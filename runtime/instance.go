@@ -160,7 +160,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Ins
 	}
 	img := memoryImage{data: r}
 	if snap != nil {
-		img = memoryImage{snap: snap}
+		img = memoryImage{snap: snap, mapping: e.snapMapping}
 	}
 	if inst.mem, err = newLinearMemory(limit, &inst.peak, img); err != nil {
 		return nil, err

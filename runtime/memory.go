@@ -36,10 +36,11 @@ type linearMemory struct {
 	beforeFree func() // stops every writer of the memory from outside the guest
 }
 
-// memoryImage is what a new linear memory starts as: at most one field set.
+// memoryImage is what a new linear memory starts as: data or snap.
 type memoryImage struct {
-	data *restorable // a fresh instance: the module's initial data
-	snap *Snapshot   // a restored instance
+	data    *restorable // a fresh instance: the module's initial data
+	snap    *Snapshot   // a restored instance
+	mapping SnapshotMapping
 }
 
 // newLinearMemory reserves capBytes and makes the image accessible.
@@ -61,10 +62,14 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 		return nil, fmt.Errorf("runtime: reserve %d bytes of linear memory: %w", capBytes, err)
 	}
 	m := &linearMemory{reserved: b, peak: peak}
-	if img.snap != nil && initial > 0 {
+	if img.snap != nil && initial > 0 && img.mapping != CopyImage {
 		// Replaces the start of the reservation in place.
+		flags := syscall.MAP_PRIVATE | syscall.MAP_FIXED
+		if img.mapping == MapPrivatePopulate {
+			flags |= syscall.MAP_POPULATE
+		}
 		_, err := unix.MmapPtr(int(img.snap.file.Fd()), snapshotDataOffset, unsafe.Pointer(&b[0]),
-			uintptr(initial), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_FIXED)
+			uintptr(initial), syscall.PROT_READ|syscall.PROT_WRITE, flags)
 		if err != nil {
 			syscall.Munmap(b)
 			return nil, fmt.Errorf("runtime: map snapshot: %w", err)
@@ -74,7 +79,13 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 		syscall.Munmap(b)
 		return nil, fmt.Errorf("runtime: make %d bytes of linear memory accessible", initial)
 	}
-	if img.data != nil && img.snap == nil {
+	switch {
+	case img.snap != nil && img.mapping == CopyImage:
+		if _, err := img.snap.file.ReadAt(b[:initial], snapshotDataOffset); err != nil {
+			syscall.Munmap(b)
+			return nil, fmt.Errorf("runtime: read snapshot: %w", err)
+		}
+	case img.snap == nil && img.data != nil:
 		img.data.applyTo(b[:initial])
 	}
 	return m, nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
 
@@ -240,5 +241,35 @@ func TestPoolRestoresFromItsSnapshot(t *testing.T) {
 	}
 	if s := serve("keepsfile:app", 2); s.ColdStarts != 2 || s.Restores != 0 {
 		t.Errorf("app that cannot be snapshotted: %+v, want 2 fresh instances", s)
+	}
+}
+
+// TestSnapshotMappingsAnswerAlike restores under each way of getting the
+// image into memory; all must give an instance that serves, with the
+// snapshot's state.
+func TestSnapshotMappingsAnswerAlike(t *testing.T) {
+	cfg := runtime.AppConfig{App: "snap:app", Dir: "testdata/apps"}
+	_, _, snap := snapshotOf(t, cfg)
+	var token string
+	for _, mode := range []runtime.SnapshotMapping{runtime.MapPrivate, runtime.MapPrivatePopulate, runtime.CopyImage} {
+		t.Run(mode.String(), func(t *testing.T) {
+			eng, err := runtime.New(context.Background(), runtime.Options{Interpreter: testinterp.Require(t), SnapshotMapping: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close(context.Background())
+			inst, err := eng.Restore(context.Background(), cfg, snap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer inst.Close(context.Background())
+			f := fields(t, inst, "/m")
+			if token == "" {
+				token = f[0]
+			}
+			if f[0] != token || f[3] != "1" || f[4] != "/m" {
+				t.Errorf("%v, want the snapshot's token %s, count 1 and /m", f, token)
+			}
+		})
 	}
 }
