@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BUILD_PYTHON ?= /usr/bin/python3.11
 
-.PHONY: help python-wasi vendor test serve build-embedded regrtest speed speed-trials bench-go check build
+.PHONY: help python-wasi vendor test serve build-embedded regrtest speed speed-trials bench-go bench-snapshots check build
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000"
@@ -14,6 +14,7 @@ help:
 	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
 	@echo "make speed-trials speed of each build variant tried -> python-wasi/TRIALS.md (slow)"
 	@echo "make bench-go     Go benchmarks -> benchmarks/RESULTS.md, runtime/README.md"
+	@echo "make bench-snapshots  snapshot-restore: cold start, memory, density -> benchmarks/SNAPSHOTS.md"
 	@echo "make build-embedded  one binary with the interpreter inside -> bin/wsgi-wasm-embedded"
 	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"
 
@@ -50,6 +51,9 @@ speed-trials: python-wasi build
 
 bench-go: python-wasi vendor
 	$(BUILD_PYTHON) benchmarks/gobench.py 5
+
+bench-snapshots: python-wasi vendor
+	$(GO) run ./benchmarks/snapbench
 
 check:
 	gofmt -l . | (! grep .)

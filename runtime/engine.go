@@ -58,7 +58,8 @@ const (
 	// page cache on first touch, shared until written.
 	MapPrivate SnapshotMapping = iota
 	// MapPrivatePopulate is MapPrivate with the page tables filled at
-	// restore (MAP_POPULATE): no faults for reads later, a slower restore.
+	// restore (mapped read-only with MAP_POPULATE, then made writable): no
+	// faults for reads later, a slower restore.
 	MapPrivatePopulate
 	// CopyImage copies the image into anonymous memory: nothing shared.
 	CopyImage

@@ -64,12 +64,18 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 	m := &linearMemory{reserved: b, peak: peak}
 	if img.snap != nil && initial > 0 && img.mapping != CopyImage {
 		// Replaces the start of the reservation in place.
-		flags := syscall.MAP_PRIVATE | syscall.MAP_FIXED
+		flags, prot := syscall.MAP_PRIVATE|syscall.MAP_FIXED, syscall.PROT_READ|syscall.PROT_WRITE
 		if img.mapping == MapPrivatePopulate {
-			flags |= syscall.MAP_POPULATE
+			// Populated read-only, every page table entry points into the
+			// page cache (populating a writable private mapping would copy
+			// every page); writable afterwards, writes still copy on write.
+			flags, prot = flags|syscall.MAP_POPULATE, syscall.PROT_READ
 		}
 		_, err := unix.MmapPtr(int(img.snap.file.Fd()), snapshotDataOffset, unsafe.Pointer(&b[0]),
-			uintptr(initial), syscall.PROT_READ|syscall.PROT_WRITE, flags)
+			uintptr(initial), prot, flags)
+		if err == nil && prot != syscall.PROT_READ|syscall.PROT_WRITE {
+			err = syscall.Mprotect(b[:initial], syscall.PROT_READ|syscall.PROT_WRITE)
+		}
 		if err != nil {
 			syscall.Munmap(b)
 			return nil, fmt.Errorf("runtime: map snapshot: %w", err)

@@ -1,0 +1,385 @@
+// Command snapbench measures snapshot-restore and writes
+// benchmarks/SNAPSHOTS.md: how long an idle tenant takes to its first
+// response, what one more instance costs in memory, and how many warm
+// Flask tenants fit in 8 GiB. Every figure in that file is written here,
+// from measurements of this run. `make bench-snapshots` runs it; a smoke
+// test runs it small.
+//
+// It measures the shipped configuration: the reactor with its interrupt
+// checks, the default policy's limits, snapshots on. The tenants are copies
+// of examples/tenants/flask (vendored by examples/vendor.sh).
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/server"
+)
+
+// Params size a run.
+type Params struct {
+	FlaskDir    string // the example Flask tenant
+	Out         string // the Markdown file to write
+	Restores    int    // restores per mapping mode
+	MemSamples  int    // instances whose memory is read, per mode
+	Tenants     int    // idle tenants requested once each, snapshots on
+	FreshTenant int    // idle tenants requested once each, snapshots off
+	Checkpoints []int  // tenant counts at which the process's memory is read
+	WorkDir     string // tenant trees and snapshots; removed after
+	Command     string // how the run was started, for the report
+}
+
+func main() {
+	p := Params{}
+	flag.StringVar(&p.FlaskDir, "flask", "examples/tenants/flask", "the example Flask tenant folder")
+	flag.StringVar(&p.Out, "out", "benchmarks/SNAPSHOTS.md", "report to write")
+	flag.IntVar(&p.Restores, "restores", 200, "restores per mapping mode")
+	flag.IntVar(&p.MemSamples, "mem-samples", 5, "instances whose memory is read, per mode")
+	flag.IntVar(&p.Tenants, "tenants", 100, "idle Flask tenants, snapshots on")
+	flag.IntVar(&p.FreshTenant, "fresh-tenants", 10, "idle Flask tenants, snapshots off")
+	checkpoints := flag.String("checkpoints", "0,25,50,100", "tenant counts at which to read the process's memory")
+	flag.Parse()
+	for _, s := range strings.Split(*checkpoints, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "snapbench: -checkpoints:", err)
+			os.Exit(2)
+		}
+		p.Checkpoints = append(p.Checkpoints, n)
+	}
+	p.Command = "go run ./benchmarks/snapbench " + strings.Join(os.Args[1:], " ")
+	if err := Run(context.Background(), p, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "snapbench:", err)
+		os.Exit(1)
+	}
+}
+
+// Run measures and writes the report.
+func Run(ctx context.Context, p Params, progress io.Writer) error {
+	if p.WorkDir == "" {
+		dir, err := os.MkdirTemp("", "snapbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		p.WorkDir = dir
+	}
+	interp, err := pythonwasi.Locate("")
+	if err != nil {
+		return err
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(progress, "snapbench: "+format+"\n", args...) }
+	r := &report{params: p, interp: interp}
+
+	logf("restore and memory, per mapping mode (%d restores each)", p.Restores)
+	if err := r.measureRestores(ctx, logf); err != nil {
+		return err
+	}
+	logf("idle tenants to first response: %d with snapshots, %d without", p.Tenants, p.FreshTenant)
+	if err := r.measureTenants(ctx, logf); err != nil {
+		return err
+	}
+	return os.WriteFile(p.Out, []byte(r.markdown()), 0o644)
+}
+
+type report struct {
+	params Params
+	interp pythonwasi.Interpreter
+
+	fresh     startFigures
+	modes     []startFigures
+	snapBytes int64 // apparent size of the Flask snapshot
+	snapDisk  int64 // its blocks on disk
+	buildTime time.Duration
+
+	coldOn, coldOff []time.Duration
+	density         []densityPoint
+	densityFresh    []densityPoint
+}
+
+// startFigures are one way of starting a Flask instance.
+type startFigures struct {
+	name                  string
+	start, first          []time.Duration // to ready; from ready to the end of the first response
+	before, after1, after []runtime.MemoryUsage
+}
+
+type densityPoint struct {
+	tenants        int
+	rss, anon, fil uint64
+}
+
+func newEngine(ctx context.Context, interp pythonwasi.Interpreter, mode runtime.SnapshotMapping) (*runtime.Engine, error) {
+	return runtime.New(ctx, runtime.Options{Interpreter: interp, SnapshotMapping: mode, Logger: slog.New(slog.DiscardHandler)})
+}
+
+func (r *report) measureRestores(ctx context.Context, logf func(string, ...any)) error {
+	p := r.params
+	eng, err := newEngine(ctx, r.interp, runtime.MapPrivate)
+	if err != nil {
+		return err
+	}
+	defer eng.Close(ctx)
+	pyc, err := eng.CompileApp(ctx, p.FlaskDir)
+	if err != nil {
+		return err
+	}
+	cfg := runtime.AppConfig{App: "app:app", Dir: p.FlaskDir, PycacheDir: pyc, MemoryLimit: uint64(policies.Presets["default"].MemoryMB) << 20}
+	store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "single"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	r.fresh = startFigures{name: "fresh start (no snapshot)"}
+	for i := 0; i < max(3, p.MemSamples); i++ {
+		start := time.Now()
+		inst, err := eng.NewInstance(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		r.fresh.start = append(r.fresh.start, time.Since(start))
+		if err := r.fresh.serve(inst, i < p.MemSamples); err != nil {
+			return err
+		}
+		inst.Close(ctx)
+	}
+	start := time.Now()
+	key, err := store.Build(ctx, eng, cfg)
+	if err != nil {
+		return err
+	}
+	r.buildTime = time.Since(start)
+	if st, err := os.Stat(store.Path(key)); err == nil {
+		r.snapBytes = st.Size()
+		r.snapDisk = diskBytes(st)
+	}
+	for _, mode := range []runtime.SnapshotMapping{runtime.MapPrivate, runtime.MapPrivatePopulate, runtime.CopyImage} {
+		meng := eng
+		if mode != runtime.MapPrivate {
+			if meng, err = newEngine(ctx, r.interp, mode); err != nil {
+				return err
+			}
+		}
+		snap, err := store.Open(key)
+		if err != nil {
+			return err
+		}
+		f := startFigures{name: "restore, " + mode.String()}
+		for i := 0; i < p.Restores; i++ {
+			start := time.Now()
+			inst, err := meng.Restore(ctx, cfg, snap)
+			if err != nil {
+				return err
+			}
+			f.start = append(f.start, time.Since(start))
+			if err := f.serve(inst, i < p.MemSamples); err != nil {
+				return err
+			}
+			inst.Close(ctx)
+		}
+		logf("%s: restore p50 %v, first response p50 %v", f.name, pct(f.start, 50), pct(f.first, 50))
+		r.modes = append(r.modes, f)
+		if meng != eng {
+			meng.Close(ctx)
+		}
+	}
+	return nil
+}
+
+// serve sends the first request, then 99 more, reading memory on the way
+// when measure is set.
+func (f *startFigures) serve(inst *runtime.Instance, measure bool) error {
+	read := func(dst *[]runtime.MemoryUsage) error {
+		if !measure {
+			return nil
+		}
+		u, err := inst.MemoryUsage()
+		*dst = append(*dst, u)
+		return err
+	}
+	if err := read(&f.before); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := get(inst, "/"); err != nil {
+		return err
+	}
+	f.first = append(f.first, time.Since(start))
+	if err := read(&f.after1); err != nil {
+		return err
+	}
+	if !measure {
+		return nil
+	}
+	for i := 0; i < 99; i++ {
+		if err := get(inst, "/json?x="+strconv.Itoa(i)); err != nil {
+			return err
+		}
+	}
+	return read(&f.after)
+}
+
+func get(inst *runtime.Instance, path string) error {
+	rec := httptest.NewRecorder()
+	o := inst.ServeHTTP(rec, httptest.NewRequest("GET", path, nil), runtime.RequestInfo{}, nil)
+	if o.Err != nil || rec.Code != 200 {
+		return fmt.Errorf("GET %s: %d %v %s", path, rec.Code, o.Err, rec.Body)
+	}
+	return nil
+}
+
+// measureTenants serves a tree of idle Flask tenants and requests each
+// once: the time to its first response, and the process's memory as warm
+// tenants accumulate.
+func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) error {
+	p := r.params
+	var err error
+	r.coldOn, r.density, err = r.tenantRun(ctx, "on", p.Tenants, true, logf)
+	if err != nil {
+		return err
+	}
+	r.coldOff, r.densityFresh, err = r.tenantRun(ctx, "off", p.FreshTenant, false, logf)
+	return err
+}
+
+func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots bool, logf func(string, ...any)) ([]time.Duration, []densityPoint, error) {
+	p := r.params
+	tree := filepath.Join(p.WorkDir, "tree-"+name)
+	for i := 0; i < n; i++ {
+		if err := copyTenant(p.FlaskDir, filepath.Join(tree, fmt.Sprintf("t%03d", i)), fmt.Sprintf("t%03d.test", i)); err != nil {
+			return nil, nil, err
+		}
+	}
+	eng, err := newEngine(ctx, r.interp, runtime.MapPrivate)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer eng.Close(ctx)
+	cfg := server.Config{TenantDir: tree, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 40}
+	if snapshots {
+		store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "snapshots-"+name))
+		if err != nil {
+			return nil, nil, err
+		}
+		defer store.Close()
+		cfg.Snapshots = store
+	}
+	srv, err := server.New(ctx, eng, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer srv.Close()
+	if snapshots {
+		start := time.Now()
+		if _, err := srv.BuildSnapshots(ctx); err != nil {
+			return nil, nil, err
+		}
+		logf("%d snapshots built in %v", n, time.Since(start).Round(time.Second))
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	client := &http.Client{}
+	var times []time.Duration
+	var points []densityPoint
+	checkpoint := func(done int) {
+		if slices.Contains(p.Checkpoints, done) || (done == n && !snapshots) || done == 0 {
+			points = append(points, processMemory(done))
+		}
+	}
+	checkpoint(0)
+	for i := 0; i < n; i++ {
+		req, _ := http.NewRequest("GET", hs.URL+"/", nil)
+		req.Host = fmt.Sprintf("t%03d.test", i)
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		times = append(times, time.Since(start))
+		if resp.StatusCode != 200 {
+			return nil, nil, fmt.Errorf("tenant %d: status %d", i, resp.StatusCode)
+		}
+		checkpoint(i + 1)
+	}
+	logf("snapshots %s: first response p50 %v p99 %v over %d tenants", name, pct(times, 50), pct(times, 99), n)
+	return times, points, nil
+}
+
+// copyTenant copies the Flask tenant with its own hosts and no warm
+// instance until its first request.
+func copyTenant(src, dst, host string) error {
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if rel == "tenant.toml" || !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		return err
+	}
+	toml := fmt.Sprintf("app = \"app:app\"\nhosts = [%q]\n\n[pool]\nmin_warm = 0\n", host)
+	return os.WriteFile(filepath.Join(dst, "tenant.toml"), []byte(toml), 0o644)
+}
+
+// processMemory reads this process's resident memory after a collection.
+func processMemory(tenants int) densityPoint {
+	goruntime.GC()
+	debug.FreeOSMemory()
+	pt := densityPoint{tenants: tenants}
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return pt
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
+		switch name {
+		case "VmRSS":
+			pt.rss = kb << 10
+		case "RssAnon":
+			pt.anon = kb << 10
+		case "RssFile":
+			pt.fil = kb << 10
+		}
+	}
+	return pt
+}

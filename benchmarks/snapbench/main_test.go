@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+)
+
+// TestSmoke runs the harness small and checks that the report has every
+// table, filled with measured numbers.
+func TestSmoke(t *testing.T) {
+	testinterp.Require(t)
+	flask := "../../examples/tenants/flask"
+	if _, err := os.Stat(filepath.Join(flask, "site-packages", "flask")); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("Flask not vendored under CI: %v", err)
+		}
+		t.Skipf("run examples/vendor.sh first: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "SNAPSHOTS.md")
+	err := Run(context.Background(), Params{
+		FlaskDir: flask, Out: out, Restores: 3, MemSamples: 2, Tenants: 3, FreshTenant: 1,
+		Checkpoints: []int{0, 3}, WorkDir: t.TempDir(), Command: "smoke",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := string(b)
+	for _, want := range []string{
+		"| fresh start (no snapshot) | 3 |", "| restore, private mapping | 3 |", "| restore, eager copy | 3 |",
+		"| on | 3 |", "| off | 1 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	// Every timing cell is a measured, positive number.
+	if m := regexp.MustCompile(`\| 0\.00 ms`).FindString(report); m != "" {
+		t.Errorf("a zero timing in the report:\n%s", report)
+	}
+	if !regexp.MustCompile(`\*\*\d+\*\* tenants with snapshots`).MatchString(report) {
+		t.Errorf("no density figure:\n%s", report)
+	}
+}

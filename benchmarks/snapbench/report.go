@@ -1,0 +1,204 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+)
+
+// Targets of the snapshot work, checked in the reading.
+const (
+	targetFirstResponse = 5 * time.Millisecond
+	targetExtraShare    = 0.25 // an extra instance after serving, of a fresh one
+	targetTenants8GiB   = 500
+	eightGiB            = 8 << 30
+)
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	p := r.params
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# Snapshot-restore: measured\n\n")
+	w("Written by `benchmarks/snapbench` (`make bench-snapshots`) on %s; do not edit by hand.\n\n", time.Now().UTC().Format("2006-01-02"))
+	w("- Machine: %s, %d cores, Linux %s, %s.\n", cpuModel(), goruntime.NumCPU(), kernel(), goruntime.Version())
+	w("- Interpreter: %s (shipped reactor: interrupt checks on); default policy's memory limit.\n", r.interp.Dir)
+	w("- App: `examples/tenants/flask` (Flask 2.2 from Debian), `GET /` (hello) then `GET /json?x=N`.\n")
+	w("- Command: `%s`.\n\n", p.Command)
+
+	w("## One tenant: start and memory\n\n")
+	w("The Flask snapshot is %s (%s on disk: all-zero pages are holes); building it (a fresh start, then the save) took %s.\n",
+		mib(uint64(r.snapBytes)), mib(uint64(r.snapDisk)), r.buildTime.Round(time.Millisecond))
+	w("Start is until the instance can serve; first response is the first request after that, served in-process.\n")
+	w("Memory is the kernel's accounting of the instance's linear memory (`/proc/self/smaps`): private is what only it holds (what one more instance costs), median of %d instances.\n\n", p.MemSamples)
+	w("| how | starts | start p50 | start p99 | first response p50 | p99 | private before serving | after 1 request | after 100 | PSS after 100 |\n")
+	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, f := range append([]startFigures{r.fresh}, r.modes...) {
+		w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", f.name, len(f.start),
+			ms(pct(f.start, 50)), ms(pct(f.start, 99)), ms(pct(f.first, 50)), ms(pct(f.first, 99)),
+			mib(medianUsage(f.before, priv)), mib(medianUsage(f.after1, priv)), mib(medianUsage(f.after, priv)), mib(medianUsage(f.after, pss)))
+	}
+	w("\n")
+
+	w("## Idle tenants: first response through the server\n\n")
+	w("Each tenant is a copy of the Flask example with `min_warm = 0`, so no instance exists until its first request; ")
+	w("the request goes over loopback HTTP through `server` (routing, policy, pool, restore or fresh start). ")
+	w("With snapshots the server had opened (verified) every snapshot after load, as `serve` does in the background.\n\n")
+	w("| snapshots | tenants | p50 | p90 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, row := range []struct {
+		name  string
+		times []time.Duration
+	}{{"on", r.coldOn}, {"off", r.coldOff}} {
+		w("| %s | %d | %s | %s | %s | %s |\n", row.name, len(row.times), ms(pct(row.times, 50)), ms(pct(row.times, 90)), ms(pct(row.times, 99)), ms(pct(row.times, 100)))
+	}
+	w("\n")
+
+	w("## Density: warm Flask tenants per 8 GiB\n\n")
+	w("The server process's resident memory (after a Go collection) as tenants get their first request, each leaving one warm instance that has served it. ")
+	w("File-backed memory is the snapshots' pages in the page cache; anonymous is everything written (pages copied on write, Go heap, compiled code).\n\n")
+	w("| snapshots | warm tenants | RSS | anonymous | file-backed |\n| --- | ---: | ---: | ---: | ---: |\n")
+	for _, row := range []struct {
+		name string
+		pts  []densityPoint
+	}{{"on", r.density}, {"off", r.densityFresh}} {
+		for _, pt := range row.pts {
+			w("| %s | %d | %s | %s | %s |\n", row.name, pt.tenants, mib(pt.rss), mib(pt.anon), mib(pt.fil))
+		}
+	}
+	slopeOn, baseOn := fit(r.density)
+	slopeOff, baseOff := fit(r.densityFresh)
+	fitsOn, fitsOff := tenantsIn(eightGiB, slopeOn, baseOn), tenantsIn(eightGiB, slopeOff, baseOff)
+	w("\nLeast-squares line through the points: %s per added tenant with snapshots (%s at zero), %s without (%s at zero). ",
+		mib(uint64(slopeOn)), mib(uint64(max(baseOn, 0))), mib(uint64(slopeOff)), mib(uint64(max(baseOff, 0))))
+	w("Extrapolated to 8 GiB of RSS: **%d** tenants with snapshots, %d without (the extrapolation goes %.0fx beyond the largest measured count).\n\n",
+		fitsOn, fitsOff, float64(fitsOn)/float64(max(1, lastTenants(r.density))))
+
+	w("## Reading\n\n")
+	first := pct(r.coldOn, 50)
+	w("- Idle Flask tenant to first response, p50: %s with snapshots against %s without: the target (<= %s) is %s; the stretch (1 ms) is %s.\n",
+		ms(first), ms(pct(r.coldOff, 50)), ms(targetFirstResponse), metOrNot(first <= targetFirstResponse), metOrNot(first <= time.Millisecond))
+	if len(r.modes) > 0 {
+		share := float64(medianUsage(r.modes[0].after1, priv)) / float64(max(1, medianUsage(r.fresh.after1, priv)))
+		share100 := float64(medianUsage(r.modes[0].after, priv)) / float64(max(1, medianUsage(r.fresh.after, priv)))
+		w("- One more instance (restored, private mapping) after serving one request holds %.0f%% of a fresh instance's private memory (%.0f%% after 100 requests): the target (<= %.0f%%) is %s.\n",
+			100*share, 100*share100, 100*targetExtraShare, metOrNot(share <= targetExtraShare))
+		w("- Mapping modes: %s.\n", r.modeReading())
+	}
+	w("- Warm Flask tenants in 8 GiB (extrapolated from the measured line): %d against a target of %d: %s.\n", fitsOn, targetTenants8GiB, metOrNot(fitsOn >= targetTenants8GiB))
+	w("- What dirties pages after restore: CPython 3.11 writes reference counts into every object it touches, so a request copies the pages of the objects it uses (code objects, module dicts, Flask's and Werkzeug's functions). `gc.freeze()` at snapshot time keeps later collections from touching the rest.\n")
+	return b.String()
+}
+
+func (r *report) modeReading() string {
+	var parts []string
+	for _, f := range r.modes {
+		parts = append(parts, fmt.Sprintf("%s starts in %s p50 and answers its first request in %s, holding %s after it",
+			f.name, ms(pct(f.start, 50)), ms(pct(f.first, 50)), mib(medianUsage(f.after1, priv))))
+	}
+	return strings.Join(parts, "; ") + "; the shipped choice is the private mapping"
+}
+
+func priv(u runtime.MemoryUsage) uint64 { return u.Private }
+func pss(u runtime.MemoryUsage) uint64  { return u.PSS }
+
+func medianUsage(us []runtime.MemoryUsage, f func(runtime.MemoryUsage) uint64) uint64 {
+	if len(us) == 0 {
+		return 0
+	}
+	v := make([]uint64, len(us))
+	for i, u := range us {
+		v[i] = f(u)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// pct is the q-th percentile (nearest rank) of ds.
+func pct(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q/100*float64(len(s))+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+// fit is the least-squares line of RSS against tenants: bytes per tenant
+// and the intercept.
+func fit(pts []densityPoint) (slope, base float64) {
+	if len(pts) < 2 {
+		return 0, 0
+	}
+	var sx, sy, sxx, sxy float64
+	for _, p := range pts {
+		x, y := float64(p.tenants), float64(p.rss)
+		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+	}
+	n := float64(len(pts))
+	den := n*sxx - sx*sx
+	if den == 0 {
+		return 0, 0
+	}
+	slope = (n*sxy - sx*sy) / den
+	return slope, (sy - slope*sx) / n
+}
+
+func tenantsIn(budget, slope, base float64) int {
+	if slope <= 0 {
+		return 0
+	}
+	return int((budget - max(base, 0)) / slope)
+}
+
+func lastTenants(pts []densityPoint) int {
+	if len(pts) == 0 {
+		return 0
+	}
+	return pts[len(pts)-1].tenants
+}
+
+func metOrNot(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func diskBytes(st os.FileInfo) int64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Blocks * 512
+	}
+	return st.Size()
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func kernel() string {
+	out, err := exec.Command("uname", "-r").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
