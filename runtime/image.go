@@ -37,9 +37,12 @@ func (r *restorable) applyTo(mem []byte) {
 }
 
 // makeRestorable rewrites the reactor module. Only the data and export
-// sections change: every active data segment becomes passive (its bytes
-// stay, so memory.init and data.drop still find them) and each mutable
-// global is exported as globalExportPrefix + its index.
+// sections change: the data segments are taken out (the reactor has
+// thousands; instantiating them costs a millisecond) and each mutable
+// global is exported as globalExportPrefix + its index. A module with a
+// data count section may use memory.init and data.drop, which name
+// segments; its active segments become passive instead, keeping their
+// indices and bytes.
 func makeRestorable(module []byte) (*restorable, error) {
 	secs, err := wasmbin.Split(module)
 	if err != nil {
@@ -55,10 +58,11 @@ func makeRestorable(module []byte) (*restorable, error) {
 		return nil, err
 	}
 	hasExports := false
+	keepIndices := wasmbin.Find(secs, wasmbin.SecDataCount) != nil
 	for i := range secs {
 		switch secs[i].ID {
 		case wasmbin.SecData:
-			if secs[i].Body, r.segments, err = passiveData(secs[i].Body); err != nil {
+			if secs[i].Body, r.segments, err = passiveData(secs[i].Body, keepIndices); err != nil {
 				return nil, err
 			}
 		case wasmbin.SecExport:
@@ -144,9 +148,10 @@ func mutableGlobals(body []byte, imported uint32) ([]uint32, error) {
 	return out, nil
 }
 
-// passiveData re-encodes a data section with every active segment of
-// memory 0 made passive, and returns those segments.
-func passiveData(body []byte) ([]byte, []dataSegment, error) {
+// passiveData returns the active segments of memory 0 and the data
+// section without them: empty, or, with keepIndices, with every segment
+// passive.
+func passiveData(body []byte, keepIndices bool) ([]byte, []dataSegment, error) {
 	r := wasmbin.Reader{B: body}
 	n := r.U32()
 	out := wasmbin.AppendU32(nil, n)
@@ -181,6 +186,10 @@ func passiveData(body []byte) ([]byte, []dataSegment, error) {
 	}
 	if r.Err != nil {
 		return nil, nil, fmt.Errorf("runtime: reactor data section: %w", r.Err)
+	}
+	if !keepIndices {
+		// Without a data count section no instruction can name a segment.
+		out = wasmbin.AppendU32(nil, 0)
 	}
 	return out, segs, nil
 }
