@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,7 @@ func TestSnapshotRestoreKeepsStateAndReseeds(t *testing.T) {
 	cfg := runtime.AppConfig{App: "snap:app", Dir: "testdata/apps"}
 	_, _, snap := snapshotOf(t, cfg)
 	fresh, _ := newInstance(t, "snap:app")
+	time.Sleep(1100 * time.Millisecond) // the clock must have moved on since the snapshot
 	a, b := restore(t, cfg, snap), restore(t, cfg, snap)
 
 	fa, fb, ff := fields(t, a, "/a"), fields(t, b, "/b"), fields(t, fresh, "/f")
@@ -83,6 +85,10 @@ func TestSnapshotRestoreKeepsStateAndReseeds(t *testing.T) {
 	}
 	if fa[4] != "/a" || fb[4] != "/b" {
 		t.Errorf("responses: %v %v", fa, fb)
+	}
+	// The wall clock is the host's now, not the snapshot's.
+	if now := time.Now().Unix(); fa[5] != strconv.FormatInt(now, 10) && fa[5] != strconv.FormatInt(now-1, 10) {
+		t.Errorf("restored instance's time.time() is %s, the host's %d", fa[5], now)
 	}
 }
 
