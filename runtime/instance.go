@@ -80,6 +80,12 @@ type Instance struct {
 	broken      atomic.Bool
 	served      atomic.Int64
 	peak        atomic.Uint64
+	resident    atomic.Pointer[residentAt] // the last measure, see Resident
+}
+
+type residentAt struct {
+	Resident
+	at time.Time
 }
 
 var instanceSeq atomic.Uint64
@@ -288,6 +294,30 @@ func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.L
 
 // MemoryPeak is the largest size the instance's linear memory has had.
 func (i *Instance) MemoryPeak() uint64 { return i.peak.Load() }
+
+// Resident is the instance's memory in RAM when last measured (after it
+// started, then at most once a second as it serves). Before a measure, or
+// where the kernel does not tell, all of its linear memory counts as
+// private.
+func (i *Instance) Resident() Resident {
+	if r := i.resident.Load(); r != nil {
+		return r.Resident
+	}
+	return Resident{Private: i.peak.Load()}
+}
+
+// measureResident refreshes Resident unless it is under a second old. It
+// must not run while the instance serves (the memory may grow meanwhile).
+func (i *Instance) measureResident() {
+	if r := i.resident.Load(); r != nil && time.Since(r.at) < time.Second {
+		return
+	}
+	r, err := i.mem.resident()
+	if err != nil {
+		r = Resident{Private: i.peak.Load()}
+	}
+	i.resident.Store(&residentAt{r, time.Now()})
+}
 
 // Broken reports whether the instance trapped, exited or asked to be
 // replaced; a broken instance must not be used again.

@@ -3,9 +3,12 @@ package runtime
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"unsafe"
 )
 
@@ -96,4 +99,55 @@ func mappingRange(line []byte) (start, end uint64, ok bool) {
 	start, err1 := strconv.ParseUint(string(a), 16, 64)
 	end, err2 := strconv.ParseUint(string(b), 16, 64)
 	return start, end, err1 == nil && err2 == nil
+}
+
+// Resident is how much of an instance's linear memory is in RAM, from
+// /proc/self/pagemap: pages only it holds, and pages it shares with the
+// page cache (a snapshot's pages it has not written to).
+type Resident struct {
+	Private, Shared uint64
+}
+
+// pagemap is /proc/self/pagemap, opened once; nil where there is none.
+var pagemap = sync.OnceValue(func() *os.File {
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return nil
+	}
+	return f
+})
+
+// resident reads the page table entries of the accessible part of the
+// memory: 8 bytes a page, tens of microseconds for a Flask instance.
+func (m *linearMemory) resident() (Resident, error) {
+	f := pagemap()
+	if f == nil {
+		return Resident{}, errors.New("runtime: no /proc/self/pagemap")
+	}
+	if m.reserved == nil || m.accessible == 0 {
+		return Resident{}, nil
+	}
+	page := uint64(os.Getpagesize())
+	base := uint64(uintptr(unsafe.Pointer(&m.reserved[0])))
+	n := m.accessible / page
+	buf := make([]byte, 8*min(n, 4096))
+	var r Resident
+	for done := uint64(0); done < n; {
+		chunk := buf[:8*min(n-done, uint64(len(buf)/8))]
+		if _, err := f.ReadAt(chunk, int64((base/page+done)*8)); err != nil {
+			return Resident{}, fmt.Errorf("runtime: pagemap: %w", err)
+		}
+		for i := 0; i < len(chunk); i += 8 {
+			e := binary.LittleEndian.Uint64(chunk[i:])
+			switch {
+			case e&(1<<63) == 0: // not present
+			case e&(1<<61) != 0: // a file page, or shared
+				r.Shared += page
+			default:
+				r.Private += page
+			}
+		}
+		done += uint64(len(chunk) / 8)
+	}
+	return r, nil
 }

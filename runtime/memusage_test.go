@@ -41,3 +41,33 @@ func TestRestoredInstancesShareTheImage(t *testing.T) {
 		t.Error("MemoryUsage of a closed instance did not fail")
 	}
 }
+
+// TestPoolChargesWhatInstancesHold: the warm set's cost of a pool is the
+// RAM its instances hold, so a pool of restored instances costs less than
+// one of fresh instances, and neither is charged its whole linear memory.
+func TestPoolChargesWhatInstancesHold(t *testing.T) {
+	fresh, logs := newPool(t, "snap:app", runtime.PoolConfig{MaxInstances: 1})
+	if rec := get(fresh, logs, "/"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	store, err := runtime.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	restored, logs := newPool(t, "snap:app", runtime.PoolConfig{MinWarm: 1, MaxInstances: 1, MaxRequests: 1, Snapshots: store})
+	for i := 0; i < 2; i++ { // the fresh instance saves the snapshot; the next is restored
+		if rec := get(restored, logs, "/"); rec.Code != 200 {
+			t.Fatal(rec.Code)
+		}
+	}
+	waitFor(t, "a restored instance idle", func() bool { s := restored.Stats(); return s.Idle == 1 && s.Restores == 2 })
+	f, r := fresh.Memory(), restored.Memory()
+	t.Logf("fresh pool %d bytes, restored pool %d bytes", f, r)
+	if f < 4<<20 || f >= 20<<20 {
+		t.Errorf("a fresh instance charged %d bytes: want its resident pages, under its 20 MiB of linear memory", f)
+	}
+	if r <= 0 || r >= f {
+		t.Errorf("a restored instance charged %d bytes, a fresh one %d", r, f)
+	}
+}

@@ -156,15 +156,20 @@ func (p *Pool) Stats() PoolStats {
 	return s
 }
 
-// Memory is the linear memory of the pool's live instances, in bytes.
+// Memory is the RAM the pool's live instances hold, in bytes: each one's
+// private pages, plus the pages of the app's snapshot they read, which they
+// share and are counted once (the most any instance maps). It is what the
+// warm set charges the pool.
 func (p *Pool) Memory() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var n int64
+	var private, shared uint64
 	for pi := range p.all {
-		n += int64(pi.inst.MemoryPeak())
+		r := pi.inst.Resident()
+		private += r.Private
+		shared = max(shared, r.Shared)
 	}
-	return n
+	return int64(private + shared)
 }
 
 // costChanged records cost and reports whether it moved by more than a
@@ -217,6 +222,7 @@ func (p *Pool) create() {
 		p.stats.Restores++
 	}
 	p.log.Debug("instance ready", "seconds", time.Since(start).Seconds(), "restored", restored)
+	inst.measureResident()
 	pi := &pooled{inst: inst, limit: p.requestLimit(), lastUsed: time.Now()}
 	if p.closed {
 		p.live--
@@ -409,6 +415,9 @@ func (p *Pool) removeWaiterLocked(w chan *pooled) bool {
 func (p *Pool) release(pi *pooled, o Outcome) {
 	pi.served++
 	pi.lastUsed = time.Now()
+	if !pi.inst.Broken() {
+		pi.inst.measureResident()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {

@@ -29,8 +29,9 @@ type WarmSet struct {
 }
 
 // estimatedInstanceCost is a new pool's cost until its instances exist and
-// can be measured: a started interpreter with a small app.
-const estimatedInstanceCost = 24 << 20
+// can be measured: the resident memory of a started interpreter with a
+// small app (a restored one holds less, a fresh Flask instance more).
+const estimatedInstanceCost = 8 << 20
 
 // NewWarmSet makes a set with a budget in bytes of instance memory.
 func (e *Engine) NewWarmSet(budget int64) (*WarmSet, error) {

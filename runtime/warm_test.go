@@ -8,16 +8,22 @@ import (
 )
 
 // TestWarmSetEvictsWithinBudget gives two tenants with different memory caps
-// a budget that holds about one warm instance: the set must let one go, keep
-// its cost near the budget, and the tenant it let go starts cold again.
+// a budget that holds about one warm instance (one and a half times what
+// one holds in RAM, measured): the set must let one go, keep its cost near
+// the budget, and the tenant it let go starts cold again.
 func TestWarmSetEvictsWithinBudget(t *testing.T) {
 	eng := testEngine(t)
-	w, err := eng.NewWarmSet(36 << 20)
+	probe, logs := newPool(t, "hello:hello", runtime.PoolConfig{MaxInstances: 1})
+	if rec := get(probe, logs, "/"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	budget := probe.Memory() * 3 / 2
+	probe.Close()
+	w, err := eng.NewWarmSet(budget)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	logs := &logLines{}
 	tenants := map[string]runtime.AppConfig{
 		"small": {App: "hello:hello", Dir: "testdata/apps", MemoryLimit: 64 << 20, Log: logs.log},
 		"large": {App: "hello:counter", Dir: "testdata/apps", MemoryLimit: 256 << 20, Log: logs.log},
@@ -41,10 +47,10 @@ func TestWarmSetEvictsWithinBudget(t *testing.T) {
 	st := w.Stats()
 	t.Logf("warm set: %+v", st)
 	if st.Evictions == 0 || st.Tenants != 1 {
-		t.Fatalf("two warm tenants of ~20 MiB each in a 36 MiB budget: %+v", st)
+		t.Fatalf("two warm tenants in a budget of one and a half (%d bytes): %+v", budget, st)
 	}
-	if st.Cost > 36<<20 {
-		t.Fatalf("warm set holds %d MiB over its 36 MiB budget", st.Cost>>20)
+	if st.Cost > budget {
+		t.Fatalf("warm set holds %d bytes, over its budget of %d", st.Cost, budget)
 	}
 	// The tenant that left starts cold: a new pool with a new instance.
 	gone := "small"

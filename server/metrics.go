@@ -44,7 +44,7 @@ func newMetrics(s *Server) *metrics {
 	m.registry.MustRegister(m.requests, m.durations, m.inFlight, m.failures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_warm_tenants", Help: "Tenants with a pool in the warm set."},
 			func() float64 { return float64(s.warm.Stats().Tenants) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_warm_memory_bytes", Help: "Linear memory of all warm instances."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_warm_memory_bytes", Help: "RAM held by all warm instances: their private pages, plus each tenant's shared snapshot pages once."},
 			func() float64 { return float64(s.warm.Stats().Cost) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_evictions_total", Help: "Pools evicted or refused by the warm set."},
 			func() float64 { return float64(s.warm.Stats().Evictions) }),
