@@ -84,7 +84,7 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 		return nil, err
 	}
 	bad := func(key, format string, args ...any) (*Tenant, error) {
-		return nil, &Error{File: path, Key: key, Reason: fmt.Sprintf(format, args...)}
+		return nil, &Error{File: path, Line: tomlfile.Line(path, key), Key: key, Reason: fmt.Sprintf(format, args...)}
 	}
 	if f.App == "" {
 		return bad("app", "missing; want \"module:callable\"")

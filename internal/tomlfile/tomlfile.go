@@ -60,16 +60,26 @@ func Decode(path string, v any) error {
 	}
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
 		key := undecoded[0]
-		return &Error{File: path, Line: keyLine(data, key), Key: key.String(), Reason: "unknown key"}
+		return &Error{File: path, Line: keyLine(data, strings.Join(key, ".")), Key: key.String(), Reason: "unknown key"}
 	}
 	return nil
 }
 
-// keyLine finds the line that defines key (a table header or a key = value
+// Line is the line of the file at path that defines key (its parts joined
+// by dots, unquoted: "policy.memory_mb"), or 0 when it is not there. It
+// lets a validation error after decoding point at its line.
+func Line(path, key string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return keyLine(data, key)
+}
+
+// keyLine finds the line that defines want (a table header or a key = value
 // line, dotted or quoted keys included), or 0. BurntSushi/toml keeps key
 // positions to itself, so this reads the file once more, line by line.
-func keyLine(data []byte, key toml.Key) int {
-	want := key.String()
+func keyLine(data []byte, want string) int {
 	var table []string
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
@@ -78,12 +88,12 @@ func keyLine(data []byte, key toml.Key) int {
 		case strings.HasPrefix(line, "["):
 			header := strings.Trim(line[:strings.LastIndexByte(line, ']')+1], "[]")
 			table = splitKey(header)
-			if toml.Key(table).String() == want {
+			if strings.Join(table, ".") == want {
 				return n
 			}
 		case strings.Contains(line, "=") && !strings.HasPrefix(line, "#"):
 			k, _, _ := strings.Cut(line, "=")
-			full := toml.Key(append(append([]string{}, table...), splitKey(k)...)).String()
+			full := strings.Join(append(append([]string{}, table...), splitKey(k)...), ".")
 			if full == want || strings.HasPrefix(full, want+".") {
 				return n
 			}

@@ -65,3 +65,13 @@ func TestDecodeErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(path, []byte("name = \"x\"\n[static]\n\"/s\" = \"a\"\n[limits]\nmemory = 3\n"), 0o644)
+	for key, want := range map[string]int{"name": 1, "static./s": 3, "limits": 4, "limits.memory": 5, "missing": 0} {
+		if got := tomlfile.Line(path, key); got != want {
+			t.Errorf("Line(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
