@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,7 +39,10 @@ type Config struct {
 	// X-Forwarded-Proto are trusted (gunicorn's forwarded_allow_ips);
 	// "*" trusts every peer. Others' forwarded headers are ignored.
 	ForwardedAllowIPs []string
-	Logger            *slog.Logger
+	// AccessLog receives one line per request in gunicorn's format (see
+	// AccessLog); nil writes none.
+	AccessLog io.Writer
+	Logger    *slog.Logger
 }
 
 // Server routes requests to tenants. Create it with New; it is an
@@ -50,6 +54,7 @@ type Server struct {
 	log    *slog.Logger
 
 	metrics  *metrics
+	access   *AccessLog
 	reloadMu sync.Mutex
 
 	mu      sync.RWMutex
@@ -64,6 +69,11 @@ type loaded struct {
 	app     runtime.AppConfig
 	pool    runtime.PoolConfig
 	guestLg hostabi.Logger
+	// inFlight counts the requests routed to this version. Added under
+	// Server.mu's read lock, so once a reload has swapped the routes no
+	// request joins a retired version, and its pool closes after the last
+	// one ends (see retire).
+	inFlight sync.WaitGroup
 }
 
 type route struct {
@@ -83,7 +93,7 @@ func New(ctx context.Context, engine *runtime.Engine, cfg Config) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, engine: engine, warm: warm, log: cfg.Logger}
+	s := &Server{cfg: cfg, engine: engine, warm: warm, log: cfg.Logger, access: NewAccessLog(cfg.AccessLog)}
 	s.metrics = newMetrics(s)
 	if err := s.load(ctx); err != nil {
 		warm.Close()
@@ -135,6 +145,9 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		l, err := s.prepare(ctx, t)
+		if err == nil {
+			err = s.trial(ctx, l, previous[t.Name])
+		}
 		if err != nil && keep(t.Name, err) {
 			continue
 		}
@@ -160,16 +173,30 @@ func (s *Server) load(ctx context.Context) error {
 	s.mu.Lock()
 	s.routes, s.broken, s.tenants = routes, broken, loadedTenants
 	s.mu.Unlock()
-	// Versions no longer routed close: idle instances now, busy ones when
-	// the request they serve ends, so requests in flight finish on the old
-	// version while new ones reach the new version.
 	for name, old := range previous {
 		if cur, ok := loadedTenants[name]; !ok || cur.key != old.key {
-			s.warm.Remove(old.key)
-			s.log.Info("tenant version retired", "tenant", name)
+			go s.retire(name, old)
 		}
 	}
 	return nil
+}
+
+// retire closes a version that is no longer routed once the requests routed
+// to it have ended, so that they finish on the old version (none of them
+// finds its pool closed) while new ones reach the new version. A version
+// that became current again meanwhile (an edit undone) is kept.
+func (s *Server) retire(name string, old *loaded) {
+	old.inFlight.Wait()
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	s.mu.RLock()
+	cur, ok := s.tenants[name]
+	s.mu.RUnlock()
+	if ok && cur.key == old.key {
+		return
+	}
+	s.warm.Remove(old.key)
+	s.log.Info("tenant version retired", "tenant", name)
 }
 
 // Reload reads the tenant folder again and swaps in the new routes
@@ -187,7 +214,7 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 		return nil, err
 	}
 	log := s.log.With("tenant", t.Name)
-	guestLog := newRateLimitedLog(log)
+	guestLog := NewTenantLog(log)
 	app := runtime.AppConfig{
 		App: t.App, Dir: t.Dir, Env: t.Env, PycacheDir: pyc, Log: guestLog,
 		MemoryLimit: uint64(t.Policy.MemoryMB) << 20,
@@ -212,6 +239,25 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 	}
 	key := t.Name + "@" + hex.EncodeToString(version[:6])
 	return &loaded{key: key, tenant: t, app: app, pool: pool, guestLg: guestLog}, nil
+}
+
+// trial starts one instance of a changed version before it replaces the
+// serving one, so that a new version whose app no longer imports (or fails
+// at import) is logged and leaves the old version serving, as a bad
+// tenant.toml does. New tenants are not tried: they answer 503 until they
+// start.
+func (s *Server) trial(ctx context.Context, l, old *loaded) error {
+	if old == nil || old.key == l.key {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	inst, err := s.engine.NewInstance(ctx, l.app)
+	if err != nil {
+		return err
+	}
+	inst.Close(context.Background())
+	return nil
 }
 
 // hostRank orders exact hosts before wildcards before the catch-all, and
@@ -294,8 +340,20 @@ func checkLimits(w http.ResponseWriter, r *http.Request) bool {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	tenant := s.serve(sw, r)
+	client := ""
+	if tenant != "-" {
+		client = s.requestInfo(r, "").RemoteAddr
+	}
+	s.access.Log(r, client, tenant, sw.status, sw.bytes, time.Since(start))
+}
+
+// serve answers r and returns the name of the tenant that matched, or "-".
+func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	if checkLimits(w, r) {
-		return
+		return "-"
 	}
 	host := strings.ToLower(r.Host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
@@ -312,40 +370,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	why, broken := s.broken[host]
 	var l *loaded
-	if match != nil {
+	if match != nil && !(broken && match.host != host) {
 		l = s.tenants[match.name]
+		l.inFlight.Add(1)
 	}
 	s.mu.RUnlock()
-	if broken && (match == nil || match.host != host) {
-		s.log.Warn("request for a tenant that failed to load", "host", host, "why", why)
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
-		return
-	}
 	if l == nil {
+		if broken {
+			s.log.Warn("request for a tenant that failed to load", "host", host, "why", why)
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+			return "-"
+		}
 		http.NotFound(w, r)
-		return
+		return "-"
 	}
+	defer l.inFlight.Done()
 	if len(l.tenant.Static) > 0 && serveStatic(w, r, l.tenant.Dir, match.prefix, l.tenant.Static) {
-		return
+		return match.name
 	}
 	if l.tenant.Policy.MaxBodyBytes > 0 {
 		if r.ContentLength > l.tenant.Policy.MaxBodyBytes {
 			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
-			return
+			return match.name
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, l.tenant.Policy.MaxBodyBytes)
 	}
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()
 	pool := s.warm.Pool(l.key, l.app, l.pool)
-	o := pool.ServeHTTP(sw, r, s.requestInfo(r, match.prefix), l.guestLg)
+	o := pool.ServeHTTP(w, r, s.requestInfo(r, match.prefix), l.guestLg)
 	inFlight.Dec()
-	s.metrics.observe(match.name, sw.status, time.Since(start), o)
-	s.log.Info("access", "tenant", match.name, "remote", r.RemoteAddr, "method", r.Method,
-		"path", r.URL.RequestURI(), "status", sw.status, "bytes", sw.bytes, "seconds", time.Since(start).Seconds())
+	s.metrics.observe(match.name, w.status, time.Since(start), o)
+	return match.name
 }
 
 func pathUnder(path, prefix string) bool {
