@@ -145,8 +145,12 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		l, err := s.prepare(ctx, t)
-		if err == nil {
-			err = s.trial(ctx, l, previous[t.Name])
+		if old := previous[t.Name]; err == nil && old != nil && old.key == l.key {
+			// Unchanged: keep the very same version, whose in-flight
+			// count covers the requests routed to it so far.
+			l = old
+		} else if err == nil {
+			err = s.trial(ctx, l, old)
 		}
 		if err != nil && keep(t.Name, err) {
 			continue
@@ -247,7 +251,7 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 // tenant.toml does. New tenants are not tried: they answer 503 until they
 // start.
 func (s *Server) trial(ctx context.Context, l, old *loaded) error {
-	if old == nil || old.key == l.key {
+	if old == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
