@@ -97,3 +97,22 @@ func TestReadErrors(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// TestReadmeExample: the config file the README shows is valid and holds
+// the default ceiling it claims.
+func TestReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## Server config file")
+	_, block, _ := strings.Cut(section, "```toml\n")
+	block, _, _ = strings.Cut(block, "```")
+	f, err := serverconfig.Read(write(t, block))
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if f.Ceiling != policies.DefaultCeiling || f.TenantDir == nil || len(*f.Bind) != 2 {
+		t.Fatalf("README example read as %+v (ceiling %+v, want the default %+v)", f, f.Ceiling, policies.DefaultCeiling)
+	}
+}
