@@ -58,6 +58,12 @@ func Resolve(preset string, o Overrides, ceiling Policy) (Policy, error) {
 	if !ok {
 		return Policy{}, &FieldError{Key: "preset", Reason: fmt.Sprintf("unknown preset %q (have %s)", preset, presetNames())}
 	}
+	p = o.Apply(p)
+	return p, p.within(ceiling)
+}
+
+// Apply returns p with the overrides that are set.
+func (o Overrides) Apply(p Policy) Policy {
 	if o.RequestTimeout != nil {
 		p.RequestTimeout = *o.RequestTimeout
 	}
@@ -76,7 +82,31 @@ func Resolve(preset string, o Overrides, ceiling Policy) (Policy, error) {
 	if o.WritableData != nil {
 		p.WritableData = *o.WritableData
 	}
-	return p, p.within(ceiling)
+	return p
+}
+
+// Ceiling is DefaultCeiling with the operator's overrides (the server
+// config file's [ceiling]), each limit checked to be usable. A lowered
+// ceiling applies to presets too: a tenant whose policy ends above it is
+// not loaded, with the key that is over.
+func Ceiling(o Overrides) (Policy, error) {
+	c := o.Apply(DefaultCeiling)
+	for _, ch := range []struct {
+		key  string
+		bad  bool
+		want string
+	}{
+		{"request_timeout", c.RequestTimeout <= 0, "more than 0"},
+		{"memory_mb", c.MemoryMB < 32, "at least 32"},
+		{"max_body_bytes", c.MaxBodyBytes < 0, "0 or more"},
+		{"max_instances", c.MaxInstances < 1, "at least 1"},
+		{"queue_length", c.QueueLength < 0, "0 or more"},
+	} {
+		if ch.bad {
+			return Policy{}, &FieldError{Key: ch.key, Reason: "must be " + ch.want}
+		}
+	}
+	return c, nil
 }
 
 func (p Policy) within(c Policy) error {

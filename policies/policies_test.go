@@ -27,3 +27,24 @@ func TestResolveTightensOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestCeiling(t *testing.T) {
+	two, minute := 2, time.Minute
+	c, err := Ceiling(Overrides{MaxInstances: &two, RequestTimeout: &minute})
+	if err != nil || c.MaxInstances != 2 || c.RequestTimeout != minute || c.MemoryMB != DefaultCeiling.MemoryMB {
+		t.Fatalf("ceiling %+v, err %v", c, err)
+	}
+	if _, err := Resolve("strict", Overrides{}, c); err != nil {
+		t.Fatalf("strict (1 instance) fits a ceiling of 2: %v", err)
+	}
+	zero, small := 0, 16
+	var fe *FieldError
+	for key, o := range map[string]Overrides{
+		"max_instances": {MaxInstances: &zero},
+		"memory_mb":     {MemoryMB: &small},
+	} {
+		if _, err := Ceiling(o); !errors.As(err, &fe) || fe.Key != key {
+			t.Errorf("ceiling with a bad %s: %v", key, err)
+		}
+	}
+}

@@ -190,26 +190,45 @@ func (e *Engine) compile(ctx context.Context, path string) (wazero.CompiledModul
 	return m, err
 }
 
-// compileBinary compiles a module; a compile that misses the on-disk cache
-// takes seconds, so it is logged with its duration and whether the cache
-// served it.
+// compileBinary compiles a module. A compile that misses the on-disk cache
+// takes seconds, so progress is logged while it runs, then its duration
+// and whether the cache served it.
 func (e *Engine) compileBinary(ctx context.Context, name string, bin []byte) (wazero.CompiledModule, error) {
 	before := countEntries(e.cacheDir)
 	start := time.Now()
+	// A compile that misses the cache takes seconds: say so while it runs.
+	done, progress := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(progress)
+		tick := time.NewTicker(compileProgressEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				e.log.Info("compiling interpreter (first start; cached afterwards)", "module", name,
+					"elapsed_seconds", time.Since(start).Round(time.Second).Seconds())
+			}
+		}
+	}()
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0))
 	m, err := e.rt.CompileModule(ctx, bin)
+	close(done)
+	<-progress
 	if err != nil {
 		return nil, fmt.Errorf("runtime: compile %s: %w", name, err)
 	}
-	level := slog.LevelInfo
-	cached := countEntries(e.cacheDir) == before
+	msg, cached := "interpreter compiled and cached for the next start", countEntries(e.cacheDir) == before
 	if cached {
-		level = slog.LevelDebug
+		msg = "interpreter loaded from the compilation cache"
 	}
-	e.log.Log(ctx, level, "interpreter module ready", "module", name,
-		"seconds", time.Since(start).Seconds(), "from_cache", cached, "cache_dir", e.cacheDir)
+	e.log.Info(msg, "module", name, "seconds", time.Since(start).Seconds(), "from_cache", cached, "cache_dir", e.cacheDir)
 	return m, nil
 }
+
+// compileProgressEvery is how often a compile that is still running says so.
+var compileProgressEvery = time.Second
 
 func countEntries(dir string) int {
 	n := 0

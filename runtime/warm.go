@@ -73,17 +73,23 @@ func (w *WarmSet) drop(p *Pool) {
 // it; it is then closed once idle.
 func (w *WarmSet) Pool(key string, app AppConfig, cfg PoolConfig) *Pool {
 	w.cache.Get(key) // counts the access for admission and eviction
+	estimate := estimatedInstanceCost * int64(max(1, cfg.MinWarm))
 	w.mu.Lock()
 	p, ok := w.live[key]
 	if !ok {
 		p = w.engine.NewPool(app, cfg)
 		p.key = key
+		// Only this caller offers the new pool to ristretto: callers that
+		// find it before its instances are measured see no cost change. A
+		// second Set of a key that ristretto has not stored yet would be
+		// refused, and the refusal would close this pool under its waiters.
+		p.costChanged(estimate)
 		w.live[key] = p
 	}
 	w.mu.Unlock()
 	cost := p.Memory()
 	if cost == 0 {
-		cost = estimatedInstanceCost * int64(max(1, cfg.MinWarm))
+		cost = estimate
 	}
 	if !ok || p.costChanged(cost) {
 		w.cache.Set(key, p, cost)

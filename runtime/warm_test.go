@@ -2,6 +2,8 @@ package runtime_test
 
 import (
 	"net/http/httptest"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
@@ -61,5 +63,42 @@ func TestWarmSetEvictsWithinBudget(t *testing.T) {
 	after := hit(gone)
 	if after == before || after.Stats().ColdStarts != 1 {
 		t.Fatalf("evicted tenant %s was not started cold: same pool %v, stats %+v", gone, after == before, after.Stats())
+	}
+}
+
+// TestWarmSetConcurrentFirstRequests: many requests reaching a tenant at
+// once (as right after a reload) share one pool, which the set keeps: none
+// of them finds it closed by a refused duplicate offer.
+func TestWarmSetConcurrentFirstRequests(t *testing.T) {
+	eng := testEngine(t)
+	w, err := eng.NewWarmSet(1 << 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	app := runtime.AppConfig{App: "hello:hello", Dir: "testdata/apps"}
+	cfg := runtime.PoolConfig{MinWarm: 1, MaxInstances: 2}
+	for round := 0; round < 20; round++ {
+		key := "t" + strconv.Itoa(round)
+		pools := make(chan *runtime.Pool, 8)
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pools <- w.Pool(key, app, cfg)
+			}()
+		}
+		wg.Wait()
+		close(pools)
+		first := <-pools
+		for p := range pools {
+			if p != first {
+				t.Fatalf("round %d: concurrent callers got different pools", round)
+			}
+		}
+		if st := w.Stats(); st.Evictions != 0 || !w.Warm(key) {
+			t.Fatalf("round %d: a new pool was dropped: %+v, warm %v", round, st, w.Warm(key))
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -40,10 +41,13 @@ type Config struct {
 	// X-Forwarded-Proto are trusted (gunicorn's forwarded_allow_ips);
 	// "*" trusts every peer. Others' forwarded headers are ignored.
 	ForwardedAllowIPs []string
-	Logger            *slog.Logger
+	// AccessLog receives one line per request in gunicorn's format (see
+	// AccessLog); nil writes none.
+	AccessLog io.Writer
+	Logger    *slog.Logger
 	// Snapshots, if set, holds snapshots of tenants' initialised instances:
 	// instances are restored from them (milliseconds instead of an import),
-	// and the server builds the missing ones in the background after each
+	// and the server opens or builds them in the background after each
 	// load, one tenant at a time.
 	Snapshots *runtime.SnapshotStore
 }
@@ -57,6 +61,7 @@ type Server struct {
 	log    *slog.Logger
 
 	metrics  *metrics
+	access   *AccessLog
 	reloadMu sync.Mutex
 
 	mu      sync.RWMutex
@@ -75,6 +80,11 @@ type loaded struct {
 	app     runtime.AppConfig
 	pool    runtime.PoolConfig
 	guestLg hostabi.Logger
+	// inFlight counts the requests routed to this version. Added under
+	// Server.mu's read lock, so once a reload has swapped the routes no
+	// request joins a retired version, and its pool closes after the last
+	// one ends (see retire).
+	inFlight sync.WaitGroup
 }
 
 type route struct {
@@ -94,7 +104,7 @@ func New(ctx context.Context, engine *runtime.Engine, cfg Config) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, engine: engine, warm: warm, log: cfg.Logger}
+	s := &Server{cfg: cfg, engine: engine, warm: warm, log: cfg.Logger, access: NewAccessLog(cfg.AccessLog)}
 	s.background, s.cancel = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s)
 	if err := s.load(ctx); err != nil {
@@ -147,6 +157,13 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		l, err := s.prepare(ctx, t)
+		if old := previous[t.Name]; err == nil && old != nil && old.key == l.key {
+			// Unchanged: keep the very same version, whose in-flight
+			// count covers the requests routed to it so far.
+			l = old
+		} else if err == nil {
+			err = s.trial(ctx, l, old)
+		}
 		if err != nil && keep(t.Name, err) {
 			continue
 		}
@@ -172,17 +189,31 @@ func (s *Server) load(ctx context.Context) error {
 	s.mu.Lock()
 	s.routes, s.broken, s.tenants = routes, broken, loadedTenants
 	s.mu.Unlock()
-	// Versions no longer routed close: idle instances now, busy ones when
-	// the request they serve ends, so requests in flight finish on the old
-	// version while new ones reach the new version.
 	for name, old := range previous {
 		if cur, ok := loadedTenants[name]; !ok || cur.key != old.key {
-			s.warm.Remove(old.key)
-			s.log.Info("tenant version retired", "tenant", name)
+			go s.retire(name, old)
 		}
 	}
 	s.maintainSnapshots(loadedTenants)
 	return nil
+}
+
+// retire closes a version that is no longer routed once the requests routed
+// to it have ended, so that they finish on the old version (none of them
+// finds its pool closed) while new ones reach the new version. A version
+// that became current again meanwhile (an edit undone) is kept.
+func (s *Server) retire(name string, old *loaded) {
+	old.inFlight.Wait()
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	s.mu.RLock()
+	cur, ok := s.tenants[name]
+	s.mu.RUnlock()
+	if ok && cur.key == old.key {
+		return
+	}
+	s.warm.Remove(old.key)
+	s.log.Info("tenant version retired", "tenant", name)
 }
 
 // maintainSnapshots removes the snapshots of versions no longer loaded,
@@ -280,7 +311,7 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 		return nil, err
 	}
 	log := s.log.With("tenant", t.Name)
-	guestLog := newRateLimitedLog(log)
+	guestLog := NewTenantLog(log)
 	app := runtime.AppConfig{
 		App: t.App, Dir: t.Dir, Env: t.Env, PycacheDir: pyc, Log: guestLog,
 		MemoryLimit: uint64(t.Policy.MemoryMB) << 20,
@@ -312,6 +343,33 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 	}
 	key := t.Name + "@" + hex.EncodeToString(version[:6])
 	return &loaded{key: key, tenant: t, app: app, pool: pool, guestLg: guestLog}, nil
+}
+
+// trial starts one instance of a changed version before it replaces the
+// serving one, so that a new version whose app no longer imports (or fails
+// at import) is logged and leaves the old version serving, as a bad
+// tenant.toml does. New tenants are not tried: they answer 503 until they
+// start.
+func (s *Server) trial(ctx context.Context, l, old *loaded) error {
+	if old == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	inst, err := s.engine.NewInstance(ctx, l.app)
+	if err != nil {
+		return err
+	}
+	defer inst.Close(context.Background())
+	// The trial instance is fresh and has served nothing: it makes the new
+	// version's snapshot, which the background work would otherwise build
+	// with a start of its own.
+	if store := s.cfg.Snapshots; store != nil {
+		if err := store.Save(inst, l.pool.SnapshotKey); err != nil {
+			s.log.Warn("snapshot not built; the tenant's instances start fresh", "tenant", l.tenant.Name, "err", err)
+		}
+	}
+	return nil
 }
 
 // hostRank orders exact hosts before wildcards before the catch-all, and
@@ -394,8 +452,20 @@ func checkLimits(w http.ResponseWriter, r *http.Request) bool {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	tenant := s.serve(sw, r)
+	client := ""
+	if tenant != "-" {
+		client = s.requestInfo(r, "").RemoteAddr
+	}
+	s.access.Log(r, client, tenant, sw.status, sw.bytes, time.Since(start))
+}
+
+// serve answers r and returns the name of the tenant that matched, or "-".
+func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	if checkLimits(w, r) {
-		return
+		return "-"
 	}
 	host := strings.ToLower(r.Host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
@@ -412,40 +482,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	why, broken := s.broken[host]
 	var l *loaded
-	if match != nil {
+	if match != nil && !(broken && match.host != host) {
 		l = s.tenants[match.name]
+		l.inFlight.Add(1)
 	}
 	s.mu.RUnlock()
-	if broken && (match == nil || match.host != host) {
-		s.log.Warn("request for a tenant that failed to load", "host", host, "why", why)
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
-		return
-	}
 	if l == nil {
+		if broken {
+			s.log.Warn("request for a tenant that failed to load", "host", host, "why", why)
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+			return "-"
+		}
 		http.NotFound(w, r)
-		return
+		return "-"
 	}
+	defer l.inFlight.Done()
 	if len(l.tenant.Static) > 0 && serveStatic(w, r, l.tenant.Dir, match.prefix, l.tenant.Static) {
-		return
+		return match.name
 	}
 	if l.tenant.Policy.MaxBodyBytes > 0 {
 		if r.ContentLength > l.tenant.Policy.MaxBodyBytes {
 			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
-			return
+			return match.name
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, l.tenant.Policy.MaxBodyBytes)
 	}
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()
 	pool := s.warm.Pool(l.key, l.app, l.pool)
-	o := pool.ServeHTTP(sw, r, s.requestInfo(r, match.prefix), l.guestLg)
+	o := pool.ServeHTTP(w, r, s.requestInfo(r, match.prefix), l.guestLg)
 	inFlight.Dec()
-	s.metrics.observe(match.name, sw.status, time.Since(start), o)
-	s.log.Info("access", "tenant", match.name, "remote", r.RemoteAddr, "method", r.Method,
-		"path", r.URL.RequestURI(), "status", sw.status, "bytes", sw.bytes, "seconds", time.Since(start).Seconds())
+	s.metrics.observe(match.name, w.status, time.Since(start), o)
+	return match.name
 }
 
 func pathUnder(path, prefix string) bool {

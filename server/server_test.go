@@ -185,6 +185,17 @@ func TestReload(t *testing.T) {
 	if got := get(); got != "shop-v2||/x" {
 		t.Fatalf("a broken new version must leave the old one serving: %q", got)
 	}
+	// An app that fails at import is broken too: the old version serves on.
+	os.WriteFile(toml, []byte("app = \"app:application\"\nhosts = [\"shop.test\"]\n"), 0o644)
+	if err := os.WriteFile(app, []byte("raise RuntimeError('boom at import')\n"+echoApp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got != "shop-v2||/x" {
+		t.Fatalf("a new version that fails at import must leave the old one serving: %q", got)
+	}
 }
 
 // staticCheck: files.test serves /static from its assets folder without the
@@ -237,8 +248,9 @@ def application(environ, start_response):
 		{nil, "127.0.0.1 http"},
 		{[]string{"127.0.0.1"}, "203.0.113.7 https"},
 	} {
+		var access strings.Builder
 		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling,
-			MemoryBudget: 1 << 30, ForwardedAllowIPs: tc.allow})
+			MemoryBudget: 1 << 30, ForwardedAllowIPs: tc.allow, AccessLog: &access})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,6 +268,11 @@ def application(environ, start_response):
 		srv.Close()
 		if string(b) != tc.want {
 			t.Errorf("trusting %v: got %q, want %q", tc.allow, b, tc.want)
+		}
+		// The access log names the client as the app saw it.
+		client, _, _ := strings.Cut(tc.want, " ")
+		if line := access.String(); !strings.HasPrefix(line, client+" - - [") || !strings.Contains(line, `"GET / HTTP/1.1" 200 `) {
+			t.Errorf("trusting %v: access log %q", tc.allow, line)
 		}
 	}
 }

@@ -18,9 +18,11 @@ const (
 	tenantLogBurst = 200
 )
 
-// newRateLimitedLog turns the guest's log_write calls (stdout, stderr,
-// wsgi.errors, tracebacks) into host log records with the tenant's name.
-func newRateLimitedLog(log *slog.Logger) hostabi.Logger {
+// NewTenantLog turns the guest's log_write calls (stdout, stderr,
+// wsgi.errors, tracebacks) into records of log (which names the tenant),
+// marked source=guest, at most tenantLogRate lines a second after a burst of
+// tenantLogBurst; lines beyond are dropped and counted in a warning.
+func NewTenantLog(log *slog.Logger) hostabi.Logger {
 	limit := rate.NewLimiter(tenantLogRate, tenantLogBurst)
 	var dropped atomic.Int64
 	return func(level int32, msg []byte) {

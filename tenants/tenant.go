@@ -12,8 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
+	"github.com/wsgi-wasm/wsgi-wasm/internal/tomlfile"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 )
 
@@ -54,42 +53,18 @@ type file struct {
 }
 
 type policyFile struct {
-	Preset         string    `toml:"preset"`
-	RequestTimeout *duration `toml:"request_timeout"`
-	MemoryMB       *int      `toml:"memory_mb"`
-	MaxBodyBytes   *int64    `toml:"max_body_bytes"`
-	MaxInstances   *int      `toml:"max_instances"`
-	QueueLength    *int      `toml:"queue_length"`
-	WritableData   *bool     `toml:"writable_data"`
+	Preset         string             `toml:"preset"`
+	RequestTimeout *tomlfile.Duration `toml:"request_timeout"`
+	MemoryMB       *int               `toml:"memory_mb"`
+	MaxBodyBytes   *int64             `toml:"max_body_bytes"`
+	MaxInstances   *int               `toml:"max_instances"`
+	QueueLength    *int               `toml:"queue_length"`
+	WritableData   *bool              `toml:"writable_data"`
 }
 
-type duration struct{ time.Duration }
-
-func (d *duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("want a duration like \"30s\": %w", err)
-	}
-	d.Duration = v
-	return nil
-}
-
-// Error is a problem with one tenant's configuration.
-type Error struct {
-	File, Key, Reason string
-	Line              int // 0 when unknown
-}
-
-func (e *Error) Error() string {
-	where := e.File
-	if e.Line > 0 {
-		where = fmt.Sprintf("%s:%d", e.File, e.Line)
-	}
-	if e.Key != "" {
-		return fmt.Sprintf("%s: %s: %s", where, e.Key, e.Reason)
-	}
-	return fmt.Sprintf("%s: %s", where, e.Reason)
-}
+// Error is a problem with one tenant's configuration: the file, the line
+// when known, the key and the reason.
+type Error = tomlfile.Error
 
 var (
 	appPattern  = regexp.MustCompile(`^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(.*\))?$`)
@@ -105,19 +80,11 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 	}
 	path := filepath.Join(abs, FileName)
 	var f file
-	md, err := toml.DecodeFile(path, &f)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, &Error{File: path, Line: pe.Position.Line, Reason: pe.Message}
-		}
-		return nil, &Error{File: path, Reason: err.Error()}
-	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		return nil, &Error{File: path, Key: undecoded[0].String(), Reason: "unknown key"}
+	if err := tomlfile.Decode(path, &f); err != nil {
+		return nil, err
 	}
 	bad := func(key, format string, args ...any) (*Tenant, error) {
-		return nil, &Error{File: path, Key: key, Reason: fmt.Sprintf(format, args...)}
+		return nil, &Error{File: path, Line: tomlfile.Line(path, key), Key: key, Reason: fmt.Sprintf(format, args...)}
 	}
 	if f.App == "" {
 		return bad("app", "missing; want \"module:callable\"")
@@ -162,7 +129,7 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 		QueueLength: f.Policy.QueueLength, WritableData: f.Policy.WritableData,
 	}
 	if f.Policy.RequestTimeout != nil {
-		o.RequestTimeout = &f.Policy.RequestTimeout.Duration
+		o.RequestTimeout = (*time.Duration)(f.Policy.RequestTimeout)
 	}
 	pol, err := policies.Resolve(f.Policy.Preset, o, ceiling)
 	if err != nil {

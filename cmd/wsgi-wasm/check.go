@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/serverconfig"
 	"github.com/wsgi-wasm/wsgi-wasm/tenants"
 )
 
@@ -15,11 +16,22 @@ func checkCommand(exitCode *int) *cli.Command {
 		Name:      "check",
 		Usage:     "validate a tenant folder, or every tenant folder below DIR, without serving; exit 1 on any error",
 		ArgsUsage: "DIR",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "check against the ceiling of this server config `FILE`", EnvVars: []string{"WSGI_WASM_CONFIG"}},
+		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("check: want one DIR")
 			}
-			problems, n, err := tenants.CheckTree(c.Args().First(), policies.DefaultCeiling)
+			ceiling := policies.DefaultCeiling
+			if path := c.String("config"); path != "" {
+				f, err := serverconfig.Read(path)
+				if err != nil {
+					return err
+				}
+				ceiling = f.Ceiling
+			}
+			problems, n, err := tenants.CheckTree(c.Args().First(), ceiling)
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -31,18 +32,27 @@ func run() int {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	exitCode := 0
-	app := &cli.App{
+	if err := newApp(logger, &exitCode).RunContext(ctx, os.Args); err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	return exitCode
+}
+
+// newApp is the command line: global flags and the commands.
+func newApp(logger *slog.Logger, exitCode *int) *cli.App {
+	return &cli.App{
 		Name:  "wsgi-wasm",
 		Usage: "run Python WSGI apps, each in its own WebAssembly sandbox",
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "python-dir",
-				Usage:   "folder of the built interpreter (default: the python-wasi recipe's cache folder)",
+				Usage:   "`FOLDER` of the built interpreter (default: the python-wasi recipe's cache folder)",
 				EnvVars: []string{"WSGI_WASM_PYTHON_DIR"},
 			},
 			&cli.StringFlag{
 				Name:    "cache-dir",
-				Usage:   "wazero compilation cache folder (default: $XDG_CACHE_HOME/wsgi-wasm/wazero)",
+				Usage:   "wazero compilation cache `FOLDER` (default: $XDG_CACHE_HOME/wsgi-wasm/wazero)",
 				EnvVars: []string{"WSGI_WASM_CACHE_DIR"},
 			},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log only warnings and errors", EnvVars: []string{"WSGI_WASM_QUIET"}},
@@ -50,9 +60,9 @@ func run() int {
 		Commands: []*cli.Command{
 			serveCommand(logger),
 			runCommand(logger),
-			checkCommand(&exitCode),
-			snapshotCommand(logger, &exitCode),
-			pythonCommand(logger, &exitCode),
+			checkCommand(exitCode),
+			snapshotCommand(logger, exitCode),
+			pythonCommand(logger, exitCode),
 			{
 				Name:  "version",
 				Usage: "print the version",
@@ -63,19 +73,14 @@ func run() int {
 			},
 		},
 	}
-	if err := app.RunContext(ctx, os.Args); err != nil {
-		logger.Error(err.Error())
-		return 1
-	}
-	return exitCode
 }
 
-// newEngine finds the interpreter (--python-dir, or the recipe's cache) and
-// starts the wazero engine with the compilation cache (--cache-dir).
-func newEngine(c *cli.Context, logger *slog.Logger) (*runtime.Engine, error) {
-	dir := c.String("python-dir")
+// newEngine finds the interpreter (pythonDir, or the recipe's cache) and
+// starts the wazero engine with the compilation cache in cacheDir.
+func newEngine(ctx context.Context, pythonDir, cacheDir string, logger *slog.Logger) (*runtime.Engine, error) {
+	dir := pythonDir
 	if dir == "" && embedded.Available {
-		cache := c.String("cache-dir")
+		cache := cacheDir
 		if cache == "" {
 			cache = runtime.DefaultCacheDir()
 		}
@@ -91,11 +96,42 @@ func newEngine(c *cli.Context, logger *slog.Logger) (*runtime.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return runtime.New(c.Context, runtime.Options{Interpreter: interp, CacheDir: c.String("cache-dir"), Logger: logger})
+	return runtime.New(ctx, runtime.Options{Interpreter: interp, CacheDir: cacheDir, Logger: logger})
 }
 
-// newHTTPServer is the front's net/http server for run and serve, with the
-// same timeouts and header bound for both.
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 16}
+// httpTimeouts bound a client's connection to the front.
+type httpTimeouts struct {
+	readHeader, idle, write time.Duration
+}
+
+// httpFlags are the front's flags that run and serve share: its timeouts
+// and the access log.
+func httpFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.DurationFlag{Name: "read-header-timeout", Value: 10 * time.Second, Usage: "a client has `DURATION` to send the request line and headers", EnvVars: []string{"WSGI_WASM_READ_HEADER_TIMEOUT"}},
+		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "a keep-alive connection waits `DURATION` for its next request (gunicorn's --keep-alive)", EnvVars: []string{"WSGI_WASM_IDLE_TIMEOUT"}},
+		&cli.DurationFlag{Name: "write-timeout", Usage: "a response must be written within `DURATION` of the end of the request's headers (0: no limit; the tenant's request_timeout still applies)", EnvVars: []string{"WSGI_WASM_WRITE_TIMEOUT"}},
+		&cli.StringFlag{Name: "access-logfile", Value: "-", Usage: "access log `FILE`, one line per request in gunicorn's format plus tenant and seconds (\"-\": standard output, \"\": none)", EnvVars: []string{"WSGI_WASM_ACCESS_LOGFILE"}},
+	}
+}
+
+// newHTTPServer is the front's net/http server for run and serve.
+func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: t.readHeader, IdleTimeout: t.idle, WriteTimeout: t.write, MaxHeaderBytes: 1 << 16}
+}
+
+// openAccessLog opens the access log: "-" is standard output, "" none. The
+// returned close function is never nil.
+func openAccessLog(path string) (io.Writer, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("access log: %w", err)
+	}
+	return f, func() { f.Close() }, nil
 }

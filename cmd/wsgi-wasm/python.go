@@ -25,7 +25,7 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			if c.Bool("quiet") {
 				logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
-			eng, err := newEngine(c, logger)
+			eng, err := newEngine(c.Context, c.String("python-dir"), c.String("cache-dir"), logger)
 			if err != nil {
 				return err
 			}

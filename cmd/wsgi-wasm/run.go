@@ -13,8 +13,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
 // runCommand serves one app folder, like `gunicorn module:app`.
@@ -33,7 +33,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			&cli.IntFlag{Name: "backlog", Value: 64, Usage: "requests that may wait for an instance; more get 503", EnvVars: []string{"WSGI_WASM_BACKLOG"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "writable `FOLDER` for the app, mounted at /data ($WSGI_WASM_DATA_DIR in the app); requests are then served one at a time", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.Uint64Flag{Name: "memory-mb", Value: runtime.DefaultMemoryLimit >> 20, Usage: "linear memory cap of each instance in MiB", EnvVars: []string{"WSGI_WASM_MEMORY_MB"}},
-		}, snapshotFlags()...),
+		}, append(httpFlags(), snapshotFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
 				return fmt.Errorf("run: want DIR MODULE:CALLABLE, got %d arguments", c.NArg())
@@ -45,19 +45,18 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 				return fmt.Errorf("run: %s is not a folder", dir)
 			}
-			eng, err := newEngine(c, logger)
+			access, closeAccess, err := openAccessLog(c.String("access-logfile"))
+			if err != nil {
+				return err
+			}
+			defer closeAccess()
+			eng, err := newEngine(c.Context, c.String("python-dir"), c.String("cache-dir"), logger)
 			if err != nil {
 				return err
 			}
 			defer eng.Close(context.Background())
-			appLog := logger.With("app", c.Args().Get(1))
-			guestLog := func(level int32, msg []byte) {
-				l := slog.LevelInfo
-				if level == hostabi.LogError {
-					l = slog.LevelError
-				}
-				appLog.Log(context.Background(), l, string(msg))
-			}
+			// The same rate limit as serve's tenants.
+			guestLog := server.NewTenantLog(logger.With("app", c.Args().Get(1)))
 			pycache, err := eng.CompileApp(c.Context, dir)
 			if err != nil {
 				return err
@@ -71,7 +70,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 					return err
 				}
 			}
-			store, err := openSnapshotStore(c, dir)
+			store, err := openSnapshotStore(c.Bool("snapshots"), c.String("snapshot-dir"), c.String("cache-dir"), dir)
 			if err != nil {
 				return err
 			}
@@ -87,9 +86,12 @@ func runCommand(logger *slog.Logger) *cli.Command {
 				Snapshots: store,
 			})
 			defer pool.Close()
-			srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				pool.ServeHTTP(w, r, runtime.RequestInfo{}, guestLog)
-			}))
+			})
+			srv := newHTTPServer(server.NewAccessLog(access).Handler(filepath.Base(dir), app), httpTimeouts{
+				readHeader: c.Duration("read-header-timeout"), idle: c.Duration("idle-timeout"), write: c.Duration("write-timeout"),
+			})
 			ln, err := net.Listen("tcp", c.String("bind"))
 			if err != nil {
 				return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
+	"github.com/wsgi-wasm/wsgi-wasm/serverconfig"
 )
 
 // serveCommand serves every tenant of a folder, routed by Host.
@@ -23,92 +25,171 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "serve every tenant folder below --tenant-dir, routed by Host and path prefix",
+		Description: "Settings come from the flags, then their environment variables, then the --config file, " +
+			"then the defaults shown. SIGHUP or a changed tenant file reloads the tenants; SIGTERM drains and exits.",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "tenant-dir", Required: true, Usage: "`FOLDER` holding one folder per tenant, each with a tenant.toml", EnvVars: []string{"WSGI_WASM_TENANT_DIR"}},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "server config `FILE` (TOML); flags and environment variables override it", EnvVars: []string{"WSGI_WASM_CONFIG"}},
+			&cli.StringFlag{Name: "tenant-dir", Usage: "`FOLDER` holding one folder per tenant, each with a tenant.toml (required here or in the config file)", EnvVars: []string{"WSGI_WASM_TENANT_DIR"}},
 			&cli.StringSliceFlag{Name: "bind", Aliases: []string{"b"}, Value: cli.NewStringSlice("127.0.0.1:8000"), Usage: "listen on `ADDRESS` (repeatable)", EnvVars: []string{"WSGI_WASM_BIND"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` for tenants' writable data folders (one per tenant, if their policy grants it)", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
-			&cli.Int64Flag{Name: "memory-budget-mb", Value: 4096, Usage: "linear memory all warm instances may hold together; the least useful tenants are evicted beyond it", EnvVars: []string{"WSGI_WASM_MEMORY_BUDGET_MB"}},
+			&cli.Int64Flag{Name: "memory-budget-mb", Value: 4096, Usage: "`MIB` of linear memory all warm instances may hold together; the least useful tenants are evicted beyond it", EnvVars: []string{"WSGI_WASM_MEMORY_BUDGET_MB"}},
 			&cli.StringSliceFlag{Name: "forwarded-allow-ips", Value: cli.NewStringSlice("127.0.0.1", "::1"), Usage: "proxy `IP`s whose X-Forwarded-For/-Proto are trusted (\"*\" for all)", EnvVars: []string{"WSGI_WASM_FORWARDED_ALLOW_IPS"}},
 			&cli.StringFlag{Name: "certfile", Usage: "TLS certificate `FILE` (PEM); with --keyfile, serve HTTPS", EnvVars: []string{"WSGI_WASM_CERTFILE"}},
 			&cli.StringFlag{Name: "keyfile", Usage: "TLS key `FILE` (PEM)", EnvVars: []string{"WSGI_WASM_KEYFILE"}},
 			&cli.StringFlag{Name: "admin-bind", Value: "127.0.0.1:9090", Usage: "listen on `ADDRESS` for /metrics, /livez and /readyz (empty: off)", EnvVars: []string{"WSGI_WASM_ADMIN_BIND"}},
-			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
-		}, snapshotFlags()...),
+			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "on SIGTERM, wait up to `DURATION` for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
+		}, append(httpFlags(), snapshotFlags()...)...),
 		Action: func(c *cli.Context) error {
-			store, err := openSnapshotStore(c, c.String("tenant-dir"))
+			s, err := serveSettingsOf(c)
 			if err != nil {
 				return err
 			}
-			if store != nil {
-				defer store.Close()
-			}
-			eng, err := newEngine(c, logger)
-			if err != nil {
-				return err
-			}
-			defer eng.Close(context.Background())
-			srv, err := server.New(c.Context, eng, server.Config{
-				Snapshots: store,
-				TenantDir: c.String("tenant-dir"), Ceiling: policies.DefaultCeiling, DataDir: c.String("data-dir"),
-				MemoryBudget: c.Int64("memory-budget-mb") << 20, Logger: logger,
-				ForwardedAllowIPs: c.StringSlice("forwarded-allow-ips"),
-			})
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			hs := newHTTPServer(srv)
-			g, ctx := errgroup.WithContext(c.Context)
-			for _, addr := range c.StringSlice("bind") {
-				ln, err := net.Listen("tcp", addr)
-				if err != nil {
-					return err
-				}
-				logger.Info("serving", "bind", ln.Addr().String(), "tenant_dir", c.String("tenant-dir"))
-				cert, key := c.String("certfile"), c.String("keyfile")
-				g.Go(func() error {
-					var err error
-					if cert != "" || key != "" {
-						err = hs.ServeTLS(ln, cert, key)
-					} else {
-						err = hs.Serve(ln)
-					}
-					if !errors.Is(err, http.ErrServerClosed) {
-						return err
-					}
-					return nil
-				})
-			}
-			var admin *http.Server
-			if addr := c.String("admin-bind"); addr != "" {
-				ln, err := net.Listen("tcp", addr)
-				if err != nil {
-					return err
-				}
-				admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
-				logger.Info("admin listener", "bind", ln.Addr().String(), "paths", "/metrics /livez /readyz")
-				g.Go(func() error {
-					if err := admin.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-						return err
-					}
-					return nil
-				})
-			}
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			g.Go(func() error { return srv.Watch(ctx, hup) })
-			g.Go(func() error {
-				<-ctx.Done()
-				if admin != nil {
-					defer admin.Close()
-				}
-				logger.Info("shutting down: draining in-flight requests")
-				sctx, cancel := context.WithTimeout(context.Background(), c.Duration("graceful-timeout"))
-				defer cancel()
-				return hs.Shutdown(sctx)
-			})
-			return g.Wait()
+			return serve(c.Context, s, logger)
 		},
 	}
+}
+
+// serveSettings is what serve runs with, resolved by serveSettingsOf.
+type serveSettings struct {
+	configFile, tenantDir, dataDir, certFile, keyFile, adminBind, accessLog string
+	pythonDir, cacheDir, snapshotDir                                        string
+	snapshots                                                               bool
+	binds, forwardedAllowIPs                                                []string
+	memoryBudgetMB                                                          int64
+	gracefulTimeout                                                         time.Duration
+	timeouts                                                                httpTimeouts
+	ceiling                                                                 policies.Policy
+}
+
+// serveSettingsOf resolves each setting: a flag given on the command line
+// or by its environment variable, else the config file's key, else the
+// flag's default. The ceiling comes from the file only.
+func serveSettingsOf(c *cli.Context) (serveSettings, error) {
+	f := &serverconfig.File{Ceiling: policies.DefaultCeiling}
+	if path := c.String("config"); path != "" {
+		var err error
+		if f, err = serverconfig.Read(path); err != nil {
+			return serveSettings{}, err
+		}
+	}
+	s := serveSettings{
+		configFile:        f.Path,
+		tenantDir:         pick(c, "tenant-dir", f.TenantDir, c.String),
+		binds:             pick(c, "bind", f.Bind, c.StringSlice),
+		dataDir:           pick(c, "data-dir", f.DataDir, c.String),
+		memoryBudgetMB:    pick(c, "memory-budget-mb", f.MemoryBudgetMB, c.Int64),
+		forwardedAllowIPs: pick(c, "forwarded-allow-ips", f.ForwardedAllowIPs, c.StringSlice),
+		certFile:          pick(c, "certfile", f.CertFile, c.String),
+		keyFile:           pick(c, "keyfile", f.KeyFile, c.String),
+		adminBind:         pick(c, "admin-bind", f.AdminBind, c.String),
+		accessLog:         pick(c, "access-logfile", f.AccessLogFile, c.String),
+		pythonDir:         pick(c, "python-dir", f.PythonDir, c.String),
+		cacheDir:          pick(c, "cache-dir", f.CacheDir, c.String),
+		snapshots:         pick(c, "snapshots", f.Snapshots, c.Bool),
+		snapshotDir:       pick(c, "snapshot-dir", f.SnapshotDir, c.String),
+		gracefulTimeout:   pick(c, "graceful-timeout", f.GracefulTimeout, c.Duration),
+		timeouts: httpTimeouts{
+			readHeader: pick(c, "read-header-timeout", f.ReadHeaderTimeout, c.Duration),
+			idle:       pick(c, "idle-timeout", f.IdleTimeout, c.Duration),
+			write:      pick(c, "write-timeout", f.WriteTimeout, c.Duration),
+		},
+		ceiling: f.Ceiling,
+	}
+	if s.tenantDir == "" {
+		return serveSettings{}, errors.New("serve: no tenant folder: give --tenant-dir or tenant_dir in the --config file")
+	}
+	if s.memoryBudgetMB <= 0 {
+		return serveSettings{}, fmt.Errorf("serve: --memory-budget-mb must be more than 0, not %d", s.memoryBudgetMB)
+	}
+	return s, nil
+}
+
+// pick is the config file's value unless the flag was given (on the command
+// line or by its environment variable) or the file lacks the key.
+func pick[T any](c *cli.Context, flag string, fromFile *T, fromFlag func(string) T) T {
+	if fromFile != nil && !c.IsSet(flag) {
+		return *fromFile
+	}
+	return fromFlag(flag)
+}
+
+// serve runs the front until ctx ends, then drains.
+func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
+	access, closeAccess, err := openAccessLog(s.accessLog)
+	if err != nil {
+		return err
+	}
+	defer closeAccess()
+	store, err := openSnapshotStore(s.snapshots, s.snapshotDir, s.cacheDir, s.tenantDir)
+	if err != nil {
+		return err
+	}
+	if store != nil {
+		defer store.Close()
+	}
+	eng, err := newEngine(ctx, s.pythonDir, s.cacheDir, logger)
+	if err != nil {
+		return err
+	}
+	defer eng.Close(context.Background())
+	srv, err := server.New(ctx, eng, server.Config{
+		TenantDir: s.tenantDir, Ceiling: s.ceiling, DataDir: s.dataDir,
+		MemoryBudget: s.memoryBudgetMB << 20, Logger: logger,
+		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	hs := newHTTPServer(srv, s.timeouts)
+	g, ctx := errgroup.WithContext(ctx)
+	for _, addr := range s.binds {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		logger.Info("serving", "bind", ln.Addr().String(), "tenant_dir", s.tenantDir, "config", s.configFile)
+		g.Go(func() error {
+			var err error
+			if s.certFile != "" || s.keyFile != "" {
+				err = hs.ServeTLS(ln, s.certFile, s.keyFile)
+			} else {
+				err = hs.Serve(ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	var admin *http.Server
+	if s.adminBind != "" {
+		ln, err := net.Listen("tcp", s.adminBind)
+		if err != nil {
+			return err
+		}
+		admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		logger.Info("admin listener", "bind", ln.Addr().String(), "paths", "/metrics /livez /readyz")
+		g.Go(func() error {
+			if err := admin.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error { return srv.Watch(ctx, hup) })
+	g.Go(func() error {
+		<-ctx.Done()
+		if admin != nil {
+			defer admin.Close()
+		}
+		logger.Info("shutting down: draining in-flight requests")
+		sctx, cancel := context.WithTimeout(context.Background(), s.gracefulTimeout)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	return g.Wait()
 }

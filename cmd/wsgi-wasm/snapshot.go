@@ -21,13 +21,17 @@ func snapshotFlags() []cli.Flag {
 	}
 }
 
-// openSnapshotStore opens the store the flags name for the tenants below
-// root, or returns nil when snapshots are off.
-func openSnapshotStore(c *cli.Context, root string) (*runtime.SnapshotStore, error) {
-	if !c.Bool("snapshots") {
+// openSnapshotStore opens the snapshot folder dir (default: the one of the
+// tenants below root, beside cacheDir), or returns nil when snapshots are
+// off.
+func openSnapshotStore(on bool, dir, cacheDir, root string) (*runtime.SnapshotStore, error) {
+	if !on {
 		return nil, nil
 	}
-	return runtime.NewSnapshotStore(snapshotDir(c, root))
+	if dir == "" {
+		dir = runtime.DefaultSnapshotDir(cacheDir, root)
+	}
+	return runtime.NewSnapshotStore(dir)
 }
 
 // snapshotCommand builds the snapshots that serve would build in the
@@ -44,12 +48,12 @@ func snapshotCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			if c.NArg() != 1 {
 				return fmt.Errorf("snapshot: want one DIR (a folder of tenant folders, as serve --tenant-dir takes)")
 			}
-			store, err := runtime.NewSnapshotStore(snapshotDir(c, c.Args().First()))
+			store, err := openSnapshotStore(true, c.String("snapshot-dir"), c.String("cache-dir"), c.Args().First())
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			eng, err := newEngine(c, logger)
+			eng, err := newEngine(c.Context, c.String("python-dir"), c.String("cache-dir"), logger)
 			if err != nil {
 				return err
 			}
@@ -71,12 +75,4 @@ func snapshotCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			return nil
 		},
 	}
-}
-
-// snapshotDir is --snapshot-dir or the default for the tenants below root.
-func snapshotDir(c *cli.Context, root string) string {
-	if dir := c.String("snapshot-dir"); dir != "" {
-		return dir
-	}
-	return runtime.DefaultSnapshotDir(c.String("cache-dir"), root)
 }

@@ -10,28 +10,12 @@ import (
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
 )
 
-// TestMain keeps the binaries the tests start from writing snapshots into
-// the user's cache: every child inherits a snapshot folder of the run's own.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wsgi-wasm-e2e-snapshots-")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("WSGI_WASM_SNAPSHOT_DIR", dir)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 // TestSnapshotCommand: `wsgi-wasm snapshot DIR` builds one verified file per
 // tenant and exits 0; a tenant that cannot be snapshotted makes it exit 1,
 // naming the tenant, while the others still get theirs.
 func TestSnapshotCommand(t *testing.T) {
 	in := testinterp.Require(t)
-	bin := filepath.Join(t.TempDir(), "wsgi-wasm")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	tree := t.TempDir()
 	tenant := func(name, app string) {
 		os.MkdirAll(filepath.Join(tree, name), 0o755)

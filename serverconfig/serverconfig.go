@@ -1,0 +1,149 @@
+// Package serverconfig reads the server config file of `wsgi-wasm serve
+// --config FILE`: the server-wide settings that are also flags (listeners,
+// folders, the memory budget, timeouts) and the ceiling that no tenant's
+// policy may exceed. It is strict like tenant.toml: unknown keys are errors
+// naming the file, the line and the key. Plain data and validation only.
+package serverconfig
+
+import (
+	"errors"
+	"path/filepath"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/tomlfile"
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+)
+
+// File is a server config file, validated. A nil field was not in the file:
+// the flag (or its default) decides. Relative paths in the file are taken
+// from the file's folder.
+type File struct {
+	Path string // the file, absolute
+
+	TenantDir         *string
+	Bind              *[]string
+	DataDir           *string
+	MemoryBudgetMB    *int64
+	ForwardedAllowIPs *[]string
+	CertFile, KeyFile *string
+	AdminBind         *string
+	AccessLogFile     *string // "-" is standard output, "" none
+	PythonDir         *string
+	CacheDir          *string
+	Snapshots         *bool
+	SnapshotDir       *string
+
+	GracefulTimeout   *time.Duration
+	ReadHeaderTimeout *time.Duration
+	IdleTimeout       *time.Duration
+	WriteTimeout      *time.Duration
+
+	// Ceiling is policies.DefaultCeiling with the file's [ceiling] applied.
+	Ceiling policies.Policy
+}
+
+// file mirrors the TOML document.
+type file struct {
+	TenantDir         *string            `toml:"tenant_dir"`
+	Bind              *[]string          `toml:"bind"`
+	DataDir           *string            `toml:"data_dir"`
+	MemoryBudgetMB    *int64             `toml:"memory_budget_mb"`
+	ForwardedAllowIPs *[]string          `toml:"forwarded_allow_ips"`
+	CertFile          *string            `toml:"certfile"`
+	KeyFile           *string            `toml:"keyfile"`
+	AdminBind         *string            `toml:"admin_bind"`
+	AccessLogFile     *string            `toml:"access_logfile"`
+	PythonDir         *string            `toml:"python_dir"`
+	CacheDir          *string            `toml:"cache_dir"`
+	Snapshots         *bool              `toml:"snapshots"`
+	SnapshotDir       *string            `toml:"snapshot_dir"`
+	GracefulTimeout   *tomlfile.Duration `toml:"graceful_timeout"`
+	ReadHeaderTimeout *tomlfile.Duration `toml:"read_header_timeout"`
+	IdleTimeout       *tomlfile.Duration `toml:"idle_timeout"`
+	WriteTimeout      *tomlfile.Duration `toml:"write_timeout"`
+	Ceiling           struct {
+		RequestTimeout *tomlfile.Duration `toml:"request_timeout"`
+		MemoryMB       *int               `toml:"memory_mb"`
+		MaxBodyBytes   *int64             `toml:"max_body_bytes"`
+		MaxInstances   *int               `toml:"max_instances"`
+		QueueLength    *int               `toml:"queue_length"`
+		WritableData   *bool              `toml:"writable_data"`
+	} `toml:"ceiling"`
+}
+
+// Error is a problem in the server config file: the file, the line when
+// known, the key and the reason.
+type Error = tomlfile.Error
+
+// Read reads and validates the server config file at path.
+func Read(path string) (*File, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	var f file
+	if err := tomlfile.Decode(abs, &f); err != nil {
+		return nil, err
+	}
+	bad := func(key, reason string) (*File, error) {
+		return nil, &Error{File: abs, Line: tomlfile.Line(abs, key), Key: key, Reason: reason}
+	}
+	if f.Bind != nil && len(*f.Bind) == 0 {
+		return bad("bind", "empty; list at least one address such as \"127.0.0.1:8000\"")
+	}
+	if f.MemoryBudgetMB != nil && *f.MemoryBudgetMB <= 0 {
+		return bad("memory_budget_mb", "must be more than 0")
+	}
+	if f.TenantDir != nil && *f.TenantDir == "" {
+		return bad("tenant_dir", "empty")
+	}
+	if (f.CertFile == nil) != (f.KeyFile == nil) {
+		return bad("certfile", "certfile and keyfile go together")
+	}
+	for key, d := range map[string]*tomlfile.Duration{
+		"graceful_timeout": f.GracefulTimeout, "read_header_timeout": f.ReadHeaderTimeout,
+		"idle_timeout": f.IdleTimeout, "write_timeout": f.WriteTimeout,
+	} {
+		if d != nil && *d < 0 {
+			return bad(key, "cannot be negative")
+		}
+	}
+	c := f.Ceiling
+	ceiling, err := policies.Ceiling(policies.Overrides{
+		RequestTimeout: (*time.Duration)(c.RequestTimeout), MemoryMB: c.MemoryMB, MaxBodyBytes: c.MaxBodyBytes,
+		MaxInstances: c.MaxInstances, QueueLength: c.QueueLength, WritableData: c.WritableData,
+	})
+	if err != nil {
+		var fe *policies.FieldError
+		if errors.As(err, &fe) {
+			return bad("ceiling."+fe.Key, fe.Reason)
+		}
+		return nil, err
+	}
+	dir := filepath.Dir(abs)
+	out := &File{
+		Path: abs, Bind: f.Bind, MemoryBudgetMB: f.MemoryBudgetMB, ForwardedAllowIPs: f.ForwardedAllowIPs,
+		AdminBind: f.AdminBind, Ceiling: ceiling,
+		TenantDir: under(dir, f.TenantDir), DataDir: under(dir, f.DataDir),
+		CertFile: under(dir, f.CertFile), KeyFile: under(dir, f.KeyFile),
+		PythonDir: under(dir, f.PythonDir), CacheDir: under(dir, f.CacheDir),
+		Snapshots: f.Snapshots, SnapshotDir: under(dir, f.SnapshotDir),
+		GracefulTimeout: (*time.Duration)(f.GracefulTimeout), ReadHeaderTimeout: (*time.Duration)(f.ReadHeaderTimeout),
+		IdleTimeout: (*time.Duration)(f.IdleTimeout), WriteTimeout: (*time.Duration)(f.WriteTimeout),
+	}
+	if f.AccessLogFile != nil && *f.AccessLogFile != "-" {
+		out.AccessLogFile = under(dir, f.AccessLogFile)
+	} else {
+		out.AccessLogFile = f.AccessLogFile
+	}
+	return out, nil
+}
+
+// under makes a relative, non-empty path relative to dir.
+func under(dir string, p *string) *string {
+	if p == nil || *p == "" || filepath.IsAbs(*p) {
+		return p
+	}
+	abs := filepath.Join(dir, *p)
+	return &abs
+}
