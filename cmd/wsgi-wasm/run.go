@@ -74,16 +74,25 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			if err != nil {
 				return err
 			}
-			if store != nil {
-				defer store.Close()
-			}
-			pool := eng.NewPool(runtime.AppConfig{
+			appCfg := runtime.AppConfig{
 				App: c.Args().Get(1), Dir: dir, DataDir: dataDir, PycacheDir: pycache, Log: guestLog,
 				MemoryLimit: c.Uint64("memory-mb") << 20,
-			}, runtime.PoolConfig{
+			}
+			snapKey := ""
+			if store != nil {
+				defer store.Close()
+				// The app's folder has one snapshot: that of this version.
+				if snapKey, err = eng.SnapshotKey(c.Context, appCfg); err != nil {
+					return err
+				}
+				if err := store.Retain(map[string]bool{snapKey: true}); err != nil {
+					logger.Warn("removing old snapshots", "err", err)
+				}
+			}
+			pool := eng.NewPool(appCfg, runtime.PoolConfig{
 				MinWarm: c.Int("min-warm"), MaxInstances: c.Int("workers"), RequestTimeout: c.Duration("timeout"),
 				MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"), QueueLength: c.Int("backlog"),
-				Snapshots: store,
+				Snapshots: store, SnapshotKey: snapKey,
 			})
 			defer pool.Close()
 			app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -32,7 +32,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.StringFlag{Name: "tenant-dir", Usage: "`FOLDER` holding one folder per tenant, each with a tenant.toml (required here or in the config file)", EnvVars: []string{"WSGI_WASM_TENANT_DIR"}},
 			&cli.StringSliceFlag{Name: "bind", Aliases: []string{"b"}, Value: cli.NewStringSlice("127.0.0.1:8000"), Usage: "listen on `ADDRESS` (repeatable)", EnvVars: []string{"WSGI_WASM_BIND"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` for tenants' writable data folders (one per tenant, if their policy grants it)", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
-			&cli.Int64Flag{Name: "memory-budget-mb", Value: 4096, Usage: "`MIB` of linear memory all warm instances may hold together; the least useful tenants are evicted beyond it", EnvVars: []string{"WSGI_WASM_MEMORY_BUDGET_MB"}},
+			&cli.Int64Flag{Name: "memory-budget-mb", Value: 4096, Usage: "`MIB` of RAM all warm instances may hold together (restored instances share their snapshot's pages); the least useful tenants are evicted beyond it", EnvVars: []string{"WSGI_WASM_MEMORY_BUDGET_MB"}},
 			&cli.StringSliceFlag{Name: "forwarded-allow-ips", Value: cli.NewStringSlice("127.0.0.1", "::1"), Usage: "proxy `IP`s whose X-Forwarded-For/-Proto are trusted (\"*\" for all)", EnvVars: []string{"WSGI_WASM_FORWARDED_ALLOW_IPS"}},
 			&cli.StringFlag{Name: "certfile", Usage: "TLS certificate `FILE` (PEM); with --keyfile, serve HTTPS", EnvVars: []string{"WSGI_WASM_CERTFILE"}},
 			&cli.StringFlag{Name: "keyfile", Usage: "TLS key `FILE` (PEM)", EnvVars: []string{"WSGI_WASM_KEYFILE"}},
