@@ -143,32 +143,42 @@ static int first_private_fd(__wasi_filetype_t *type) {
 	return -1;
 }
 
+/* call_bootstrap calls a function of the bootstrap module without
+ * arguments: 0 when it returned, 2 when it raised (traceback on stderr,
+ * which is log_write), 3 before a successful wsgi_init. */
+static int32_t call_bootstrap(const char *name) {
+	if (bootstrap == NULL) {
+		return 3;
+	}
+	PyObject *r = PyObject_CallMethod(bootstrap, name, NULL);
+	if (r == NULL) {
+		PyErr_Print();
+		return 2;
+	}
+	Py_DECREF(r);
+	return 0;
+}
+
 /* wsgi_before_snapshot readies an initialised instance for a snapshot of
  * its memory (ABI.md "Snapshots"). Returns 0 when it may be taken, 1 when a
  * file is open, 2 when the bootstrap's preparation raised, 3 when called
  * before wsgi_init; the reason goes to log_write. */
 __attribute__((export_name("wsgi_before_snapshot"))) int32_t wsgi_before_snapshot(void) {
-	if (bootstrap == NULL) {
-		return 3;
-	}
 	/* First the bootstrap's preparation: its garbage collection closes
 	 * files that only unreachable objects (an unfinished os.scandir) held. */
-	PyObject *r = PyObject_CallMethod(bootstrap, "before_snapshot", NULL);
-	if (r == NULL) {
-		PyErr_Print();
-		return 2;
+	int32_t result = call_bootstrap("before_snapshot");
+	if (result != 0) {
+		return result;
 	}
 	__wasi_filetype_t type;
 	int fd = first_private_fd(&type);
 	if (fd >= 0) {
-		Py_DECREF(r);
 		PyErr_Format(PyExc_RuntimeError,
 		             "snapshot refused: file descriptor %d (%s) is open after the app's import", fd,
 		             type == __WASI_FILETYPE_DIRECTORY ? "a directory" : "a file");
 		PyErr_Print();
 		return 1;
 	}
-	Py_DECREF(r);
 	return 0;
 }
 
@@ -176,16 +186,7 @@ __attribute__((export_name("wsgi_before_snapshot"))) int32_t wsgi_before_snapsho
  * snapshot: it reseeds what was seeded at import. Returns 0, or 2 when the
  * bootstrap raised, 3 when the image was not made by wsgi_before_snapshot. */
 __attribute__((export_name("wsgi_after_restore"))) int32_t wsgi_after_restore(void) {
-	if (bootstrap == NULL) {
-		return 3;
-	}
-	PyObject *r = PyObject_CallMethod(bootstrap, "after_restore", NULL);
-	if (r == NULL) {
-		PyErr_Print();
-		return 2;
-	}
-	Py_DECREF(r);
-	return 0;
+	return call_bootstrap("after_restore");
 }
 
 /* wsgi_handle serves the current request (ABI.md "Request cycle"). Returns 0
