@@ -29,7 +29,10 @@ func main() { os.Exit(run()) }
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// --quiet raises the level for every command (set in Before, once the
+	// flags are parsed); the commands share this one logger.
+	level := new(slog.LevelVar)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	exitCode := 0
 	app := &cli.App{
 		Name:  "wsgi-wasm",
@@ -46,6 +49,12 @@ func run() int {
 				EnvVars: []string{"WSGI_WASM_CACHE_DIR"},
 			},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log only warnings and errors", EnvVars: []string{"WSGI_WASM_QUIET"}},
+		},
+		Before: func(c *cli.Context) error {
+			if c.Bool("quiet") {
+				level.Set(slog.LevelWarn)
+			}
+			return nil
 		},
 		Commands: []*cli.Command{
 			serveCommand(logger),
