@@ -64,8 +64,11 @@ class Config:
         self.load_runs = (1, 1) if smoke else (2, 3)  # (empty cache, warm cache) server starts
         self.density = [0, 1, 3] if smoke else [0, 10, 20, 40, 80]
         self.profile_seconds = 2 if smoke else 10
-        # wsgi-wasm with its access log on, at this instance count only.
-        self.access_log_at = 2
+        # wsgi-wasm variants, at this instance count only: its access log on;
+        # one more Go P than cores (GOMAXPROCS), so that HTTP goroutines
+        # find a P while every other P runs a guest.
+        self.variants_at = 2
+        self.variants = ["wsgi-wasm access log"] + ([] if smoke else ["wsgi-wasm GOMAXPROCS=%d" % (os.cpu_count() + 1)])
 
 
 def log(*a):
@@ -286,13 +289,17 @@ class Bench:
             os.makedirs(tenants)
             self.tenant(tenants, app, app, ["*"], workers, workers)
         quiet = [] if "access log" in server else ["--quiet"]
+        env = dict(os.environ)
+        env.pop("GOMAXPROCS", None)
+        if "GOMAXPROCS=" in server:
+            env["GOMAXPROCS"] = server.split("GOMAXPROCS=")[1]
         return [self.binary] + quiet + ["serve", "--tenant-dir", tenants, "--bind", "127.0.0.1:%d" % port,
-                                        "--admin-bind", "127.0.0.1:%d" % admin], dict(os.environ)
+                                        "--admin-bind", "127.0.0.1:%d" % admin], env
 
     def cell(self, server, app, workers):
         port, admin = free_port(), free_port()
         cmd, env = self.command(server, app, workers, port, admin)
-        self.results["commands"].setdefault(server, cmd)
+        self.results["commands"].setdefault(server, (["GOMAXPROCS=" + env["GOMAXPROCS"]] if "GOMAXPROCS" in server else []) + cmd)
         p = start(cmd, os.path.join(self.work, "log-%s-%s-%d.txt" % (server.replace(" ", ""), app, workers)), env=env)
         try:
             wait_until(lambda: http_get(port)[0] == 200, 120, "%s (%s, %d) to answer" % (server, app, workers), p)
@@ -326,7 +333,7 @@ class Bench:
             for w in self.cfg.workers:
                 # Servers interleaved per cell, so slow drift in the
                 # machine's load spreads over all of them.
-                for s in order + (["wsgi-wasm access log"] if w == self.cfg.access_log_at else []):
+                for s in order + (self.cfg.variants if w == self.cfg.variants_at else []):
                     self.cell(s, app, w)
 
     # ------------------------------------------------------------ profile
@@ -594,7 +601,13 @@ def reading(res):
                 w, x["rps"] / g["rps"], x["pct"][99] / g["pct"][99], " goal met" if ok else "", x["rps"] / u["rps"] if u else float("nan")))
         lines.append("- %s, by instances/workers: %s." % (APPS[app], "; ".join(parts)))
     lines.append("- Goal (at least 1.0x gunicorn's req/s with a p99 no worse, same worker count): met in %d of %d cells." % (met, cells))
-    cpu = [(r["server"], r["app"], r["cpu_us_per_req"]) for r in res["servers"] if r["workers"] == 2 and "access" not in r["server"]]
+    for r in res["servers"]:
+        base = by.get(("wsgi-wasm", r["app"], r["workers"]))
+        if r["server"].startswith("wsgi-wasm ") and base:
+            lines.append("- %s, %s at %d instances: %.2fx the req/s of wsgi-wasm as run above, p99 %.2fx, p99.9 %.2fx." % (
+                r["server"], APPS[r["app"]], r["workers"], r["rps"] / base["rps"], r["pct"][99] / base["pct"][99],
+                r["pct"][99.9] / base["pct"][99.9]))
+    cpu = [(r["server"], r["app"], r["cpu_us_per_req"]) for r in res["servers"] if r["workers"] == 2 and r["server"] in ("gunicorn", "uWSGI", "wsgi-wasm")]
     if cpu:
         lines.append("- Server CPU per request at 2 workers: " + "; ".join("%s %s %.0f us" % c for c in cpu) + ".")
     other = [r["other_cores"] for r in res["servers"]]
@@ -687,17 +700,24 @@ def write_report(res, path, plots_dir, cfg, tools, binary, work, duration):
 
     if "density" in res:
         pts = res["density"]["points"]
-        xs, ys = [p["tenants"] for p in pts], [p["rss_mb"] for p in pts]
-        slope, icpt, r2 = fit(xs, ys)
+        # The first tenant also loads the compiled interpreter into the
+        # engine, once per server: the line is fitted to the points with at
+        # least one tenant, the marginal cost of one more.
+        fitted = [p for p in pts if p["tenants"] > 0]
+        xs, ys = [p["tenants"] for p in fitted], [p["rss_mb"] for p in fitted]
+        slope, icpt, r2 = fit(xs, ys) if len(fitted) >= 2 else (float("nan"),) * 3
+        empty = [p["rss_mb"] for p in pts if p["tenants"] == 0]
         fits = int((8192 - icpt) / slope) if slope > 0 else 0
         t = ["| warm Flask tenants | server RSS MiB | PSS MiB | linear memory of instances MiB (metric) | evictions |",
              "| ---: | ---: | ---: | ---: | ---: |"]
         for p in pts:
             t.append("| %d | %.0f | %.0f | %.0f | %d |" % (p["tenants"], p["rss_mb"], p["pss_mb"], p["linear_mb"], p["evictions"]))
         lin = [(p["linear_mb"] / p["tenants"]) for p in pts if p["tenants"]]
-        t += ["", "Least-squares line through the measured points: **%.1f MiB per added tenant** (one warm Flask "
-              "instance each; %.1f MiB of it linear memory), %.0f MiB with none, r² = %.4f. Extrapolated from that "
-              "line: **%d tenants in 8 GiB** (measured up to %d)." % (slope, statistics.mean(lin) if lin else 0, icpt, r2, fits, max(xs)),
+        t += ["", "Least-squares line through the measured points with at least one tenant: **%.1f MiB per added "
+              "tenant** (one warm Flask instance each; %.1f MiB of it linear memory), intercept %.0f MiB (the server "
+              "with the compiled interpreter loaded; %s MiB with no tenant at all), r² = %.4f. Extrapolated from that "
+              "line: **%d tenants in 8 GiB** (measured up to %d)." % (
+                  slope, statistics.mean(lin) if lin else 0, icpt, "%.0f" % empty[0] if empty else "?", r2, fits, max(xs)),
               "", "![density](%s/density.svg)" % rel]
         sections["bench-density"] = "\n".join(t)
         res["density"]["fit"] = {"slope_mb": slope, "intercept_mb": icpt, "r2": r2, "tenants_in_8gib": fits}
@@ -718,7 +738,7 @@ def plots(res, d):
                               xticks=sorted({r["workers"] for r in res["servers"]}))
             for s in servers:
                 p.add(s, [(r["workers"], r["rps"]) for r in res["servers"] if r["server"] == s and r["app"] == app],
-                      dashed="access" in s)
+                      dashed=s not in ("gunicorn", "uWSGI", "wsgi-wasm"))
             panels.append(p)
         svgplot.figure(os.path.join(d, "throughput.svg"), "Requests per second (wrk -t1 -c8, loopback)", panels, 2)
         panels = []
@@ -729,7 +749,7 @@ def plots(res, d):
                 for s in servers:
                     for r in res["servers"]:
                         if r["server"] == s and r["app"] == app and r["workers"] == w:
-                            p.add(s, sorted((v / 1e3, k) for k, v in r["pct"].items()), dashed="access" in s, markers=False)
+                            p.add(s, sorted((v / 1e3, k) for k, v in r["pct"].items()), dashed=s not in ("gunicorn", "uWSGI", "wsgi-wasm"), markers=False)
                 panels.append(p)
         svgplot.figure(os.path.join(d, "latency-cdf.svg"), "Latency CDFs (wrk percentiles)", panels, len(workers))
     if "coldstart" in res:
@@ -739,16 +759,16 @@ def plots(res, d):
             p.add("cold start: " + c["label"], [(v * 1e3, (i + 1) / len(s) * 100) for i, v in enumerate(s)], markers=False)
             a = sorted(c["add"])
             p.add("add an instance: " + c["label"], [(v * 1e3, (i + 1) / len(a) * 100) for i, v in enumerate(a)], markers=False)
-        svgplot.figure(os.path.join(d, "coldstart-cdf.svg"), "Cold start (Flask tenants)", [p], 1)
+        svgplot.figure(os.path.join(d, "coldstart-cdf.svg"), "Cold start (Flask tenants)", [p], 1, pw=640)
     if "density" in res:
         pts = res["density"]["points"]
         p = svgplot.Panel("server RSS as warm Flask tenants are added", "tenants", "MiB")
         p.add("measured RSS", [(q["tenants"], q["rss_mb"]) for q in pts])
         f = res["density"]["fit"]
-        p.add("least-squares line", [(0, f["intercept_mb"]), (max(q["tenants"] for q in pts),
+        p.add("least-squares line (tenants >= 1)", [(0, f["intercept_mb"]), (max(q["tenants"] for q in pts),
                                                               f["intercept_mb"] + f["slope_mb"] * max(q["tenants"] for q in pts))],
               dashed=True, markers=False)
-        svgplot.figure(os.path.join(d, "density.svg"), "Density (one warm Flask instance per tenant)", [p], 1)
+        svgplot.figure(os.path.join(d, "density.svg"), "Density (one warm Flask instance per tenant)", [p], 1, pw=640)
 
 
 # ---------------------------------------------------------------- main

@@ -68,9 +68,9 @@ class Panel:
             ymax = ymin * 2 if self.ylog else ymin + 1
         return xmin, xmax, ymin, ymax
 
-    def render(self, ox, oy, names):
+    def render(self, ox, oy, names, pw=PW):
         xmin, xmax, ymin, ymax = self._limits()
-        w, h = PW - ML - MR, PH - MT - MB
+        w, h = pw - ML - MR, PH - MT - MB
 
         def sx(x):
             if self.xlog:
@@ -113,9 +113,9 @@ class Panel:
         return out
 
 
-def figure(path, title, panels, cols):
-    """Writes panels in a grid of cols columns, with one legend for all
-    series names, to path."""
+def figure(path, title, panels, cols, pw=PW):
+    """Writes panels (each pw wide) in a grid of cols columns, with one
+    legend for all series names, to path."""
     names = []
     for p in panels:
         for name, _, _, _ in p.series:
@@ -123,7 +123,7 @@ def figure(path, title, panels, cols):
                 names.append(name)
     rows = (len(panels) + cols - 1) // cols
     legend_h = 22
-    width, height = cols * PW, rows * PH + 34 + legend_h
+    width, height = cols * pw, rows * PH + 34 + legend_h
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
            'font-family="sans-serif">' % (width, height, width, height),
            '<rect width="100%" height="100%" fill="white"/>',
@@ -135,7 +135,7 @@ def figure(path, title, panels, cols):
         out.append('<text x="%d" y="%d" font-size="12">%s</text>' % (x + 22, 44, escape(name)))
         x += 30 + 7 * len(name)
     for i, p in enumerate(panels):
-        out += p.render((i % cols) * PW, 34 + legend_h + (i // cols) * PH, names)
+        out += p.render((i % cols) * pw, 34 + legend_h + (i // cols) * PH, names, pw)
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
