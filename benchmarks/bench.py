@@ -623,16 +623,17 @@ def reading(res):
 
 
 def write_report(res, path, plots_dir, cfg, tools, binary, work, duration):
-    v = versions(tools, binary)
+    v = res.setdefault("versions", versions(tools, binary))
     rel = os.path.relpath(plots_dir, os.path.dirname(path))
     method = ["Run: %s, %s; %s; %s." % (time.strftime("%Y-%m-%d"), "smoke run (tiny durations)" if cfg.smoke else "full run",
                                        v["machine"], v["os"]),
               "", "| component | version |", "| --- | --- |"]
     for k in ["wsgi-wasm", "python", "gunicorn", "flask", "uwsgi", "wrk"]:
         method.append("| %s | %s |" % (k, v[k]))
-    method += ["", "Load: `wrk -t%d -c%d -d%ds --latency -s benchmarks/wrk_report.lua` after a %d s warm-up run, per cell; "
-               "the whole harness took %.0f s. Commands (ports and the temporary folder `$WORK` vary):" % (
-                   cfg.threads, cfg.conns, cfg.duration, cfg.warmup, duration), ""]
+    method += ["", "Load: `wrk -t%d -c%d -d%ds --latency -s benchmarks/wrk_report.lua` after a %d s warm-up run, per cell%s. "
+               "Commands (ports and the temporary folder `$WORK` vary):" % (
+                   cfg.threads, cfg.conns, cfg.duration, cfg.warmup,
+                   "; the whole harness took %.0f s" % duration if duration else ""), ""]
     for s, cmd in res["commands"].items():
         method.append("- %s: `%s`" % (s, redact(cmd, work)))
     if "coldstart" in res:
@@ -714,7 +715,8 @@ def write_report(res, path, plots_dir, cfg, tools, binary, work, duration):
             t.append("| %d | %.0f | %.0f | %.0f | %d |" % (p["tenants"], p["rss_mb"], p["pss_mb"], p["linear_mb"], p["evictions"]))
         lin = [(p["linear_mb"] / p["tenants"]) for p in pts if p["tenants"]]
         t += ["", "Least-squares line through the measured points with at least one tenant: **%.1f MiB per added "
-              "tenant** (one warm Flask instance each; %.1f MiB of it linear memory), intercept %.0f MiB (the server "
+              "tenant** (one warm Flask instance each; the warm set counts %.1f MiB of linear memory per instance, its "
+              "size, not its resident pages), intercept %.0f MiB (the server "
               "with the compiled interpreter loaded; %s MiB with no tenant at all), r² = %.4f. Extrapolated from that "
               "line: **%d tenants in 8 GiB** (measured up to %d)." % (
                   slope, statistics.mean(lin) if lin else 0, icpt, "%.0f" % empty[0] if empty else "?", r2, fits, max(xs)),
@@ -801,11 +803,23 @@ def main():
     ap.add_argument("--out", help="folder for RESULTS.md, the plots and results.json (default: benchmarks/)")
     ap.add_argument("--binary", help="wsgi-wasm binary (default: build bin/wsgi-wasm)")
     ap.add_argument("--sections", default="servers,profile,coldstart,density")
+    ap.add_argument("--from-json", metavar="PATH", help="measure nothing: write the report and plots from a results.json")
     ap.add_argument("--coldstart-variant", action="append", metavar="LABEL=FLAGS",
                     help="another cold-start row, served with these extra serve flags")
     args = ap.parse_args()
     cfg = Config(args.smoke)
     began = time.time()
+    if args.from_json:
+        with open(args.from_json) as f:
+            res = json.load(f)
+        for r in res["servers"]:
+            r["pct"] = {float(k): v for k, v in r["pct"].items()}
+        out = args.out or HERE
+        if "versions" not in res or "work" not in res:
+            raise SystemExit("bench: %s is from an older harness (no versions or work folder recorded)" % args.from_json)
+        write_report(res, os.path.join(out, "RESULTS.md"), out, cfg, None, "", res["work"], res.get("duration", 0))
+        plots(res, out)
+        return
     if not os.path.isdir(FLASK_SITE):
         raise SystemExit("bench: %s missing: run `make vendor`" % FLASK_SITE)
     tools = install()
@@ -830,7 +844,8 @@ def main():
             b.coldstart(variants(args))
         if "density" in sections:
             b.density()
-        write_report(b.results, results_md, out, cfg, tools, binary, work, time.time() - began)
+        b.results.update(work=work, duration=time.time() - began)
+        write_report(b.results, results_md, out, cfg, tools, binary, work, b.results["duration"])
         plots(b.results, out)
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(b.results, f, indent=1)
