@@ -623,7 +623,8 @@ def reading(res):
 
 
 def write_report(res, path, plots_dir, cfg, tools, binary, work, duration):
-    v = res.setdefault("versions", versions(tools, binary))
+    v = res.get("versions") or versions(tools, binary)
+    res["versions"] = v
     rel = os.path.relpath(plots_dir, os.path.dirname(path))
     method = ["Run: %s, %s; %s; %s." % (time.strftime("%Y-%m-%d"), "smoke run (tiny durations)" if cfg.smoke else "full run",
                                        v["machine"], v["os"]),
@@ -815,6 +816,9 @@ def main():
         for r in res["servers"]:
             r["pct"] = {float(k): v for k, v in r["pct"].items()}
         out = args.out or HERE
+        os.makedirs(out, exist_ok=True)
+        if os.path.abspath(os.path.join(out, "RESULTS.md")) != os.path.join(HERE, "RESULTS.md"):
+            shutil.copy(os.path.join(HERE, "RESULTS.md"), os.path.join(out, "RESULTS.md"))
         if "versions" not in res or "work" not in res:
             raise SystemExit("bench: %s is from an older harness (no versions or work folder recorded)" % args.from_json)
         write_report(res, os.path.join(out, "RESULTS.md"), out, cfg, None, "", res["work"], res.get("duration", 0))
