@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BUILD_PYTHON ?= /usr/bin/python3.11
 
-.PHONY: help python-wasi vendor test serve build-embedded regrtest speed speed-trials bench-go bench-snapshots check build
+.PHONY: help python-wasi vendor test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots check build
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000"
@@ -13,6 +13,7 @@ help:
 	@echo "make regrtest     CPython's regression tests under wazero -> python-wasi/REGRTEST.md"
 	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
 	@echo "make speed-trials speed of each build variant tried -> python-wasi/TRIALS.md (slow)"
+	@echo "make bench        gunicorn/uWSGI/wsgi-wasm, cold start, density, profile, then bench-go -> benchmarks/ (~20 min)"
 	@echo "make bench-go     Go benchmarks -> benchmarks/RESULTS.md, runtime/README.md"
 	@echo "make bench-snapshots  snapshot-restore: cold start, memory, density -> benchmarks/SNAPSHOTS.md"
 	@echo "make build-embedded  one binary with the interpreter inside -> bin/wsgi-wasm-embedded"
@@ -48,6 +49,13 @@ speed: python-wasi build
 
 speed-trials: python-wasi build
 	bash python-wasi/speed.sh --trials
+
+# Installs what it compares against (benchmarks/install.sh), then writes
+# benchmarks/RESULTS.md and the plots; extra cold-start rows with
+# BENCH_FLAGS='--coldstart-variant "LABEL=SERVE FLAGS"'.
+bench: python-wasi vendor build
+	$(BUILD_PYTHON) benchmarks/bench.py --binary bin/wsgi-wasm $(BENCH_FLAGS)
+	$(BUILD_PYTHON) benchmarks/gobench.py 5
 
 bench-go: python-wasi vendor
 	$(BUILD_PYTHON) benchmarks/gobench.py 5

@@ -136,10 +136,7 @@ func TestInterruptOverhead(t *testing.T) {
 // the ResponseWriter. Reported as host-ns/op beside the guest's share.
 func BenchmarkHostOverhead(b *testing.B) {
 	in := instance(b, "shipped", "testdata", "abi:out_1k")
-	req := httptest.NewRequest("GET", "/some/path?query=string", nil)
-	for i := 0; i < 20; i++ {
-		req.Header.Add(fmt.Sprintf("X-Header-%d", i), strings.Repeat("v", 30))
-	}
+	req := headerRequest()
 	var guest time.Duration
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -163,15 +160,23 @@ func BenchmarkABI(b *testing.B) {
 	inst := func(b *testing.B, app string) *runtime.Instance { return instance(b, "shipped", "testdata", app) }
 	b.Run("environ+1KiB-out", func(b *testing.B) {
 		in := inst(b, "abi:out_1k")
-		req := httptest.NewRequest("GET", "/some/path?query=string", nil)
-		for i := 0; i < 20; i++ {
-			req.Header.Add(fmt.Sprintf("X-Header-%d", i), strings.Repeat("v", 30))
-		}
+		req := headerRequest()
 		b.SetBytes(1024)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			serve(b, in, req, 1024)
+		}
+	})
+	b.Run("environ-roundtrip", func(b *testing.B) {
+		in := inst(b, "abi:environ_echo")
+		req := headerRequest()
+		want := len(environEcho(b, in, req))
+		b.SetBytes(int64(want))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			serve(b, in, req, want)
 		}
 	})
 	b.Run("1MiB-out", func(b *testing.B) {
@@ -199,6 +204,81 @@ func BenchmarkABI(b *testing.B) {
 			serve(b, in, req, len("1048576"))
 		}
 	})
+}
+
+// headerRequest is the request of the ABI benchmarks: a path, a query and
+// 20 headers of 30 bytes.
+func headerRequest() *http.Request {
+	req := httptest.NewRequest("GET", "/some/path?query=string", nil)
+	for i := 0; i < 20; i++ {
+		req.Header.Add(fmt.Sprintf("X-Header-%d", i), strings.Repeat("v", 30))
+	}
+	return req
+}
+
+// environEcho serves req with abi:environ_echo and returns the body.
+func environEcho(tb testing.TB, in *runtime.Instance, req *http.Request) string {
+	tb.Helper()
+	rec := httptest.NewRecorder()
+	if o := in.ServeHTTP(rec, req, runtime.RequestInfo{}, nil); o.Err != nil || rec.Code != 200 {
+		tb.Fatalf("environ_echo: %d %v", rec.Code, o.Err)
+	}
+	return rec.Body.String()
+}
+
+// TestABIBenchmarks checks that the apps of BenchmarkABI and
+// BenchmarkHostOverhead compute what the benchmarks count: the exact bodies
+// out, the byte count of the body in, the environ as the guest saw it, and a
+// guest time that is part of the request's time.
+func TestABIBenchmarks(t *testing.T) {
+	t.Run("environ-roundtrip", func(t *testing.T) {
+		in := instance(t, "shipped", "testdata", "abi:environ_echo")
+		got := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSuffix(environEcho(t, in, headerRequest()), "\n"), "\n") {
+			k, v, _ := strings.Cut(line, "=")
+			got[k] = v
+		}
+		want := map[string]string{"REQUEST_METHOD": "GET", "PATH_INFO": "/some/path", "QUERY_STRING": "query=string",
+			"SCRIPT_NAME": "", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "example.com", "wsgi.url_scheme": "http"}
+		for i := 0; i < 20; i++ {
+			want[fmt.Sprintf("HTTP_X_HEADER_%d", i)] = strings.Repeat("v", 30)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s = %q, want %q", k, got[k], v)
+			}
+		}
+		if len(got) < len(want) {
+			t.Errorf("%d keys, want at least %d: %v", len(got), len(want), got)
+		}
+	})
+	for _, c := range []struct {
+		app  string
+		body []byte
+		want string
+	}{
+		{"abi:out_1k", nil, strings.Repeat("k", 1024)},
+		{"abi:out_1m", nil, strings.Repeat("m", 1<<20)},
+		{"abi:read_in", bytes.Repeat([]byte("i"), 1<<20), "1048576"},
+	} {
+		t.Run(c.app, func(t *testing.T) {
+			in := instance(t, "shipped", "testdata", c.app)
+			req := httptest.NewRequest("GET", "/", nil)
+			if c.body != nil {
+				req = httptest.NewRequest("POST", "/", bytes.NewReader(c.body))
+			}
+			rec := httptest.NewRecorder()
+			start := time.Now()
+			o := in.ServeHTTP(rec, req, runtime.RequestInfo{}, nil)
+			total := time.Since(start)
+			if o.Err != nil || rec.Code != 200 || rec.Body.String() != c.want {
+				t.Fatalf("status %d, %d bytes, err %v", rec.Code, rec.Body.Len(), o.Err)
+			}
+			if o.GuestTime <= 0 || o.GuestTime > total {
+				t.Errorf("guest time %v of a %v request", o.GuestTime, total)
+			}
+		})
+	}
 }
 
 // discardRecorder is a ResponseWriter that counts and drops the body, so

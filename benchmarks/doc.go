@@ -1,8 +1,16 @@
-// Package benchmarks holds the Go benchmarks of wsgi-wasm (testing.B) and
-// the tests that keep their targets: the cost of interruption on a Flask
-// request, and the host ABI path (environ in, bodies out). Run them with
+// Package benchmarks measures wsgi-wasm. Two harnesses write RESULTS.md:
 //
-//	go test ./benchmarks -run XXX -bench . -benchmem -count 10 | benchstat -
+//   - bench.py (`make bench`): the same hello-world Flask and plain-WSGI apps
+//     under gunicorn, uWSGI and `wsgi-wasm serve`, driven by wrk; cold start
+//     over many tenants; density (RSS per warm tenant); a CPU profile; SVG
+//     plots. install.sh installs or unpacks the Debian packages it compares
+//     against. TestHarnessSmoke runs it with tiny durations.
 //
-// RESULTS.md records the figures, written by `make bench-go`.
+//   - gobench.py (`make bench-go`): the Go benchmarks of this package
+//     (testing.B): the cost of interruption on a Flask request, the host ABI
+//     path (environ round trip, bodies in and out in MB/s, host overhead per
+//     request) and instance cold start. Each has a test that checks it
+//     computes the right thing. By hand:
+//
+//     go test ./benchmarks -run XXX -bench . -benchmem -count 10 | benchstat -
 package benchmarks

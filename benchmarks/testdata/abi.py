@@ -24,3 +24,12 @@ def read_in(environ, start_response):
     body = str(n).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def environ_echo(environ, start_response):
+    """The environ's string values back, one "KEY=VALUE" line each, sorted:
+    the environ round trip (host encodes, guest decodes, guest encodes the
+    body, host decodes)."""
+    body = "".join("%s=%s\n" % (k, v) for k, v in sorted(environ.items()) if isinstance(v, str)).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

@@ -19,7 +19,7 @@ import (
 func settingsFor(t *testing.T, args ...string) (serveSettings, error) {
 	t.Helper()
 	code := 0
-	app := newApp(slog.New(slog.DiscardHandler), &code)
+	app := newApp(slog.New(slog.DiscardHandler), new(slog.LevelVar), &code)
 	var got serveSettings
 	for _, cmd := range app.Commands {
 		if cmd.Name == "serve" {

@@ -30,17 +30,21 @@ func main() { os.Exit(run()) }
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// --quiet raises the level for every command (set in Before, once the
+	// flags are parsed); the commands share this one logger.
+	level := new(slog.LevelVar)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	exitCode := 0
-	if err := newApp(logger, &exitCode).RunContext(ctx, os.Args); err != nil {
+	if err := newApp(logger, level, &exitCode).RunContext(ctx, os.Args); err != nil {
 		logger.Error(err.Error())
 		return 1
 	}
 	return exitCode
 }
 
-// newApp is the command line: global flags and the commands.
-func newApp(logger *slog.Logger, exitCode *int) *cli.App {
+// newApp is the command line: global flags and the commands. --quiet sets
+// level, the level of logger.
+func newApp(logger *slog.Logger, level *slog.LevelVar, exitCode *int) *cli.App {
 	return &cli.App{
 		Name:  "wsgi-wasm",
 		Usage: "run Python WSGI apps, each in its own WebAssembly sandbox",
@@ -56,6 +60,12 @@ func newApp(logger *slog.Logger, exitCode *int) *cli.App {
 				EnvVars: []string{"WSGI_WASM_CACHE_DIR"},
 			},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log only warnings and errors", EnvVars: []string{"WSGI_WASM_QUIET"}},
+		},
+		Before: func(c *cli.Context) error {
+			if c.Bool("quiet") {
+				level.Set(slog.LevelWarn)
+			}
+			return nil
 		},
 		Commands: []*cli.Command{
 			serveCommand(logger),

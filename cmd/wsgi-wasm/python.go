@@ -22,9 +22,6 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			&cli.StringSliceFlag{Name: "mount", Usage: "also mount host folder `HOST:GUEST[:rw]` (repeatable; read-only unless :rw)"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.Bool("quiet") {
-				logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			}
 			eng, err := newEngine(c.Context, c.String("python-dir"), c.String("cache-dir"), logger)
 			if err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,6 +38,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.StringFlag{Name: "certfile", Usage: "TLS certificate `FILE` (PEM); with --keyfile, serve HTTPS", EnvVars: []string{"WSGI_WASM_CERTFILE"}},
 			&cli.StringFlag{Name: "keyfile", Usage: "TLS key `FILE` (PEM)", EnvVars: []string{"WSGI_WASM_KEYFILE"}},
 			&cli.StringFlag{Name: "admin-bind", Value: "127.0.0.1:9090", Usage: "listen on `ADDRESS` for /metrics, /livez and /readyz (empty: off)", EnvVars: []string{"WSGI_WASM_ADMIN_BIND"}},
+			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler (net/http/pprof) at /debug/pprof/ on the admin listener; off by default, as it exposes internals", EnvVars: []string{"WSGI_WASM_PPROF"}},
 			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "on SIGTERM, wait up to `DURATION` for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
 		}, append(httpFlags(), snapshotFlags()...)...),
 		Action: func(c *cli.Context) error {
@@ -53,7 +55,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 type serveSettings struct {
 	configFile, tenantDir, dataDir, certFile, keyFile, adminBind, accessLog string
 	pythonDir, cacheDir, snapshotDir                                        string
-	snapshots                                                               bool
+	snapshots, pprof                                                        bool
 	binds, forwardedAllowIPs                                                []string
 	memoryBudgetMB                                                          int64
 	gracefulTimeout                                                         time.Duration
@@ -94,6 +96,7 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 			write:      pick(c, "write-timeout", f.WriteTimeout, c.Duration),
 		},
 		ceiling: f.Ceiling,
+		pprof:   c.Bool("pprof"),
 	}
 	if s.tenantDir == "" {
 		return serveSettings{}, errors.New("serve: no tenant folder: give --tenant-dir or tenant_dir in the --config file")
@@ -168,8 +171,12 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		logger.Info("admin listener", "bind", ln.Addr().String(), "paths", "/metrics /livez /readyz")
+		handler, paths := srv.AdminHandler(), "/metrics /livez /readyz"
+		if s.pprof {
+			handler, paths = withPprof(handler), paths+" /debug/pprof/"
+		}
+		admin = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		logger.Info("admin listener", "bind", ln.Addr().String(), "paths", paths)
 		g.Go(func() error {
 			if err := admin.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -192,4 +199,17 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 		return hs.Shutdown(sctx)
 	})
 	return g.Wait()
+}
+
+// withPprof adds Go's profiler endpoints (/debug/pprof/...) to the admin
+// handler, for `serve --pprof`.
+func withPprof(admin http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", admin)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
