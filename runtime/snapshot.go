@@ -194,16 +194,18 @@ func verifySnapshot(f *os.File, key string) (*Snapshot, error) {
 
 // SnapshotKey names what a snapshot of cfg depends on: the interpreter
 // module's content, everything in cfg that the guest sees while it starts,
-// and the app folder (names, sizes and modification times of every file,
-// and the .pyc cache, itself keyed by the sources' content). Any change
+// and the app folder (its path; names, sizes and modification times of
+// every file; the .pyc cache, itself keyed by the sources' content). Any change
 // gives another key, so a stale snapshot is never found.
 func (e *Engine) SnapshotKey(ctx context.Context, cfg AppConfig) (string, error) {
 	if _, _, err := e.reactor(ctx); err != nil {
 		return "", err
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "reactor %x\napp %q\nvalidate %t\ndata %t\npyc %q\nzoneinfo %t\nlimit %d\n",
-		e.reactorSum, cfg.App, cfg.Validate, cfg.DataDir != "", cfg.PycacheDir, e.zoneinfo != "", cfg.MemoryLimit)
+	// The folder's path keeps two tenants with files alike in name, size
+	// and time (but not content) from ever sharing a snapshot.
+	fmt.Fprintf(h, "reactor %x\napp %q\ndir %q\nvalidate %t\ndata %t\npyc %q\nzoneinfo %t\nlimit %d\n",
+		e.reactorSum, cfg.App, cfg.Dir, cfg.Validate, cfg.DataDir != "", cfg.PycacheDir, e.zoneinfo != "", cfg.MemoryLimit)
 	for _, k := range slices.Sorted(maps.Keys(cfg.Env)) {
 		fmt.Fprintf(h, "env %q=%q\n", k, cfg.Env[k])
 	}

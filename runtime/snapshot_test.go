@@ -162,6 +162,15 @@ func TestSnapshotKeyFollowsTheApp(t *testing.T) {
 	c = cfg
 	c.DataDir = t.TempDir()
 	changed["data folder"] = c
+	twin := t.TempDir() // the same file, same size and time, in another folder
+	if err := os.WriteFile(filepath.Join(twin, "hello.py"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(file)
+	os.Chtimes(filepath.Join(twin, "hello.py"), st.ModTime(), st.ModTime())
+	c = cfg
+	c.Dir = twin
+	changed["folder (a twin of the same files)"] = c
 	for what, c := range changed {
 		if key(c) == base {
 			t.Errorf("changing the %s kept the key", what)

@@ -83,6 +83,14 @@ func (s *SnapshotStore) Open(key string) (*Snapshot, error) {
 	return snap, nil
 }
 
+// Ready reports whether the snapshot of key is open, verified.
+func (s *SnapshotStore) Ready(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.open[key]
+	return ok
+}
+
 // Discard closes and removes the snapshot of key, e.g. after a restore
 // from it failed; the next instance starts fresh and saves a new one.
 func (s *SnapshotStore) Discard(key string) {

@@ -267,6 +267,22 @@ func (s *Server) buildSnapshot(ctx context.Context, l *loaded) error {
 	return nil
 }
 
+// snapshotsReady counts the loaded tenants whose snapshot is open.
+func (s *Server) snapshotsReady() int {
+	if s.cfg.Snapshots == nil {
+		return 0
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, l := range s.tenants {
+		if s.cfg.Snapshots.Ready(l.pool.SnapshotKey) {
+			n++
+		}
+	}
+	return n
+}
+
 // BuildSnapshots waits until the background work of the last load has
 // opened or built every tenant's snapshot (wsgi-wasm snapshot). It returns
 // how many tenants have one, and an error naming those that do not.

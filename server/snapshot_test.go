@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,11 @@ func TestSnapshotsBuiltInTheBackgroundAndFollowReloads(t *testing.T) {
 	}
 	waitUntil(t, "two snapshots built in the background", func() bool { return len(snapshots()) == 2 })
 	before := snapshots()
+	waitUntil(t, "the metric to count both snapshots ready", func() bool {
+		rec := httptest.NewRecorder()
+		srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return strings.Contains(rec.Body.String(), "\nwsgi_wasm_snapshots_ready 2\n")
+	})
 
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
