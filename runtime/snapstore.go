@@ -121,8 +121,8 @@ func (s *SnapshotStore) Save(inst *Instance, key string) error {
 	return inst.SaveSnapshot(s.Path(key), key)
 }
 
-// Build starts a fresh instance of cfg, saves its snapshot and closes it;
-// it returns the key. An existing valid snapshot is kept, and concurrent
+// Build starts a fresh instance of cfg, saves its snapshot, closes the
+// instance and opens the snapshot; it returns the key. An existing valid snapshot is kept, and concurrent
 // Builds of one key share the work.
 func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (string, error) {
 	key, err := e.SnapshotKey(ctx, cfg)
@@ -138,7 +138,11 @@ func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (st
 			return nil, err
 		}
 		defer inst.Close(ctx)
-		return nil, s.Save(inst, key)
+		if err := s.Save(inst, key); err != nil {
+			return nil, err
+		}
+		_, err = s.Open(key)
+		return nil, err
 	})
 	return key, err
 }
