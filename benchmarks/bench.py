@@ -225,6 +225,11 @@ def metrics(admin_port):
 
 # ---------------------------------------------------------------- wrk
 
+def instances(m):
+    """Instances a server has made: started fresh plus restored from snapshots."""
+    return m.get("wsgi_wasm_instances_started_total", 0) + m.get("wsgi_wasm_instances_restored_total", 0)
+
+
 def run_wrk(tools, port, seconds, cfg):
     """Runs wrk against 127.0.0.1:port and returns its JSON report, with the
     CPU seconds wrk itself used."""
@@ -382,6 +387,7 @@ class Bench:
 
     def coldstart_variant(self, label, flags):
         n, k = self.cfg.cold_tenants, self.cfg.add_instance
+        snapshots = "--snapshots=false" not in flags
         tenants = tempfile.mkdtemp(dir=self.work, prefix="tenants-cold-")
         # A first tenant, not measured, loads the interpreter module into the
         # engine; the measured tenants are then idle tenants of a running
@@ -397,9 +403,14 @@ class Bench:
         cold, add = [], []
         try:
             wait_until(lambda: http_get(admin, "/readyz")[0] == 200, 300, "cold-start server", p)
+            if snapshots:
+                # serve opens or builds every tenant's snapshot in the
+                # background after load; an operator would run `wsgi-wasm
+                # snapshot` ahead instead. Measure once all are ready.
+                wait_until(lambda: metrics(admin).get("wsgi_wasm_snapshots_ready", 0) >= n + 1, 1800, "snapshots", p)
             if http_get(port, "/", "warmup.bench")[0] != 200:
                 raise SystemExit("bench: warm-up tenant failed")
-            started0 = metrics(admin)["wsgi_wasm_instances_started_total"]
+            started0 = instances(metrics(admin))
             for i in range(n):
                 t = time.perf_counter()
                 status, body = http_get(port, "/", "c%03d.bench" % i)
@@ -420,13 +431,17 @@ class Bench:
                 add.append(time.perf_counter() - t)
                 if status != 200:
                     raise SystemExit("bench: add-instance request answered %d" % status)
-            started = metrics(admin)["wsgi_wasm_instances_started_total"] - started0
+            m = metrics(admin)
+            started = instances(m) - started0
+            restored = m.get("wsgi_wasm_instances_restored_total", 0)
             for h in holders:
                 h.join()
         finally:
             stop(p)
         if started != n + k:
             raise SystemExit("bench: %d instances started for %d cold tenants and %d added instances" % (started, n, k))
+        if snapshots and restored < n + k:
+            raise SystemExit("bench: only %d of %d instances restored with snapshots on" % (restored, n + k))
         r = {"label": label, "flags": flags, "cmd": cmd, "cold": cold, "add": add}
         log("cold start %s: p50 %.0f ms, p99 %.0f ms over %d; add instance p50 %.0f ms" % (
             label, pct(cold, 50) * 1e3, pct(cold, 99) * 1e3, n, pct(add, 50) * 1e3))
@@ -462,7 +477,7 @@ class Bench:
                 stop(p)
             if kind == "empty":
                 with open(logf) as f:
-                    secs = [float(s) for s in re.findall(r'interpreter module ready.*?seconds=([\d.e+-]+) from_cache=false', f.read())]
+                    secs = [float(s) for s in re.findall(r'interpreter compiled.*?seconds=([\d.e+-]+) from_cache=false', f.read())]
                 compile_s.append(sum(secs))
         r = {"empty": runs["empty"], "warm": runs["warm"], "compile": compile_s, "cmd": cmd}
         log("server start to first response: empty cache %s s, warm cache %s s" % (
@@ -472,27 +487,39 @@ class Bench:
     # ------------------------------------------------------------ density
 
     def density(self):
-        tenants = os.path.join(self.work, "tenants-density")
-        staging = os.path.join(self.work, "staging-density")
+        self.results["density"] = [self.density_variant(label, flags) for label, flags in
+                                   [("snapshots", []), ("no snapshots", ["--snapshots=false"])]]
+
+    def density_variant(self, label, flags):
+        """Server RSS as tenants are added, each with one warm instance that
+        has served one request (restored from its snapshot, or started
+        fresh)."""
+        snapshots = "--snapshots=false" not in flags
+        tag = re.sub(r"\W", "_", label)
+        tenants = os.path.join(self.work, "tenants-density-" + tag)
+        staging = os.path.join(self.work, "staging-density-" + tag)
         os.makedirs(tenants)
         os.makedirs(staging)
         port, admin = free_port(), free_port()
         # The budget is far above what the run needs, so the warm set never
         # evicts (checked below through the evictions counter).
         cmd = [self.binary, "--quiet", "serve", "--tenant-dir", tenants, "--bind", "127.0.0.1:%d" % port,
-               "--admin-bind", "127.0.0.1:%d" % admin, "--memory-budget-mb", "65536"]
-        p = start(cmd, os.path.join(self.work, "log-density.txt"))
+               "--admin-bind", "127.0.0.1:%d" % admin, "--memory-budget-mb", "65536"] + flags
+        p = start(cmd, os.path.join(self.work, "log-density-%s.txt" % tag))
         points = []
         try:
             wait_until(lambda: http_get(admin, "/livez")[0] == 200, 120, "density server", p)
             have = 0
             for target in self.cfg.density:
                 for i in range(have, target):
-                    # One warm instance per tenant: min_warm 1, max_instances 1.
-                    d = self.tenant(staging, "d%03d" % i, "flask", ["d%03d.bench" % i], 1, 1)
+                    # One instance per tenant (max_instances 1), made by its
+                    # first request (min_warm 0), after its snapshot is ready.
+                    d = self.tenant(staging, "d%03d" % i, "flask", ["d%03d.bench" % i], 1, 0)
                     os.rename(d, os.path.join(tenants, "d%03d" % i))
                 if target > have:
                     p.send_signal(signal.SIGHUP)
+                if snapshots:
+                    wait_until(lambda: metrics(admin).get("wsgi_wasm_snapshots_ready", 0) >= target, 1800, "snapshots", p)
                 for i in range(have, target):
                     host = "d%03d.bench" % i
                     wait_until(lambda: http_get(port, "/", host)[0] == 200, 300, "tenant %s" % host, p)
@@ -502,15 +529,19 @@ class Bench:
                 rss, pss = memory([p.pid])
                 pt = {"tenants": target, "rss_mb": rss, "pss_mb": pss,
                       "warm": m.get("wsgi_wasm_warm_tenants", 0), "linear_mb": m.get("wsgi_wasm_warm_memory_bytes", 0) / 2**20,
-                      "evictions": m.get("wsgi_wasm_evictions_total", 0), "started": m.get("wsgi_wasm_instances_started_total", 0)}
+                      "evictions": m.get("wsgi_wasm_evictions_total", 0), "started": instances(m),
+                      "restored": m.get("wsgi_wasm_instances_restored_total", 0)}
                 points.append(pt)
-                log("density: %(tenants)3d tenants  rss %(rss_mb)7.0f MiB  linear memory %(linear_mb)6.0f MiB  "
-                    "warm %(warm)d  evictions %(evictions)d" % pt)
-                if pt["evictions"] or pt["warm"] != target or pt["started"] != target:
+                log("density (%s): %3d tenants  rss %7.0f MiB  charged %6.0f MiB  warm %d  evictions %d  restored %d" % (
+                    label, pt["tenants"], pt["rss_mb"], pt["linear_mb"], pt["warm"], pt["evictions"], pt["restored"]))
+                # With snapshots, a fresh start builds each snapshot (counted
+                # in started) and the tenant's instance is restored.
+                if pt["evictions"] or pt["warm"] != target or \
+                        pt["restored"] != (target if snapshots else 0) or (not snapshots and pt["started"] != target):
                     raise SystemExit("bench: density run not as intended: %r" % pt)
         finally:
             stop(p)
-        self.results["density"] = {"points": points, "cmd": cmd}
+        return {"label": label, "flags": flags, "points": points, "cmd": cmd}
 
 
 def pct(values, p):
@@ -641,8 +672,8 @@ def write_report(res, path, plots_dir, cfg, tools, binary, work, duration):
         for c in res["coldstart"]:
             method.append("- cold start (%s): `%s`" % (c["label"], redact(c["cmd"], work)))
         method.append("- server start: `%s`" % redact(res["load"]["cmd"], work))
-    if "density" in res:
-        method.append("- density: `%s`" % redact(res["density"]["cmd"], work))
+    for dv in res.get("density", []):
+        method.append("- density (%s): `%s`" % (dv["label"], redact(dv["cmd"], work)))
     if "profile" in res:
         method.append("- profile: `%s`, then `/debug/pprof/profile` on the admin listener" % redact(res["profile"]["cmd"], work))
     sections = {"bench-method": "\n".join(method)}
@@ -701,29 +732,28 @@ def write_report(res, path, plots_dir, cfg, tools, binary, work, duration):
         sections["bench-coldstart"] = "\n".join(t)
 
     if "density" in res:
-        pts = res["density"]["points"]
-        # The first tenant also loads the compiled interpreter into the
-        # engine, once per server: the line is fitted to the points with at
-        # least one tenant, the marginal cost of one more.
-        fitted = [p for p in pts if p["tenants"] > 0]
-        xs, ys = [p["tenants"] for p in fitted], [p["rss_mb"] for p in fitted]
-        slope, icpt, r2 = fit(xs, ys) if len(fitted) >= 2 else (float("nan"),) * 3
-        empty = [p["rss_mb"] for p in pts if p["tenants"] == 0]
-        fits = int((8192 - icpt) / slope) if slope > 0 else 0
-        t = ["| warm Flask tenants | server RSS MiB | PSS MiB | linear memory of instances MiB (metric) | evictions |",
-             "| ---: | ---: | ---: | ---: | ---: |"]
-        for p in pts:
-            t.append("| %d | %.0f | %.0f | %.0f | %d |" % (p["tenants"], p["rss_mb"], p["pss_mb"], p["linear_mb"], p["evictions"]))
-        lin = [(p["linear_mb"] / p["tenants"]) for p in pts if p["tenants"]]
-        t += ["", "Least-squares line through the measured points with at least one tenant: **%.1f MiB per added "
-              "tenant** (one warm Flask instance each; the warm set counts %.1f MiB of linear memory per instance, its "
-              "size, not its resident pages), intercept %.0f MiB (the server "
-              "with the compiled interpreter loaded; %s MiB with no tenant at all), r² = %.4f. Extrapolated from that "
-              "line: **%d tenants in 8 GiB** (measured up to %d)." % (
-                  slope, statistics.mean(lin) if lin else 0, icpt, "%.0f" % empty[0] if empty else "?", r2, fits, max(xs)),
-              "", "![density](%s/density.svg)" % rel]
+        t = ["| variant | warm Flask tenants | server RSS MiB | PSS MiB | charged by the warm set MiB (metric) | evictions |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        fits = []
+        for dv in res["density"]:
+            pts = dv["points"]
+            # The first tenant also loads the compiled interpreter into the
+            # engine, once per server: the line is fitted to the points with
+            # at least one tenant, the marginal cost of one more.
+            fitted = [p for p in pts if p["tenants"] > 0]
+            xs, ys = [p["tenants"] for p in fitted], [p["rss_mb"] for p in fitted]
+            slope, icpt, r2 = fit(xs, ys) if len(fitted) >= 2 else (float("nan"),) * 3
+            n8 = int((8192 - icpt) / slope) if slope > 0 else 0
+            dv["fit"] = {"slope_mb": slope, "intercept_mb": icpt, "r2": r2, "tenants_in_8gib": n8}
+            for p in pts:
+                t.append("| %s | %d | %.0f | %.0f | %.0f | %d |" % (dv["label"], p["tenants"], p["rss_mb"], p["pss_mb"], p["linear_mb"], p["evictions"]))
+            fits.append("%s: **%.1f MiB per added tenant**, intercept %.0f MiB, r² = %.4f, so **%d tenants in 8 GiB** "
+                        "(measured up to %d)" % (dv["label"], slope, icpt, r2, n8, max(xs) if xs else 0))
+        t += ["", "Each tenant has one instance, made by its first request and kept warm (with snapshots: restored, "
+              "its snapshot verified beforehand). Least-squares lines through the points with at least one tenant "
+              "(the intercept is the server with the compiled interpreter loaded), extrapolated to 8 GiB of RSS: "
+              + "; ".join(fits) + ".", "", "![density](%s/density.svg)" % rel]
         sections["bench-density"] = "\n".join(t)
-        res["density"]["fit"] = {"slope_mb": slope, "intercept_mb": icpt, "r2": r2, "tenants_in_8gib": fits}
 
     for name, text in sections.items():
         splice(path, name, text)
@@ -764,13 +794,13 @@ def plots(res, d):
             p.add("add an instance: " + c["label"], [(v * 1e3, (i + 1) / len(a) * 100) for i, v in enumerate(a)], markers=False)
         svgplot.figure(os.path.join(d, "coldstart-cdf.svg"), "Cold start (Flask tenants)", [p], 1, pw=640)
     if "density" in res:
-        pts = res["density"]["points"]
         p = svgplot.Panel("server RSS as warm Flask tenants are added", "tenants", "MiB")
-        p.add("measured RSS", [(q["tenants"], q["rss_mb"]) for q in pts])
-        f = res["density"]["fit"]
-        p.add("least-squares line (tenants >= 1)", [(0, f["intercept_mb"]), (max(q["tenants"] for q in pts),
-                                                              f["intercept_mb"] + f["slope_mb"] * max(q["tenants"] for q in pts))],
-              dashed=True, markers=False)
+        for dv in res["density"]:
+            pts, f = dv["points"], dv["fit"]
+            top = max(q["tenants"] for q in pts)
+            p.add("measured RSS, " + dv["label"], [(q["tenants"], q["rss_mb"]) for q in pts])
+            p.add("fitted line, " + dv["label"], [(0, f["intercept_mb"]), (top, f["intercept_mb"] + f["slope_mb"] * top)],
+                  dashed=True, markers=False)
         svgplot.figure(os.path.join(d, "density.svg"), "Density (one warm Flask instance per tenant)", [p], 1, pw=640)
 
 
@@ -788,7 +818,7 @@ def install():
 
 
 def variants(args):
-    vs = [("as shipped", [])]
+    vs = [("as shipped (snapshots)", []), ("no snapshots", ["--snapshots=false"])]
     specs = list(args.coldstart_variant or [])
     env = os.environ.get("WSGI_WASM_BENCH_COLDSTART_VARIANTS", "")
     specs += [s for s in env.split(";") if s.strip()]
@@ -838,6 +868,9 @@ def main():
         shutil.copy(os.path.join(HERE, "RESULTS.md"), results_md)
     sections = args.sections.split(",")
     work = tempfile.mkdtemp(prefix="wsgi-wasm-bench-")
+    # Every server started keeps its snapshots in the work folder, not in
+    # the user's cache.
+    os.environ["WSGI_WASM_SNAPSHOT_DIR"] = os.path.join(work, "snapshots")
     b = Bench(cfg, tools, binary, work)
     try:
         if "servers" in sections:

@@ -71,9 +71,13 @@ func TestHarnessSmoke(t *testing.T) {
 			Pct         map[string]float64
 		}
 		Profile   struct{ Top []struct{ Name string } }
-		Coldstart []struct{ Cold, Add []float64 }
-		Density   struct {
-			Points []struct{ Tenants, Evictions float64 }
+		Coldstart []struct {
+			Label     string
+			Cold, Add []float64
+		}
+		Density []struct {
+			Label  string
+			Points []struct{ Tenants, Evictions, Restored float64 }
 			Fit    struct {
 				SlopeMB float64 `json:"slope_mb"`
 			}
@@ -102,11 +106,21 @@ func TestHarnessSmoke(t *testing.T) {
 	if len(res.Profile.Top) == 0 {
 		t.Error("no profile entries")
 	}
-	if len(res.Coldstart) == 0 || len(res.Coldstart[0].Cold) != 3 || len(res.Coldstart[0].Add) == 0 {
+	// Two cold-start rows and two density lines: with snapshots (as
+	// shipped; the harness checks every instance was restored) and without.
+	if len(res.Coldstart) != 2 || len(res.Coldstart[0].Cold) != 3 || len(res.Coldstart[0].Add) == 0 || len(res.Coldstart[1].Cold) != 3 {
 		t.Errorf("cold start: %+v", res.Coldstart)
 	}
-	if n := len(res.Density.Points); n < 2 || res.Density.Fit.SlopeMB <= 0 {
-		t.Errorf("density: %+v", res.Density)
+	if len(res.Density) != 2 {
+		t.Fatalf("density: %+v", res.Density)
+	}
+	for _, d := range res.Density {
+		if n := len(d.Points); n < 2 || d.Fit.SlopeMB <= 0 {
+			t.Errorf("density %s: %+v", d.Label, d)
+		}
+	}
+	if last := res.Density[0].Points[len(res.Density[0].Points)-1]; last.Restored != last.Tenants {
+		t.Errorf("density with snapshots: %v of %v instances restored", last.Restored, last.Tenants)
 	}
 	md, err := os.ReadFile(filepath.Join(dir, "RESULTS.md"))
 	if err != nil {

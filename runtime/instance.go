@@ -296,9 +296,9 @@ func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.L
 func (i *Instance) MemoryPeak() uint64 { return i.peak.Load() }
 
 // Resident is the instance's memory in RAM when last measured (after it
-// started, then at most once a second as it serves). Before a measure, or
-// where the kernel does not tell, all of its linear memory counts as
-// private.
+// started and after its first request, then at most once a second as it
+// serves). Before a measure, or where the kernel does not tell, all of its
+// linear memory counts as private.
 func (i *Instance) Resident() Resident {
 	if r := i.resident.Load(); r != nil {
 		return r.Resident
@@ -306,10 +306,10 @@ func (i *Instance) Resident() Resident {
 	return Resident{Private: i.peak.Load()}
 }
 
-// measureResident refreshes Resident unless it is under a second old. It
+// measureResident refreshes Resident if forced or over a second old. It
 // must not run while the instance serves (the memory may grow meanwhile).
-func (i *Instance) measureResident() {
-	if r := i.resident.Load(); r != nil && time.Since(r.at) < time.Second {
+func (i *Instance) measureResident(force bool) {
+	if r := i.resident.Load(); !force && r != nil && time.Since(r.at) < time.Second {
 		return
 	}
 	r, err := i.mem.resident()

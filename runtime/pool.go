@@ -222,7 +222,7 @@ func (p *Pool) create() {
 		p.stats.Restores++
 	}
 	p.log.Debug("instance ready", "seconds", time.Since(start).Seconds(), "restored", restored)
-	inst.measureResident()
+	inst.measureResident(true)
 	pi := &pooled{inst: inst, limit: p.requestLimit(), lastUsed: time.Now()}
 	if p.closed {
 		p.live--
@@ -416,7 +416,9 @@ func (p *Pool) release(pi *pooled, o Outcome) {
 	pi.served++
 	pi.lastUsed = time.Now()
 	if !pi.inst.Broken() {
-		pi.inst.measureResident()
+		// After the first request always: it dirties most of what the
+		// instance will hold.
+		pi.inst.measureResident(pi.served == 1)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
