@@ -25,7 +25,8 @@ type WarmSet struct {
 	live map[string]*Pool // pools in the cache (ristretto's Get may lag a Set)
 
 	evicted atomic.Int64
-	closing atomic.Bool // Close is tearing the cache down: not evictions
+	closing atomic.Bool    // Close is tearing the cache down: not evictions
+	closers sync.WaitGroup // pools closing in the background; Close waits for them
 }
 
 // estimatedInstanceCost is a new pool's cost until its instances exist and
@@ -65,7 +66,7 @@ func (w *WarmSet) drop(p *Pool) {
 		w.evicted.Add(1)
 		p.log.Info("tenant evicted from the warm set", "cost", p.Memory())
 	}
-	go p.Close()
+	w.closeLater(p)
 }
 
 // Pool returns key's warm pool, or makes one (a cold start) and offers it
@@ -114,7 +115,7 @@ func (w *WarmSet) Remove(key string) {
 	w.mu.Unlock()
 	w.cache.Del(key)
 	if p != nil {
-		go p.Close()
+		w.closeLater(p)
 	}
 }
 
@@ -136,7 +137,17 @@ func (w *WarmSet) Stats() WarmStats {
 	return st
 }
 
-// Close closes every pool.
+// closeLater closes p in the background: a busy instance ends its request
+// first.
+func (w *WarmSet) closeLater(p *Pool) {
+	w.closers.Add(1)
+	go func() {
+		defer w.closers.Done()
+		p.Close()
+	}()
+}
+
+// Close closes every pool, and waits for those closing in the background.
 func (w *WarmSet) Close() {
 	w.closing.Store(true)
 	w.mu.Lock()
@@ -147,4 +158,5 @@ func (w *WarmSet) Close() {
 	for _, p := range pools {
 		p.Close()
 	}
+	w.closers.Wait()
 }
