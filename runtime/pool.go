@@ -255,18 +255,12 @@ func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool
 		return inst, false, err
 	}
 	start := time.Now()
-	if err := p.cfg.Snapshots.Save(inst, p.snapKey); err != nil {
+	if snap, err = p.cfg.Snapshots.Save(inst, p.snapKey); err != nil {
 		p.log.Warn("snapshot not saved; instances start fresh", "err", err)
 		p.setSnapshot(snapDisabled, nil)
 		if inst.Broken() {
 			return nil, false, err
 		}
-		return inst, false, nil
-	}
-	snap, err = p.cfg.Snapshots.Open(p.snapKey)
-	if err != nil {
-		p.log.Warn("snapshot saved but not readable; instances start fresh", "err", err)
-		p.setSnapshot(snapDisabled, nil)
 		return inst, false, nil
 	}
 	p.log.Info("snapshot saved", "seconds", time.Since(start).Seconds(), "bytes", snap.MemorySize(), "snapshot", snap.Path())

@@ -61,9 +61,10 @@ func (s *Snapshot) MemorySize() uint64 { return s.memSize }
 
 func (s *Snapshot) close() { s.file.Close() }
 
-// writeSnapshot writes a snapshot file atomically: to a temporary file in
-// the same folder, synced, then renamed over path.
-func writeSnapshot(path, key string, mem []byte, globals []uint64) error {
+// writeSnapshot writes a snapshot file atomically (to a temporary file in
+// the same folder, synced, then renamed over path) and returns it open. It
+// is not read back: its checksum was computed from what was written.
+func writeSnapshot(path, key string, mem []byte, globals []uint64) (*Snapshot, error) {
 	fixed := make([]byte, snapshotFixed-40, snapshotFixed-40+8*len(globals)+len(key))
 	binary.LittleEndian.PutUint64(fixed[0:], uint64(len(mem)))
 	binary.LittleEndian.PutUint32(fixed[8:], uint32(len(globals)))
@@ -73,7 +74,7 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) error {
 	}
 	fixed = append(fixed, key...)
 	if 40+len(fixed) > snapshotDataOffset {
-		return fmt.Errorf("runtime: snapshot header too long")
+		return nil, fmt.Errorf("runtime: snapshot header too long")
 	}
 	pad := make([]byte, snapshotDataOffset-40-len(fixed))
 	sum := sha256.New()
@@ -83,7 +84,7 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) error {
 
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("runtime: write snapshot: %w", err)
+		return nil, fmt.Errorf("runtime: write snapshot: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
 	for _, part := range [][]byte{[]byte(snapshotMagic), sum.Sum(nil), fixed, pad} {
@@ -103,10 +104,14 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) error {
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
-	if err != nil {
-		return fmt.Errorf("runtime: write snapshot: %w", err)
+	var f *os.File
+	if err == nil {
+		f, err = os.Open(path)
 	}
-	return nil
+	if err != nil {
+		return nil, fmt.Errorf("runtime: write snapshot: %w", err)
+	}
+	return &Snapshot{file: f, path: path, key: key, memSize: uint64(len(mem)), globals: globals}, nil
 }
 
 // writeSparse writes mem at the file's offset, leaving holes for the
@@ -229,21 +234,21 @@ func (e *Engine) SnapshotKey(ctx context.Context, cfg AppConfig) (string, error)
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
-// SaveSnapshot readies a fresh instance (wsgi_before_snapshot) and writes
-// its state to path for key. It must be called before the instance serves
-// any request; the instance stays usable.
-func (i *Instance) SaveSnapshot(path, key string) error {
+// saveSnapshot readies a fresh instance (wsgi_before_snapshot) and writes
+// its state to path for key, returning the snapshot open. It must be called
+// before the instance serves any request; the instance stays usable.
+func (i *Instance) saveSnapshot(path, key string) (*Snapshot, error) {
 	if i.restored || i.served.Load() > 0 {
-		return errors.New("runtime: only a fresh instance that has served nothing can be saved")
+		return nil, errors.New("runtime: only a fresh instance that has served nothing can be saved")
 	}
 	ctx := i.callContext(context.Background())
 	res, err := i.mod.ExportedFunction(hostabi.ExportBeforeSnapshot).Call(ctx)
 	if err != nil {
 		i.close()
-		return fmt.Errorf("runtime: wsgi_before_snapshot: %w", describeCallError(err))
+		return nil, fmt.Errorf("runtime: wsgi_before_snapshot: %w", describeCallError(err))
 	}
 	if code := int32(res[0]); code != 0 {
-		return fmt.Errorf("runtime: the app cannot be snapshotted (wsgi_before_snapshot result %d; see the tenant's log)", code)
+		return nil, fmt.Errorf("runtime: the app cannot be snapshotted (wsgi_before_snapshot result %d; see the tenant's log)", code)
 	}
 	globals := make([]uint64, len(i.globalNames))
 	for n, name := range i.globalNames {
@@ -251,7 +256,7 @@ func (i *Instance) SaveSnapshot(path, key string) error {
 	}
 	mem, ok := i.mod.Memory().Read(0, i.mod.Memory().Size())
 	if !ok {
-		return errors.New("runtime: read linear memory")
+		return nil, errors.New("runtime: read linear memory")
 	}
 	return writeSnapshot(path, key, mem, globals)
 }

@@ -115,15 +115,26 @@ func (s *SnapshotStore) Close() error {
 	return nil
 }
 
-// Save writes the snapshot of a fresh instance under key (see
-// Instance.SaveSnapshot).
-func (s *SnapshotStore) Save(inst *Instance, key string) error {
-	return inst.SaveSnapshot(s.Path(key), key)
+// Save readies a fresh instance that has served nothing
+// (wsgi_before_snapshot), writes its snapshot under key and returns it
+// open, owned by the store as Open's are; the instance stays usable.
+func (s *SnapshotStore) Save(inst *Instance, key string) (*Snapshot, error) {
+	snap, err := inst.saveSnapshot(s.Path(key), key)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.open[key]; ok {
+		old.close() // a concurrent save of the same key replaced its file
+	}
+	s.open[key] = snap
+	return snap, nil
 }
 
-// Build starts a fresh instance of cfg, saves its snapshot, closes the
-// instance and opens the snapshot; it returns the key. An existing valid snapshot is kept, and concurrent
-// Builds of one key share the work.
+// Build starts a fresh instance of cfg, saves its snapshot and closes the
+// instance; it returns the key. An existing valid snapshot is kept, and
+// concurrent Builds of one key share the work.
 func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (string, error) {
 	key, err := e.SnapshotKey(ctx, cfg)
 	if err != nil {
@@ -138,10 +149,7 @@ func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (st
 			return nil, err
 		}
 		defer inst.Close(ctx)
-		if err := s.Save(inst, key); err != nil {
-			return nil, err
-		}
-		_, err = s.Open(key)
+		_, err = s.Save(inst, key)
 		return nil, err
 	})
 	return key, err

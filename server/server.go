@@ -381,7 +381,7 @@ func (s *Server) trial(ctx context.Context, l, old *loaded) error {
 	// version's snapshot, which the background work would otherwise build
 	// with a start of its own.
 	if store := s.cfg.Snapshots; store != nil {
-		if err := store.Save(inst, l.pool.SnapshotKey); err != nil {
+		if _, err := store.Save(inst, l.pool.SnapshotKey); err != nil {
 			s.log.Warn("snapshot not built; the tenant's instances start fresh", "tenant", l.tenant.Name, "err", err)
 		}
 	}
