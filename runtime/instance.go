@@ -77,6 +77,7 @@ type Instance struct {
 	log         hostabi.Logger // cfg.Log plus the start-up buffer while starting
 	globalNames []string
 	restored    bool
+	recordsFor  *Snapshot // restored without a write set: records it (writeset.go)
 	broken      atomic.Bool
 	served      atomic.Int64
 	peak        atomic.Uint64
@@ -167,6 +168,9 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Ins
 	img := memoryImage{data: r}
 	if snap != nil {
 		img = memoryImage{snap: snap, mapping: e.snapMapping}
+		if e.snapMapping == MapPrivate && snap.writes.Load() == nil {
+			inst.recordsFor = snap
+		}
 	}
 	if inst.mem, err = newLinearMemory(limit, &inst.peak, img); err != nil {
 		return nil, err

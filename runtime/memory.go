@@ -81,6 +81,9 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 			return nil, fmt.Errorf("runtime: map snapshot: %w", err)
 		}
 		m.accessible = initial
+		if w := img.snap.writes.Load(); w != nil && img.mapping == MapPrivate {
+			w.prefetch(b[:initial])
+		}
 	} else if !m.grant(initial) {
 		syscall.Munmap(b)
 		return nil, fmt.Errorf("runtime: make %d bytes of linear memory accessible", initial)

@@ -410,6 +410,11 @@ func (p *Pool) release(pi *pooled, o Outcome) {
 	pi.served++
 	pi.lastUsed = time.Now()
 	if !pi.inst.Broken() {
+		if pi.served == 1 {
+			if err := pi.inst.RecordWriteSet(); err != nil {
+				p.log.Warn("snapshot write set not recorded", "err", err)
+			}
+		}
 		// After the first request always: it dirties most of what the
 		// instance will hold.
 		pi.inst.measureResident(pi.served == 1)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -49,8 +50,10 @@ type Snapshot struct {
 	file    *os.File
 	path    string
 	key     string
+	sum     [32]byte // the header's checksum
 	memSize uint64
 	globals []uint64
+	writes  atomic.Pointer[writeSet] // nil until recorded (writeset.go)
 }
 
 // Path is the snapshot's file.
@@ -82,12 +85,15 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) (*Snapshot, e
 	sum.Write(pad)
 	sum.Write(mem)
 
+	snap := &Snapshot{path: path, key: key, memSize: uint64(len(mem)), globals: globals}
+	sum.Sum(snap.sum[:0])
+
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("runtime: write snapshot: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	for _, part := range [][]byte{[]byte(snapshotMagic), sum.Sum(nil), fixed, pad} {
+	for _, part := range [][]byte{[]byte(snapshotMagic), snap.sum[:], fixed, pad} {
 		if _, err = tmp.Write(part); err != nil {
 			break
 		}
@@ -102,16 +108,17 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) (*Snapshot, e
 		err = cerr
 	}
 	if err == nil {
+		// The write set of a snapshot being replaced is not this one's.
+		os.Remove(writeSetPath(path))
 		err = os.Rename(tmp.Name(), path)
 	}
-	var f *os.File
 	if err == nil {
-		f, err = os.Open(path)
+		snap.file, err = os.Open(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("runtime: write snapshot: %w", err)
 	}
-	return &Snapshot{file: f, path: path, key: key, memSize: uint64(len(mem)), globals: globals}, nil
+	return snap, nil
 }
 
 // writeSparse writes mem at the file's offset, leaving holes for the
@@ -135,9 +142,10 @@ func writeSparse(f *os.File, mem []byte) error {
 	return f.Truncate(start + int64(len(mem)))
 }
 
-// openSnapshot opens and verifies a snapshot file made for key. The whole
-// file is read once to check its checksum (which also brings it into the
-// page cache that restored instances map).
+// openSnapshot opens and verifies a snapshot file made for key, and reads
+// its write set if it has one. The whole file is read once to check its
+// checksum (which also brings it into the page cache that restored
+// instances map).
 func openSnapshot(path, key string) (*Snapshot, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -149,6 +157,7 @@ func openSnapshot(path, key string) (*Snapshot, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrSnapshotInvalid, path, err)
 	}
 	s.path = path
+	s.loadWriteSet()
 	return s, nil
 }
 
@@ -190,7 +199,7 @@ func verifySnapshot(f *os.File, key string) (*Snapshot, error) {
 	if got := string(vars[nGlobals*8:]); got != key {
 		return nil, fmt.Errorf("made for %q, not %q", got, key)
 	}
-	s := &Snapshot{file: f, key: key, memSize: memSize, globals: make([]uint64, nGlobals)}
+	s := &Snapshot{file: f, key: key, sum: [32]byte(head[8:40]), memSize: memSize, globals: make([]uint64, nGlobals)}
 	for i := range s.globals {
 		s.globals[i] = binary.LittleEndian.Uint64(vars[i*8:])
 	}

@@ -101,6 +101,7 @@ func (s *SnapshotStore) Discard(key string) {
 		delete(s.open, key)
 	}
 	os.Remove(s.Path(key))
+	os.Remove(writeSetPath(s.Path(key)))
 }
 
 // Close closes every open snapshot; instances restored from them keep
@@ -155,8 +156,9 @@ func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (st
 	return key, err
 }
 
-// Retain removes every snapshot whose key is not in keep, and leftovers of
-// writes interrupted over an hour ago (younger ones may be in progress).
+// Retain removes every snapshot (and its write set) whose key is not in
+// keep, and leftovers of writes interrupted over an hour ago (younger ones
+// may be in progress).
 func (s *SnapshotStore) Retain(keep map[string]bool) error {
 	s.mu.Lock()
 	for key, snap := range s.open {
@@ -173,13 +175,16 @@ func (s *SnapshotStore) Retain(keep map[string]bool) error {
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		key, isSnap := strings.CutSuffix(name, snapshotExt)
-		if e.IsDir() || (isSnap && keep[key]) {
+		key, ours := strings.CutSuffix(name, snapshotExt)
+		if !ours {
+			key, ours = strings.CutSuffix(name, snapshotExt+writeSetExt)
+		}
+		if e.IsDir() || (ours && keep[key]) {
 			continue
 		}
-		if !isSnap {
+		if !ours {
 			info, err := e.Info()
-			if !strings.Contains(name, snapshotExt+".tmp-") || err != nil || time.Since(info.ModTime()) < time.Hour {
+			if !strings.Contains(name, snapshotExt) || !strings.Contains(name, ".tmp-") || err != nil || time.Since(info.ModTime()) < time.Hour {
 				continue
 			}
 		}

@@ -105,20 +105,22 @@ type report struct {
 	params Params
 	interp pythonwasi.Interpreter
 
-	fresh     startFigures
-	modes     []startFigures
-	snapBytes int64 // apparent size of the Flask snapshot
-	snapDisk  int64 // its blocks on disk
-	buildTime time.Duration
+	fresh         startFigures
+	modes         []startFigures
+	writeSetPages int
+	snapBytes     int64 // apparent size of the Flask snapshot
+	snapDisk      int64 // its blocks on disk
+	buildTime     time.Duration
 
-	coldOn, coldOff []time.Duration
-	density         []densityPoint
-	densityFresh    []densityPoint
+	coldOn, coldAgain, coldOff []time.Duration
+	density                    []densityPoint
+	densityFresh               []densityPoint
 }
 
 // startFigures are one way of starting a Flask instance.
 type startFigures struct {
 	name                  string
+	shipped               bool
 	start, first          []time.Duration // to ready; from ready to the end of the first response
 	before, after1, after []runtime.MemoryUsage
 }
@@ -173,10 +175,14 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 		r.snapBytes = st.Size()
 		r.snapDisk = diskBytes(st)
 	}
-	for _, mode := range []runtime.SnapshotMapping{runtime.MapPrivate, runtime.MapPrivatePopulate, runtime.CopyImage} {
+	rows := []struct {
+		mode     runtime.SnapshotMapping
+		writeSet bool
+	}{{runtime.MapPrivate, false}, {runtime.MapPrivate, true}, {runtime.MapPrivatePopulate, false}, {runtime.CopyImage, false}}
+	for _, row := range rows {
 		meng := eng
-		if mode != runtime.MapPrivate {
-			if meng, err = newEngine(ctx, r.interp, mode); err != nil {
+		if row.mode != runtime.MapPrivate {
+			if meng, err = newEngine(ctx, r.interp, row.mode); err != nil {
 				return err
 			}
 		}
@@ -184,7 +190,19 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 		if err != nil {
 			return err
 		}
-		f := startFigures{name: "restore, " + mode.String()}
+		name := "restore, " + row.mode.String()
+		if row.writeSet {
+			// What a pool does after the first restored instance's first
+			// request; the rows before were measured without a write set.
+			if err := recordWriteSet(ctx, meng, cfg, snap); err != nil {
+				return err
+			}
+			r.writeSetPages = snap.WriteSetPages()
+			name += " + write set (shipped)"
+		} else if row.mode == runtime.MapPrivate {
+			name += ", no write set yet"
+		}
+		f := startFigures{name: name, shipped: row.writeSet}
 		for i := 0; i < p.Restores; i++ {
 			start := time.Now()
 			inst, err := meng.Restore(ctx, cfg, snap)
@@ -202,6 +220,26 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 		if meng != eng {
 			meng.Close(ctx)
 		}
+	}
+	return nil
+}
+
+// recordWriteSet restores one instance, serves it one request and records
+// the pages it wrote as the snapshot's write set.
+func recordWriteSet(ctx context.Context, eng *runtime.Engine, cfg runtime.AppConfig, snap *runtime.Snapshot) error {
+	inst, err := eng.Restore(ctx, cfg, snap)
+	if err != nil {
+		return err
+	}
+	defer inst.Close(ctx)
+	if err := get(inst, "/"); err != nil {
+		return err
+	}
+	if err := inst.RecordWriteSet(); err != nil {
+		return err
+	}
+	if snap.WriteSetPages() == 0 {
+		return fmt.Errorf("no write set recorded")
 	}
 	return nil
 }
@@ -258,6 +296,13 @@ func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) 
 	if err != nil {
 		return err
 	}
+	// The same tenants idle again, served once before: a new server on the
+	// same snapshot folder (as after a restart), whose pools have none of
+	// their instances left but whose snapshots have write sets.
+	r.coldAgain, _, err = r.tenantRun(ctx, "on", p.Tenants, true, logf)
+	if err != nil {
+		return err
+	}
 	r.coldOff, r.densityFresh, err = r.tenantRun(ctx, "off", p.FreshTenant, false, logf)
 	return err
 }
@@ -265,7 +310,9 @@ func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) 
 func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots bool, logf func(string, ...any)) ([]time.Duration, []densityPoint, error) {
 	p := r.params
 	tree := filepath.Join(p.WorkDir, "tree-"+name)
-	for i := 0; i < n; i++ {
+	_, err := os.Stat(tree)
+	again := err == nil
+	for i := 0; i < n && !again; i++ {
 		if err := copyTenant(p.FlaskDir, filepath.Join(tree, fmt.Sprintf("t%03d", i)), fmt.Sprintf("t%03d.test", i)); err != nil {
 			return nil, nil, err
 		}
@@ -275,9 +322,12 @@ func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots bo
 		return nil, nil, err
 	}
 	defer eng.Close(ctx)
+	if again {
+		name += ", served before"
+	}
 	cfg := server.Config{TenantDir: tree, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 40}
 	if snapshots {
-		store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "snapshots-"+name))
+		store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "snapshots-"+filepath.Base(tree)))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -294,7 +344,7 @@ func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots bo
 		if _, err := srv.BuildSnapshots(ctx); err != nil {
 			return nil, nil, err
 		}
-		logf("%d snapshots built in %v", n, time.Since(start).Round(time.Second))
+		logf("%d snapshots built or opened in %v", n, time.Since(start).Round(time.Second))
 	}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()

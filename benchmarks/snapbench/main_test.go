@@ -37,8 +37,9 @@ func TestSmoke(t *testing.T) {
 	}
 	report := string(b)
 	for _, want := range []string{
-		"| fresh start (no snapshot) | 3 |", "| restore, private mapping | 3 |", "| restore, eager copy | 3 |",
-		"| on | 3 |", "| off | 1 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
+		"| fresh start (no snapshot) | 3 |", "| restore, private mapping, no write set yet | 3 |",
+		"| restore, private mapping + write set (shipped) | 3 |", "| restore, eager copy | 3 |",
+		"| on, first request since the build | 3 |", "| on, served before (shipped steady state) | 3 |", "| off | 1 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
@@ -47,6 +48,9 @@ func TestSmoke(t *testing.T) {
 	// Every timing cell is a measured, positive number.
 	if m := regexp.MustCompile(`\| 0\.00 ms`).FindString(report); m != "" {
 		t.Errorf("a zero timing in the report:\n%s", report)
+	}
+	if !regexp.MustCompile(`first request after a restore wrote [1-9]\d* pages`).MatchString(report) {
+		t.Errorf("no write set measured:\n%s", report)
 	}
 	if !regexp.MustCompile(`\*\*\d+\*\* tenants with snapshots`).MatchString(report) {
 		t.Errorf("no density figure:\n%s", report)

@@ -50,11 +50,13 @@ func (r *report) markdown() string {
 	w("Each tenant is a copy of the Flask example with `min_warm = 0`, so no instance exists until its first request; ")
 	w("the request goes over loopback HTTP through `server` (routing, policy, pool, restore or fresh start). ")
 	w("With snapshots the server had opened (verified) every snapshot after load, as `serve` does in the background.\n\n")
+	w("The first round is each tenant's first request since its snapshot was built: its restore has no write set yet, and the pool records one after the request. ")
+	w("The second round is the same tenants idle again, served once before: a new server on the same snapshot folder (as after a restart), with no instance left, whose restores copy the recorded write set in.\n\n")
 	w("| snapshots | tenants | p50 | p90 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, row := range []struct {
 		name  string
 		times []time.Duration
-	}{{"on", r.coldOn}, {"off", r.coldOff}} {
+	}{{"on, first request since the build", r.coldOn}, {"on, served before (shipped steady state)", r.coldAgain}, {"off", r.coldOff}} {
 		w("| %s | %d | %s | %s | %s | %s |\n", row.name, len(row.times), ms(pct(row.times, 50)), ms(pct(row.times, 90)), ms(pct(row.times, 99)), ms(pct(row.times, 100)))
 	}
 	w("\n")
@@ -80,14 +82,17 @@ func (r *report) markdown() string {
 		fitsOn, fitsOff, float64(fitsOn)/float64(max(1, lastTenants(r.density))))
 
 	w("## Reading\n\n")
-	first := pct(r.coldOn, 50)
-	w("- Idle Flask tenant to first response, p50: %s with snapshots against %s without: the target (<= %s) is %s; the stretch (1 ms) is %s.\n",
-		ms(first), ms(pct(r.coldOff, 50)), ms(targetFirstResponse), metOrNot(first <= targetFirstResponse), metOrNot(first <= time.Millisecond))
-	if len(r.modes) > 0 {
-		share := float64(medianUsage(r.modes[0].after1, priv)) / float64(max(1, medianUsage(r.fresh.after1, priv)))
-		share100 := float64(medianUsage(r.modes[0].after, priv)) / float64(max(1, medianUsage(r.fresh.after, priv)))
-		w("- One more instance (restored, private mapping) after serving one request holds %.0f%% of a fresh instance's private memory (%.0f%% after 100 requests): the target (<= %.0f%%) is %s.\n",
-			100*share, 100*share100, 100*targetExtraShare, metOrNot(share <= targetExtraShare))
+	again, first := pct(r.coldAgain, 50), pct(r.coldOn, 50)
+	w("- Idle Flask tenant to first response, p50: %s when it has served before and %s for its first request since its snapshot was built, against %s without snapshots: the target (<= %s) is %s and %s; the stretch (1 ms) is %s.\n",
+		ms(again), ms(first), ms(pct(r.coldOff, 50)), ms(targetFirstResponse), metOrNot(again <= targetFirstResponse), metOrNot(first <= targetFirstResponse), metOrNot(max(again, first) <= time.Millisecond))
+	if i := slices.IndexFunc(r.modes, func(f startFigures) bool { return f.shipped }); i >= 0 {
+		f := r.modes[i]
+		share := float64(medianUsage(f.after1, priv)) / float64(max(1, medianUsage(r.fresh.after1, priv)))
+		share100 := float64(medianUsage(f.after, priv)) / float64(max(1, medianUsage(r.fresh.after, priv)))
+		w("- One more instance (%s) after serving one request holds %.0f%% of a fresh instance's private memory (%.0f%% after 100 requests): the target (<= %.0f%%) is %s.\n",
+			f.name, 100*share, 100*share100, 100*targetExtraShare, metOrNot(share <= targetExtraShare))
+		w("- Write set: the first request after a restore wrote %d pages (%s); restores with the write set copy them in before the guest runs (one `madvise(MADV_POPULATE_WRITE)` per run of pages) instead of taking a copy-on-write fault for each during the request.\n",
+			r.writeSetPages, mib(uint64(r.writeSetPages*os.Getpagesize())))
 		w("- Mapping modes: %s.\n", r.modeReading())
 	}
 	w("- Warm Flask tenants in 8 GiB (extrapolated from the measured line): %d against a target of %d: %s.\n", fitsOn, targetTenants8GiB, metOrNot(fitsOn >= targetTenants8GiB))
@@ -101,7 +106,7 @@ func (r *report) modeReading() string {
 		parts = append(parts, fmt.Sprintf("%s starts in %s p50 and answers its first request in %s, holding %s after it",
 			f.name, ms(pct(f.start, 50)), ms(pct(f.first, 50)), mib(medianUsage(f.after1, priv))))
 	}
-	return strings.Join(parts, "; ") + "; the shipped choice is the private mapping"
+	return strings.Join(parts, "; ") + "; the shipped choice is the private mapping with the write set"
 }
 
 func priv(u runtime.MemoryUsage) uint64 { return u.Private }
