@@ -40,6 +40,7 @@ type Params struct {
 	FlaskDir    string // the example Flask tenant
 	Out         string // the Markdown file to write
 	Restores    int    // restores per mapping mode
+	Rounds      int    // rounds of idle tenants served before
 	MemSamples  int    // instances whose memory is read, per mode
 	Tenants     int    // idle tenants requested once each, snapshots on
 	FreshTenant int    // idle tenants requested once each, snapshots off
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&p.FlaskDir, "flask", "examples/tenants/flask", "the example Flask tenant folder")
 	flag.StringVar(&p.Out, "out", "benchmarks/SNAPSHOTS.md", "report to write")
 	flag.IntVar(&p.Restores, "restores", 200, "restores per mapping mode")
+	flag.IntVar(&p.Rounds, "rounds", 3, "rounds over the idle tenants once they have served")
 	flag.IntVar(&p.MemSamples, "mem-samples", 5, "instances whose memory is read, per mode")
 	flag.IntVar(&p.Tenants, "tenants", 100, "idle Flask tenants, snapshots on")
 	flag.IntVar(&p.FreshTenant, "fresh-tenants", 10, "idle Flask tenants, snapshots off")
@@ -112,9 +114,10 @@ type report struct {
 	snapDisk      int64 // its blocks on disk
 	buildTime     time.Duration
 
-	coldOn, coldAgain, coldOff []time.Duration
-	density                    []densityPoint
-	densityFresh               []densityPoint
+	coldOn, coldOff []time.Duration
+	coldAgain       [][]time.Duration // per round
+	density         []densityPoint
+	densityFresh    []densityPoint
 }
 
 // startFigures are one way of starting a Flask instance.
@@ -296,12 +299,15 @@ func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) 
 	if err != nil {
 		return err
 	}
-	// The same tenants idle again, served once before: a new server on the
-	// same snapshot folder (as after a restart), whose pools have none of
-	// their instances left but whose snapshots have write sets.
-	r.coldAgain, _, err = r.tenantRun(ctx, "on", p.Tenants, true, logf)
-	if err != nil {
-		return err
+	// The same tenants idle again, having served: each round a new server on
+	// the same snapshot folder (as after a restart), whose pools have none
+	// of their instances left but whose snapshots have write sets.
+	for range max(p.Rounds, 1) {
+		times, _, err := r.tenantRun(ctx, "on", p.Tenants, true, logf)
+		if err != nil {
+			return err
+		}
+		r.coldAgain = append(r.coldAgain, times)
 	}
 	r.coldOff, r.densityFresh, err = r.tenantRun(ctx, "off", p.FreshTenant, false, logf)
 	return err

@@ -25,7 +25,7 @@ func TestSmoke(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "SNAPSHOTS.md")
 	err := Run(context.Background(), Params{
-		FlaskDir: flask, Out: out, Restores: 3, MemSamples: 2, Tenants: 3, FreshTenant: 1,
+		FlaskDir: flask, Out: out, Restores: 3, Rounds: 2, MemSamples: 2, Tenants: 3, FreshTenant: 1,
 		Checkpoints: []int{0, 3}, WorkDir: t.TempDir(), Command: "smoke",
 	}, io.Discard)
 	if err != nil {
@@ -39,7 +39,7 @@ func TestSmoke(t *testing.T) {
 	for _, want := range []string{
 		"| fresh start (no snapshot) | 3 |", "| restore, private mapping, no write set yet | 3 |",
 		"| restore, private mapping + write set (shipped) | 3 |", "| restore, eager copy | 3 |",
-		"| on, first request since the build | 3 |", "| on, served before (shipped steady state) | 3 |", "| off | 1 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
+		"| on, first request since the build | 3 |", "| on, served before, round 2 | 3 |", "| on, served before, all rounds (shipped steady state) | 6 |", "| off | 1 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
