@@ -717,7 +717,7 @@ def write_report(res, path, plots_dir, cfg, tools, binary, work, duration):
         t = ["| variant | serve flags | idle tenant to first response p50 ms | p99 ms | max ms | tenants | warm tenant adds an instance p50 ms | p99 ms | samples |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for c in res["coldstart"]:
-            t.append("| %s | `%s` | %.0f | %.0f | %.0f | %d | %.0f | %.0f | %d |" % (
+            t.append("| %s | `%s` | %.1f | %.1f | %.1f | %d | %.1f | %.1f | %d |" % (
                 c["label"], sh(c["flags"]) or "(none)", pct(c["cold"], 50) * 1e3, pct(c["cold"], 99) * 1e3,
                 max(c["cold"]) * 1e3, len(c["cold"]), pct(c["add"], 50) * 1e3, pct(c["add"], 99) * 1e3, len(c["add"])))
         ld = res["load"]

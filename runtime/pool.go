@@ -90,6 +90,7 @@ type Pool struct {
 	idle     []*pooled // LIFO: the most recently used is warmest
 	live     int       // idle + busy + being created
 	creating int
+	settling int // served their first request, being measured before reuse
 	waiters  []chan *pooled
 	closed   bool
 	initErr  error // last failed init, reported to waiters when nothing is alive
@@ -186,7 +187,7 @@ func (p *Pool) costChanged(cost int64) bool {
 
 // warmLocked starts background creation up to MinWarm idle instances.
 func (p *Pool) warmLocked() {
-	for !p.closed && len(p.idle)+p.creating < p.cfg.MinWarm+len(p.waiters) && p.live < p.cfg.MaxInstances {
+	for !p.closed && len(p.idle)+p.creating+p.settling < p.cfg.MinWarm+len(p.waiters) && p.live < p.cfg.MaxInstances {
 		p.live++
 		p.creating++
 		p.stopped.Add(1)
@@ -405,22 +406,47 @@ func (p *Pool) removeWaiterLocked(w chan *pooled) bool {
 }
 
 // release returns an instance after a request, replacing it if it broke or
-// reached its request limit.
+// reached its request limit. After an instance's first request, the pages it
+// wrote are read (its snapshot's write set, its RAM charge) in the
+// background, off the response's path, before it is reused.
 func (p *Pool) release(pi *pooled, o Outcome) {
 	pi.served++
 	pi.lastUsed = time.Now()
-	if !pi.inst.Broken() {
-		if pi.served == 1 {
-			if err := pi.inst.RecordWriteSet(); err != nil {
-				p.log.Warn("snapshot write set not recorded", "err", err)
-			}
+	if pi.served == 1 && !pi.inst.Broken() && o.Reusable() {
+		p.mu.Lock()
+		background := !p.closed
+		if background {
+			// Waiters wait for it rather than start another instance.
+			p.settling++
+			p.stopped.Add(1)
 		}
-		// After the first request always: it dirties most of what the
-		// instance will hold.
-		pi.inst.measureResident(pi.served == 1)
+		p.mu.Unlock()
+		if background {
+			go func() {
+				defer p.stopped.Done()
+				if err := pi.inst.RecordWriteSet(); err != nil {
+					p.log.Warn("snapshot write set not recorded", "err", err)
+				}
+				// The first request dirties most of what the instance will hold.
+				pi.inst.measureResident(true)
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				p.settling--
+				p.putLockedAfterServing(pi, o)
+			}()
+			return
+		}
+	}
+	if !pi.inst.Broken() {
+		pi.inst.measureResident(false)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.putLockedAfterServing(pi, o)
+}
+
+// putLockedAfterServing takes back an instance that served, or replaces it.
+func (p *Pool) putLockedAfterServing(pi *pooled, o Outcome) {
 	switch {
 	case o.Err != nil && errors.Is(o.Err, ErrDeadline):
 		p.stats.Timeouts++

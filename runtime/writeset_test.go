@@ -145,3 +145,4 @@ func TestPoolRecordsWriteSet(t *testing.T) {
 		t.Errorf("a new snapshot has a write set: %v", err)
 	}
 }
+
