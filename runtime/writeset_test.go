@@ -145,4 +145,3 @@ func TestPoolRecordsWriteSet(t *testing.T) {
 		t.Errorf("a new snapshot has a write set: %v", err)
 	}
 }
-
