@@ -405,6 +405,10 @@ func (p *Pool) removeWaiterLocked(w chan *pooled) bool {
 	return false
 }
 
+// settleHook, if set (by tests), runs at the start of an instance's
+// settling after its first request.
+var settleHook func()
+
 // release returns an instance after a request, replacing it if it broke or
 // reached its request limit. After an instance's first request, the pages it
 // wrote are read (its snapshot's write set, its RAM charge) in the
@@ -424,6 +428,9 @@ func (p *Pool) release(pi *pooled, o Outcome) {
 		if background {
 			go func() {
 				defer p.stopped.Done()
+				if settleHook != nil {
+					settleHook()
+				}
 				if err := pi.inst.RecordWriteSet(); err != nil {
 					p.log.Warn("snapshot write set not recorded", "err", err)
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
@@ -143,5 +144,21 @@ func TestPoolRecordsWriteSet(t *testing.T) {
 	}
 	if snap, err = store.Open(key); err != nil || snap.WriteSetPages() != 0 {
 		t.Errorf("a new snapshot has a write set: %v", err)
+	}
+}
+
+// TestPoolWaitsForSettlingInstance: after its first request an instance is
+// measured in the background; a request arriving meanwhile waits for it
+// rather than starting a second instance.
+func TestPoolWaitsForSettlingInstance(t *testing.T) {
+	defer runtime.SetSettleHook(func() { time.Sleep(200 * time.Millisecond) })()
+	p, logs := newPool(t, "snap:app", runtime.PoolConfig{MaxInstances: 4})
+	for i := 0; i < 3; i++ {
+		if rec := get(p, logs, "/"); rec.Code != 200 {
+			t.Fatalf("request %d: %d %s\n%s", i, rec.Code, rec.Body, logs)
+		}
+	}
+	if s := p.Stats(); s.ColdStarts != 1 {
+		t.Errorf("3 requests one after another started %d instances, want 1 (the next waits for the settling one)", s.ColdStarts)
 	}
 }
