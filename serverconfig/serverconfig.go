@@ -61,14 +61,7 @@ type file struct {
 	ReadHeaderTimeout *tomlfile.Duration `toml:"read_header_timeout"`
 	IdleTimeout       *tomlfile.Duration `toml:"idle_timeout"`
 	WriteTimeout      *tomlfile.Duration `toml:"write_timeout"`
-	Ceiling           struct {
-		RequestTimeout *tomlfile.Duration `toml:"request_timeout"`
-		MemoryMB       *int               `toml:"memory_mb"`
-		MaxBodyBytes   *int64             `toml:"max_body_bytes"`
-		MaxInstances   *int               `toml:"max_instances"`
-		QueueLength    *int               `toml:"queue_length"`
-		WritableData   *bool              `toml:"writable_data"`
-	} `toml:"ceiling"`
+	Ceiling           policies.Keys      `toml:"ceiling"`
 }
 
 // Error is a problem in the server config file: the file, the line when
@@ -108,11 +101,7 @@ func Read(path string) (*File, error) {
 			return bad(key, "cannot be negative")
 		}
 	}
-	c := f.Ceiling
-	ceiling, err := policies.Ceiling(policies.Overrides{
-		RequestTimeout: (*time.Duration)(c.RequestTimeout), MemoryMB: c.MemoryMB, MaxBodyBytes: c.MaxBodyBytes,
-		MaxInstances: c.MaxInstances, QueueLength: c.QueueLength, WritableData: c.WritableData,
-	})
+	ceiling, err := policies.Ceiling(f.Ceiling.Overrides())
 	if err != nil {
 		var fe *policies.FieldError
 		if errors.As(err, &fe) {

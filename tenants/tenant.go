@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/tomlfile"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
@@ -53,13 +52,8 @@ type file struct {
 }
 
 type policyFile struct {
-	Preset         string             `toml:"preset"`
-	RequestTimeout *tomlfile.Duration `toml:"request_timeout"`
-	MemoryMB       *int               `toml:"memory_mb"`
-	MaxBodyBytes   *int64             `toml:"max_body_bytes"`
-	MaxInstances   *int               `toml:"max_instances"`
-	QueueLength    *int               `toml:"queue_length"`
-	WritableData   *bool              `toml:"writable_data"`
+	Preset string `toml:"preset"`
+	policies.Keys
 }
 
 // Error is a problem with one tenant's configuration: the file, the line
@@ -124,14 +118,7 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 			return bad("static."+prefix, "folder %q does not exist in the tenant folder", folder)
 		}
 	}
-	o := policies.Overrides{
-		MemoryMB: f.Policy.MemoryMB, MaxBodyBytes: f.Policy.MaxBodyBytes, MaxInstances: f.Policy.MaxInstances,
-		QueueLength: f.Policy.QueueLength, WritableData: f.Policy.WritableData,
-	}
-	if f.Policy.RequestTimeout != nil {
-		o.RequestTimeout = (*time.Duration)(f.Policy.RequestTimeout)
-	}
-	pol, err := policies.Resolve(f.Policy.Preset, o, ceiling)
+	pol, err := policies.Resolve(f.Policy.Preset, f.Policy.Overrides(), ceiling)
 	if err != nil {
 		var fe *policies.FieldError
 		if errors.As(err, &fe) {
