@@ -117,37 +117,62 @@ var pagemap = sync.OnceValue(func() *os.File {
 	return f
 })
 
-// resident reads the page table entries of the accessible part of the
-// memory: 8 bytes a page, tens of microseconds for a Flask instance.
-func (m *linearMemory) resident() (Resident, error) {
+// Bits of a /proc/self/pagemap entry.
+const (
+	pagePresent    = 1 << 63
+	pageFileShared = 1 << 61 // a file page, or an anonymous page shared
+)
+
+// eachPage reads the page table entries of the first n bytes of the
+// memory's accessible part, 8 bytes a page, and calls visit with each
+// page's index and entry.
+func (m *linearMemory) eachPage(n uint64, visit func(page, entry uint64)) error {
 	f := pagemap()
 	if f == nil {
+		return errors.New("runtime: no /proc/self/pagemap")
+	}
+	if m.reserved == nil {
+		return errors.New("runtime: memory freed")
+	}
+	size := uint64(os.Getpagesize())
+	base := uint64(uintptr(unsafe.Pointer(&m.reserved[0])))
+	pages := min(n, m.accessible) / size
+	buf := make([]byte, 8*min(pages, 4096))
+	for done := uint64(0); done < pages; {
+		chunk := buf[:8*min(pages-done, uint64(len(buf)/8))]
+		if _, err := f.ReadAt(chunk, int64((base/size+done)*8)); err != nil {
+			return fmt.Errorf("runtime: pagemap: %w", err)
+		}
+		for i := 0; i < len(chunk); i += 8 {
+			visit(done+uint64(i/8), binary.LittleEndian.Uint64(chunk[i:]))
+		}
+		done += uint64(len(chunk) / 8)
+	}
+	return nil
+}
+
+// resident reads the page table entries of the accessible part of the
+// memory: tens of microseconds for a Flask instance.
+func (m *linearMemory) resident() (Resident, error) {
+	if pagemap() == nil {
 		return Resident{}, errors.New("runtime: no /proc/self/pagemap")
 	}
 	if m.reserved == nil || m.accessible == 0 {
 		return Resident{}, nil
 	}
-	page := uint64(os.Getpagesize())
-	base := uint64(uintptr(unsafe.Pointer(&m.reserved[0])))
-	n := m.accessible / page
-	buf := make([]byte, 8*min(n, 4096))
+	size := uint64(os.Getpagesize())
 	var r Resident
-	for done := uint64(0); done < n; {
-		chunk := buf[:8*min(n-done, uint64(len(buf)/8))]
-		if _, err := f.ReadAt(chunk, int64((base/page+done)*8)); err != nil {
-			return Resident{}, fmt.Errorf("runtime: pagemap: %w", err)
+	err := m.eachPage(m.accessible, func(_, e uint64) {
+		switch {
+		case e&pagePresent == 0:
+		case e&pageFileShared != 0:
+			r.Shared += size
+		default:
+			r.Private += size
 		}
-		for i := 0; i < len(chunk); i += 8 {
-			e := binary.LittleEndian.Uint64(chunk[i:])
-			switch {
-			case e&(1<<63) == 0: // not present
-			case e&(1<<61) != 0: // a file page, or shared
-				r.Shared += page
-			default:
-				r.Private += page
-			}
-		}
-		done += uint64(len(chunk) / 8)
+	})
+	if err != nil {
+		return Resident{}, err
 	}
 	return r, nil
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -93,31 +92,20 @@ func (w *writeSet) prefetch(mem []byte) {
 // privateRuns reads which pages of the first limit bytes of the memory are
 // the instance's own (written since it was mapped), as runs.
 func (m *linearMemory) privateRuns(limit uint64) (*writeSet, error) {
-	f := pagemap()
-	if f == nil {
-		return nil, errors.New("runtime: no /proc/self/pagemap")
-	}
-	if m.reserved == nil {
-		return nil, errors.New("runtime: memory freed")
-	}
-	page := uint64(os.Getpagesize())
-	base := uint64(uintptr(unsafe.Pointer(&m.reserved[0])))
-	n := min(limit, m.accessible) / page
-	buf := make([]byte, 8*n)
-	if _, err := f.ReadAt(buf, int64(base/page*8)); err != nil {
-		return nil, fmt.Errorf("runtime: pagemap: %w", err)
-	}
-	w := &writeSet{pageSize: uint32(page)}
-	for i := uint32(0); uint64(i) < n; i++ {
-		e := binary.LittleEndian.Uint64(buf[8*i:])
-		if e&(1<<63) == 0 || e&(1<<61) != 0 { // absent, or still the file's
-			continue
+	w := &writeSet{pageSize: uint32(os.Getpagesize())}
+	err := m.eachPage(limit, func(page, e uint64) {
+		if e&pagePresent == 0 || e&pageFileShared != 0 { // absent, or still the file's
+			return
 		}
+		i := uint32(page)
 		if k := len(w.runs) - 1; k >= 0 && w.runs[k].first+w.runs[k].count+writeSetHole >= i {
 			w.runs[k].count = i + 1 - w.runs[k].first
-			continue
+			return
 		}
 		w.runs = append(w.runs, pageRun{first: i, count: 1})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return w, nil
 }
