@@ -51,8 +51,10 @@ func TestCompileProgress(t *testing.T) {
 		t.Fatalf("first compile, last record: %v", last)
 	}
 	seconds := last["seconds"].(float64)
-	// One progress line per interval, give or take the last one.
-	if want := int(seconds/compileProgressEvery.Seconds()) - 1; len(progress) < max(want, 1) {
+	// One progress line per interval. A ticker drops a tick when its reader
+	// is late (CI runs this under -race beside a two-core compile), so ask
+	// for half of them: a ticker that logs once or stops early still fails.
+	if want := int(seconds/compileProgressEvery.Seconds()) / 2; len(progress) < max(want, 1) {
 		t.Fatalf("compile took %.1f s but logged %d progress lines: %v", seconds, len(progress), progress)
 	}
 	for _, r := range progress {
