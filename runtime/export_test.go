@@ -6,3 +6,11 @@ func SetSettleHook(f func()) (restore func()) {
 	settleHook = f
 	return func() { settleHook = nil }
 }
+
+// HoldPool returns the pool a request for key would get (making and
+// offering it as a request would), without keeping it held.
+func (w *WarmSet) HoldPool(key string, app AppConfig, cfg PoolConfig) *Pool {
+	p := w.hold(key, app, cfg)
+	p.unhold()
+	return p
+}

@@ -96,6 +96,9 @@ type Pool struct {
 	initErr  error // last failed init, reported to waiters when nothing is alive
 	initAt   time.Time
 
+	holds  int       // requests that got the pool from a WarmSet, not yet answered
+	unheld sync.Cond // signalled when holds drops to 0; L is &mu
+
 	all      map[*pooled]struct{} // every live instance, for Memory
 	key      string               // the WarmSet key, if any
 	lastCost int64                // the cost last given to the WarmSet
@@ -139,6 +142,7 @@ type pooled struct {
 func (e *Engine) NewPool(app AppConfig, cfg PoolConfig) *Pool {
 	p := &Pool{engine: e, app: app, cfg: cfg.withDefaults(), log: e.log.With("app", app.App),
 		stop: make(chan struct{}), all: map[*pooled]struct{}{}}
+	p.unheld.L = &p.mu
 	p.mu.Lock()
 	p.warmLocked()
 	p.mu.Unlock()
@@ -534,6 +538,34 @@ func (p *Pool) reapLoop() {
 	}
 }
 
+// hold marks the pool in use by a request that got it from a WarmSet.
+func (p *Pool) hold() {
+	p.mu.Lock()
+	p.holds++
+	p.mu.Unlock()
+}
+
+// unhold ends a hold.
+func (p *Pool) unhold() {
+	p.mu.Lock()
+	if p.holds--; p.holds == 0 {
+		p.unheld.Broadcast()
+	}
+	p.mu.Unlock()
+}
+
+// closeWhenUnheld closes the pool once no request holds it, or returns
+// when it is closed meanwhile. Nothing may hold it anew: its WarmSet no
+// longer hands it out.
+func (p *Pool) closeWhenUnheld() {
+	p.mu.Lock()
+	for p.holds > 0 && !p.closed {
+		p.unheld.Wait()
+	}
+	p.mu.Unlock()
+	p.Close()
+}
+
 // Close stops warming, closes idle instances and makes busy ones close on
 // release. It waits for background work to end.
 func (p *Pool) Close() {
@@ -543,6 +575,7 @@ func (p *Pool) Close() {
 		return
 	}
 	p.closed = true
+	p.unheld.Broadcast()
 	idle := p.idle
 	p.idle = nil
 	p.live -= len(idle)

@@ -2,18 +2,21 @@ package runtime
 
 import (
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
 	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 )
 
 // WarmSet keeps tenants' pools warm within one memory budget for the whole
 // process. Which tenants stay is ristretto's decision (TinyLFU admission,
 // sampled LFU eviction), with each pool's cost its measured instance memory.
-// A pool that ristretto evicts or refuses is closed: its idle instances at
-// once, its busy ones when their request ends, never in the middle of one.
-// Its tenant starts cold on its next request.
+// A pool that ristretto evicts or refuses is closed once the requests that
+// got it (in flight or queued) are answered, never under them. Its tenant
+// starts cold on its next request.
 //
 // The budget wins over a tenant's MinWarm: a tenant may be evicted while it
 // wants warm instances.
@@ -21,8 +24,9 @@ type WarmSet struct {
 	engine *Engine
 	cache  *ristretto.Cache[string, *Pool]
 
-	mu   sync.Mutex
-	live map[string]*Pool // pools in the cache (ristretto's Get may lag a Set)
+	mu      sync.Mutex
+	live    map[string]*Pool   // pools in the cache (ristretto's Get may lag a Set)
+	dropped map[*Pool]struct{} // pools let go, closing once no request holds them
 
 	evicted atomic.Int64
 	closing atomic.Bool    // Close is tearing the cache down: not evictions
@@ -36,7 +40,7 @@ const estimatedInstanceCost = 8 << 20
 
 // NewWarmSet makes a set with a budget in bytes of instance memory.
 func (e *Engine) NewWarmSet(budget int64) (*WarmSet, error) {
-	w := &WarmSet{engine: e, live: map[string]*Pool{}}
+	w := &WarmSet{engine: e, live: map[string]*Pool{}, dropped: map[*Pool]struct{}{}}
 	cache, err := ristretto.NewCache(&ristretto.Config[string, *Pool]{
 		NumCounters:        100_000, // ~10x the tenants expected to be warm at once
 		MaxCost:            budget,
@@ -69,10 +73,18 @@ func (w *WarmSet) drop(p *Pool) {
 	w.closeLater(p)
 }
 
-// Pool returns key's warm pool, or makes one (a cold start) and offers it
-// to the set. The returned pool serves the caller even when the set refused
-// it; it is then closed once idle.
-func (w *WarmSet) Pool(key string, app AppConfig, cfg PoolConfig) *Pool {
+// ServeHTTP serves r with key's warm pool, or makes one (a cold start) and
+// offers it to the set. The pool serves r even when the set refuses or
+// evicts it meanwhile: a dropped pool closes once no request holds it.
+func (w *WarmSet) ServeHTTP(key string, app AppConfig, cfg PoolConfig, rw http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+	p := w.hold(key, app, cfg)
+	defer p.unhold()
+	return p.ServeHTTP(rw, r, info, log)
+}
+
+// hold returns key's pool, made and offered to the set if there is none,
+// held for the caller until it calls unhold.
+func (w *WarmSet) hold(key string, app AppConfig, cfg PoolConfig) *Pool {
 	w.cache.Get(key) // counts the access for admission and eviction
 	estimate := estimatedInstanceCost * int64(max(1, cfg.MinWarm))
 	w.mu.Lock()
@@ -83,10 +95,12 @@ func (w *WarmSet) Pool(key string, app AppConfig, cfg PoolConfig) *Pool {
 		// Only this caller offers the new pool to ristretto: callers that
 		// find it before its instances are measured see no cost change. A
 		// second Set of a key that ristretto has not stored yet would be
-		// refused, and the refusal would close this pool under its waiters.
+		// refused, and the refusal would drop this pool.
 		p.costChanged(estimate)
 		w.live[key] = p
 	}
+	// Held before the set can drop it: drop takes it out of live under mu.
+	p.hold()
 	w.mu.Unlock()
 	cost := p.Memory()
 	if cost == 0 {
@@ -99,12 +113,11 @@ func (w *WarmSet) Pool(key string, app AppConfig, cfg PoolConfig) *Pool {
 	return p
 }
 
-// Warm reports whether key has a pool in the set.
-func (w *WarmSet) Warm(key string) bool {
+// Pool returns key's pool if the set holds one.
+func (w *WarmSet) Pool(key string) *Pool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	_, ok := w.live[key]
-	return ok
+	return w.live[key]
 }
 
 // Remove closes key's pool (e.g. the tenant was removed or reloaded).
@@ -137,24 +150,36 @@ func (w *WarmSet) Stats() WarmStats {
 	return st
 }
 
-// closeLater closes p in the background: a busy instance ends its request
-// first.
+// closeLater closes p in the background once no request holds it.
 func (w *WarmSet) closeLater(p *Pool) {
+	w.mu.Lock()
+	w.dropped[p] = struct{}{}
+	w.mu.Unlock()
 	w.closers.Add(1)
 	go func() {
 		defer w.closers.Done()
-		p.Close()
+		p.closeWhenUnheld()
+		w.mu.Lock()
+		delete(w.dropped, p)
+		w.mu.Unlock()
 	}()
 }
 
-// Close closes every pool, and waits for those closing in the background.
+// Close closes every pool, those still held by requests too, and waits for
+// those closing in the background.
 func (w *WarmSet) Close() {
 	w.closing.Store(true)
+	w.cache.Close()
 	w.mu.Lock()
-	pools := w.live
+	var pools []*Pool
+	for _, p := range w.live {
+		pools = append(pools, p)
+	}
+	for p := range w.dropped {
+		pools = append(pools, p)
+	}
 	w.live = map[string]*Pool{}
 	w.mu.Unlock()
-	w.cache.Close()
 	for _, p := range pools {
 		p.Close()
 	}

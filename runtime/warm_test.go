@@ -1,10 +1,13 @@
 package runtime_test
 
 import (
+	"io"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
@@ -32,13 +35,12 @@ func TestWarmSetEvictsWithinBudget(t *testing.T) {
 	}
 	cfg := runtime.PoolConfig{MinWarm: 1, MaxInstances: 1}
 	hit := func(name string) *runtime.Pool {
-		p := w.Pool(name, tenants[name], cfg)
 		rec := httptest.NewRecorder()
-		p.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), runtime.RequestInfo{}, logs.log)
+		w.ServeHTTP(name, tenants[name], cfg, rec, httptest.NewRequest("GET", "/", nil), runtime.RequestInfo{}, logs.log)
 		if rec.Code != 200 {
 			t.Fatalf("%s: status %d\n%s", name, rec.Code, logs)
 		}
-		return p
+		return w.Pool(name)
 	}
 	first := hit("small")
 	for i := 0; i < 3; i++ {
@@ -56,11 +58,14 @@ func TestWarmSetEvictsWithinBudget(t *testing.T) {
 	}
 	// The tenant that left starts cold: a new pool with a new instance.
 	gone := "small"
-	if w.Warm("small") {
+	if w.Pool("small") != nil {
 		gone = "large"
 	}
 	before := map[string]*runtime.Pool{"small": first, "large": lastLarge}[gone]
 	after := hit(gone)
+	if after == nil {
+		t.Fatalf("evicted tenant %s, served again, has no pool in the set: %+v", gone, w.Stats())
+	}
 	if after == before || after.Stats().ColdStarts != 1 {
 		t.Fatalf("evicted tenant %s was not started cold: same pool %v, stats %+v", gone, after == before, after.Stats())
 	}
@@ -86,7 +91,7 @@ func TestWarmSetConcurrentFirstRequests(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				pools <- w.Pool(key, app, cfg)
+				pools <- w.HoldPool(key, app, cfg)
 			}()
 		}
 		wg.Wait()
@@ -97,8 +102,74 @@ func TestWarmSetConcurrentFirstRequests(t *testing.T) {
 				t.Fatalf("round %d: concurrent callers got different pools", round)
 			}
 		}
-		if st := w.Stats(); st.Evictions != 0 || !w.Warm(key) {
-			t.Fatalf("round %d: a new pool was dropped: %+v, warm %v", round, st, w.Warm(key))
+		if st := w.Stats(); st.Evictions != 0 || w.Pool(key) == nil {
+			t.Fatalf("round %d: a new pool was dropped: %+v, warm %v", round, st, w.Pool(key) != nil)
 		}
 	}
+}
+
+// TestWarmSetRefusedPoolServes: a budget smaller than one instance makes the
+// set refuse every pool. Each request must still be answered by the pool it
+// got, which closes once no request holds it, never under the request.
+func TestWarmSetRefusedPoolServes(t *testing.T) {
+	eng := testEngine(t)
+	w, err := eng.NewWarmSet(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	app := runtime.AppConfig{App: "hello:hello", Dir: "testdata/apps"}
+	for i := 0; i < 6; i++ {
+		key := "t" + strconv.Itoa(i%2)
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(key, app, runtime.PoolConfig{MaxInstances: 1}, rec, httptest.NewRequest("GET", "/", nil), runtime.RequestInfo{}, nil)
+		if rec.Code != 200 {
+			t.Fatalf("request %d to %s: status %d (set: %+v)", i, key, rec.Code, w.Stats())
+		}
+	}
+}
+
+// TestWarmSetRemoveAnswersHeldRequests: removing a tenant's pool (a reload)
+// while one request is in the guest and another waits for the instance
+// answers both; the pool closes after them.
+func TestWarmSetRemoveAnswersHeldRequests(t *testing.T) {
+	eng := testEngine(t)
+	w, err := eng.NewWarmSet(1 << 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	app := runtime.AppConfig{App: "runaway:reader", Dir: "testdata/apps"}
+	cfg := runtime.PoolConfig{MaxInstances: 1}
+	serve := func(body io.Reader) chan *httptest.ResponseRecorder {
+		done := make(chan *httptest.ResponseRecorder, 1)
+		go func() {
+			rec := httptest.NewRecorder()
+			w.ServeHTTP("a", app, cfg, rec, httptest.NewRequest("POST", "/", body), runtime.RequestInfo{}, nil)
+			done <- rec
+		}()
+		return done
+	}
+	body, feed := io.Pipe()
+	inGuest := serve(body) // reads its body until fed
+	waitFor(t, "the first request in the guest", func() bool {
+		p := w.Pool("a")
+		return p != nil && p.Stats().Busy == 1
+	})
+	pool := w.Pool("a")
+	queued := serve(strings.NewReader("0123456789"))
+	time.Sleep(100 * time.Millisecond) // let it queue for the one instance
+	w.Remove("a")
+	feed.Write([]byte("abcdefghij"))
+	feed.Close()
+	for name, c := range map[string]chan *httptest.ResponseRecorder{"in the guest": inGuest, "queued": queued} {
+		rec := <-c
+		if rec.Code != 200 || (rec.Body.String() != "abcdefghij" && rec.Body.String() != "0123456789") {
+			t.Errorf("request %s at removal: %d %q", name, rec.Code, rec.Body.String())
+		}
+	}
+	waitFor(t, "the removed pool to close", func() bool {
+		st := pool.Stats()
+		return st.Idle == 0 && st.Busy == 0
+	})
 }

@@ -527,8 +527,7 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	start := time.Now()
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()
-	pool := s.warm.Pool(l.key, l.app, l.pool)
-	o := pool.ServeHTTP(w, r, s.requestInfo(r, match.prefix), l.guestLg)
+	o := s.warm.ServeHTTP(l.key, l.app, l.pool, w, r, s.requestInfo(r, match.prefix), l.guestLg)
 	inFlight.Dec()
 	s.metrics.observe(match.name, w.status, time.Since(start), o)
 	return match.name
