@@ -201,6 +201,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Ins
 	release := inst.interrupt.watch(ctx)
 	defer release()
 	if snap != nil {
+		inst.mem.awaitPrefetch()
 		if err := e.resume(ctx, inst, snap); err != nil {
 			return fail("%v", err)
 		}

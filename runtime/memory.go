@@ -33,7 +33,16 @@ type linearMemory struct {
 	accessible uint64 // bytes readable and writable now
 	size       uint64 // the memory's length as wazero knows it
 	peak       *atomic.Uint64
-	beforeFree func() // stops every writer of the memory from outside the guest
+	beforeFree func()        // stops every writer of the memory from outside the guest
+	prefetched chan struct{} // closed once the write set is copied in; nil if none
+}
+
+// awaitPrefetch waits until the write set, if any, is copied in. The guest
+// must not run before: its own faults would contend with the copying.
+func (m *linearMemory) awaitPrefetch() {
+	if m.prefetched != nil {
+		<-m.prefetched
+	}
 }
 
 // memoryImage is what a new linear memory starts as: data or snap.
@@ -82,7 +91,13 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 		}
 		m.accessible = initial
 		if w := img.snap.writes.Load(); w != nil && img.mapping == MapPrivate {
-			w.prefetch(b[:initial])
+			// Copied on another thread while wazero instantiates the module,
+			// which does not touch the memory.
+			m.prefetched = make(chan struct{})
+			go func() {
+				defer close(m.prefetched)
+				w.prefetch(b[:initial])
+			}()
 		}
 	} else if !m.grant(initial) {
 		syscall.Munmap(b)
@@ -135,6 +150,7 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 // module closes, also on its own (proc_exit), so the epoch thread and
 // deadline timers are detached here, before the pages go away.
 func (m *linearMemory) Free() {
+	m.awaitPrefetch()
 	if m.beforeFree != nil {
 		m.beforeFree()
 	}
