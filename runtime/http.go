@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -118,8 +119,12 @@ func splitHostPort(hostport, scheme string) (string, string) {
 // httpResponder sends a guest's response through an http.ResponseWriter,
 // flushing each chunk so the client has it before the app yields the next.
 type httpResponder struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	body *bodyReader
+	// replaced is set when the host answered in the app's stead; the app's
+	// body is then dropped.
+	replaced bool
 }
 
 // bodyReader reads the request body without blocking past the context's
@@ -133,9 +138,19 @@ type bodyReader struct {
 	prepared bool
 	fallback bool
 	set      bool
+	tooLarge bool // a read passed the tenant's body limit (http.MaxBytesReader)
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.read(p)
+	var limit *http.MaxBytesError
+	if err != nil && errors.As(err, &limit) {
+		b.tooLarge = true
+	}
+	return n, err
+}
+
+func (b *bodyReader) read(p []byte) (int, error) {
 	if !b.prepared {
 		b.prepared = true
 		if deadline, ok := b.ctx.Deadline(); ok {
@@ -174,6 +189,13 @@ func (b *bodyReader) reset() {
 }
 
 func (h *httpResponder) Start(status int, headers []hostabi.Header) error {
+	if status >= 500 && h.body.tooLarge {
+		// The app failed reading a body (chunked, so not refused up front)
+		// past the tenant's limit: that is the client's error.
+		h.replaced = true
+		http.Error(h.w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
+		return nil
+	}
 	hdr := h.w.Header()
 	for _, kv := range headers {
 		hdr.Add(kv.Name, kv.Value)
@@ -183,6 +205,9 @@ func (h *httpResponder) Start(status int, headers []hostabi.Header) error {
 }
 
 func (h *httpResponder) Write(p []byte) error {
+	if h.replaced {
+		return nil
+	}
 	if _, err := h.w.Write(p); err != nil {
 		return err
 	}
@@ -203,6 +228,10 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 	// PEP 3333 lets an app read its input after it started the response;
 	// net/http allows that on HTTP/1.1 only when asked.
 	rc.EnableFullDuplex()
+	// With full duplex, net/http panics reading the next request on the
+	// connection when the handler left the body unread and open
+	// (golang/go#68560), as it does for every app that ignores its input.
+	defer r.Body.Close()
 	if deadline, ok := ctx.Deadline(); ok {
 		// A stalled client must not hold the guest past its deadline.
 		rc.SetWriteDeadline(deadline)
@@ -210,7 +239,7 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 	}
 	body := &bodyReader{ctx: ctx, r: r.Body, rc: rc}
 	defer body.reset()
-	x := &hostabi.Exchange{Environ: env, Body: body, Response: &httpResponder{w: w, rc: rc}}
+	x := &hostabi.Exchange{Environ: env, Body: body, Response: &httpResponder{w: w, rc: rc, body: body}}
 	o := i.Serve(ctx, x, log)
 	if o.Err != nil {
 		if !x.HeadersSent() {
@@ -223,7 +252,11 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 		return o
 	}
 	if sent, _ := x.Finish(); !sent {
-		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		if body.tooLarge {
+			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
+		} else {
+			http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		}
 	}
 	return o
 }

@@ -3,11 +3,13 @@ package server_test
 import (
 	"context"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
@@ -276,3 +278,78 @@ def application(environ, start_response):
 		}
 	}
 }
+
+// TestRequestBodies: a chunked body over the tenant's limit, which cannot be
+// refused before the app reads it, gets 413 once the app's read passes the
+// limit; an app that ignores its body leaves the connection usable, with no
+// panic in net/http (golang/go#68560, full duplex with an unread body).
+func TestRequestBodies(t *testing.T) {
+	eng := testEngine(t)
+	root := tenantDir(t, map[string]string{
+		"reader": "app = \"reader:application\"\nhosts = [\"reader.test\"]\n[policy]\nmax_body_bytes = 10\n",
+		"ignore": "app = \"app:application\"\nhosts = [\"ignore.test\"]\n",
+	})
+	reader := `
+def application(environ, start_response):
+    data = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"read %d" % len(data)]
+`
+	if err := os.WriteFile(filepath.Join(root, "reader", "reader.py"), []byte(reader), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var serverLog strings.Builder
+	var logMu sync.Mutex
+	hs := httptest.NewUnstartedServer(srv)
+	hs.Config.ErrorLog = log.New(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return serverLog.Write(p)
+	}), "", 0)
+	hs.Start()
+	defer hs.Close()
+	client := hs.Client()
+	do := func(host string, body io.Reader) (int, string) {
+		req, _ := http.NewRequest("POST", hs.URL+"/", body)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	chunked := func(s string) io.Reader { return io.MultiReader(strings.NewReader(s)) } // no length: sent chunked
+	for _, c := range []struct {
+		host string
+		body io.Reader
+		code int
+		want string
+	}{
+		{"reader.test", chunked("0123456789"), 200, "read 10"},
+		{"reader.test", chunked(strings.Repeat("x", 5000)), 413, "Request Entity Too Large\n"},
+		{"reader.test", strings.NewReader(strings.Repeat("x", 11)), 413, "Request Entity Too Large\n"},
+		{"ignore.test", strings.NewReader(strings.Repeat("x", 5000)), 200, "ignore||/"},
+		{"ignore.test", chunked(strings.Repeat("x", 5000)), 200, "ignore||/"},
+		{"ignore.test", strings.NewReader(""), 200, "ignore||/"},
+	} {
+		if code, body := do(c.host, c.body); code != c.code || body != c.want {
+			t.Errorf("POST %s: %d %q, want %d %q", c.host, code, body, c.code, c.want)
+		}
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if strings.Contains(serverLog.String(), "panic") {
+		t.Errorf("net/http logged a panic:\n%s", serverLog.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
