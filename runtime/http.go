@@ -231,6 +231,9 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 	// With full duplex, net/http panics reading the next request on the
 	// connection when the handler left the body unread and open
 	// (golang/go#68560), as it does for every app that ignores its input.
+	if r.Body == nil { // a request made by the host (a warm-up), not read off a connection
+		r.Body = http.NoBody
+	}
 	defer r.Body.Close()
 	if deadline, ok := ctx.Deadline(); ok {
 		// A stalled client must not hold the guest past its deadline.

@@ -50,7 +50,7 @@ func newMetrics(s *Server) *metrics {
 			func() float64 { return float64(s.warm.Stats().Evictions) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_instances_started_total", Help: "Instances started fresh: interpreter start and the app's import (cold starts)."},
 			func() float64 { return float64(s.engine.InstancesStarted()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_snapshots_ready", Help: "Loaded tenants whose snapshot is verified and open, ready to restore from."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_snapshots_ready", Help: "Loaded tenants whose snapshot is verified and open, ready to restore from (and warmed up, for tenants with a warmup path)."},
 			func() float64 { return float64(s.snapshotsReady()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_instances_restored_total", Help: "Instances restored from a snapshot of their app."},
 			func() float64 { return float64(s.engine.InstancesRestored()) }),

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
@@ -85,6 +86,9 @@ type loaded struct {
 	// request joins a retired version, and its pool closes after the last
 	// one ends (see retire).
 	inFlight sync.WaitGroup
+	// warmedUp is set once the tenant's warm-up request (if any) was sent
+	// to an instance of its snapshot, successful or not.
+	warmedUp atomic.Bool
 }
 
 type route struct {
@@ -240,7 +244,9 @@ func (s *Server) maintainSnapshots(current map[string]*loaded) {
 			if s.background.Err() != nil {
 				return
 			}
-			s.buildSnapshot(s.background, current[name])
+			if s.buildSnapshot(s.background, current[name]) == nil {
+				s.warmUp(s.background, current[name])
+			}
 		}
 	}()
 }
@@ -267,7 +273,46 @@ func (s *Server) buildSnapshot(ctx context.Context, l *loaded) error {
 	return nil
 }
 
-// snapshotsReady counts the loaded tenants whose snapshot is open.
+// warmUp sends the tenant's warm-up request (tenant.toml's warmup) to an
+// instance restored from its new snapshot, to record the snapshot's write
+// set; a failure is logged, and the tenant's first request records the set
+// instead.
+func (s *Server) warmUp(ctx context.Context, l *loaded) {
+	t := l.tenant
+	defer l.warmedUp.Store(true)
+	if t.Warmup == "" {
+		return
+	}
+	host := "localhost"
+	for _, h := range t.Hosts {
+		if !strings.Contains(h, "*") {
+			host = h
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.Policy.RequestTimeout)
+	defer cancel()
+	r, err := http.NewRequestWithContext(ctx, "GET", "http://"+host+t.Warmup, nil)
+	if err != nil {
+		s.log.Warn("warm-up request not sent", "tenant", t.Name, "err", err)
+		return
+	}
+	r.RemoteAddr = "127.0.0.1:0"
+	r.Header.Set("User-Agent", "wsgi-wasm warm-up")
+	start := time.Now()
+	status, err := s.cfg.Snapshots.WarmUp(ctx, s.engine, l.app, l.pool.SnapshotKey, r, s.requestInfo(r, t.PathPrefix))
+	switch {
+	case err != nil:
+		s.log.Warn("warm-up request failed; the first request records the write set", "tenant", t.Name, "path", t.Warmup, "err", err)
+	case status >= 400:
+		s.log.Warn("warm-up request answered an error; the first request records the write set", "tenant", t.Name, "path", t.Warmup, "status", status)
+	case status > 0:
+		s.log.Info("warm-up request recorded the snapshot's write set", "tenant", t.Name, "path", t.Warmup, "status", status, "seconds", time.Since(start).Seconds())
+	}
+}
+
+// snapshotsReady counts the loaded tenants whose snapshot is open and, for
+// those that ask for one, was warmed up.
 func (s *Server) snapshotsReady() int {
 	if s.cfg.Snapshots == nil {
 		return 0
@@ -276,7 +321,7 @@ func (s *Server) snapshotsReady() int {
 	defer s.mu.RUnlock()
 	n := 0
 	for _, l := range s.tenants {
-		if s.cfg.Snapshots.Ready(l.pool.SnapshotKey) {
+		if s.cfg.Snapshots.Ready(l.pool.SnapshotKey) && (l.tenant.Warmup == "" || l.warmedUp.Load()) {
 			n++
 		}
 	}

@@ -2,11 +2,13 @@ package server_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,4 +107,74 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestWarmUpRecordsWriteSet: a tenant with a warmup path gets its
+// snapshot's write set from that request once the snapshot is built; one
+// without gets none until it serves, and a warm-up that fails records none
+// and is logged.
+func TestWarmUpRecordsWriteSet(t *testing.T) {
+	eng := testEngine(t)
+	root := tenantDir(t, map[string]string{
+		"warm":    "app = \"app:application\"\nhosts = [\"*.warm.test\", \"warm.test\"]\npath_prefix = \"/shop\"\nwarmup = \"/shop/ready\"\n",
+		"plain":   "app = \"app:application\"\nhosts = [\"plain.test\"]\n",
+		"failing": "app = \"fail:application\"\nhosts = [\"failing.test\"]\nwarmup = \"/ready\"\n",
+	})
+	fail := "def application(environ, start_response):\n    raise RuntimeError('not ready')\n"
+	if err := os.WriteFile(filepath.Join(root, "failing", "fail.py"), []byte(fail), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store, err := runtime.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var logged syncBuffer
+	srv, err := server.New(context.Background(), eng, server.Config{
+		TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30, Snapshots: store,
+		Logger: slog.New(slog.NewTextHandler(&logged, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if n, err := srv.BuildSnapshots(context.Background()); n != 3 || err != nil {
+		t.Fatalf("built %d snapshots: %v", n, err)
+	}
+	sets, _ := filepath.Glob(filepath.Join(store.Dir(), "*.snap.writes"))
+	log := logged.String()
+	if len(sets) != 1 {
+		t.Fatalf("%d write sets after the build, want 1 (the warm tenant's):\n%s", len(sets), log)
+	}
+	for _, want := range []string{
+		`msg="warm-up request recorded the snapshot's write set" tenant=warm path=/shop/ready status=200`,
+		`msg="warm-up request answered an error; the first request records the write set" tenant=failing path=/ready status=500`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	rec := httptest.NewRecorder()
+	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "\nwsgi_wasm_snapshots_ready 3\n") {
+		t.Errorf("metrics after the build:\n%s", rec.Body.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

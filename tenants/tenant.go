@@ -6,6 +6,7 @@ package tenants
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,6 +30,11 @@ type Tenant struct {
 	Policy     policies.Policy
 	Pool       Pool
 	Static     map[string]string // URL prefix -> folder inside Dir
+	// Warmup is the path (and query) of a GET the server sends to a
+	// restored instance once the tenant's snapshot is built, so that the
+	// tenant's first real request after a build finds its write set
+	// recorded; "" sends none.
+	Warmup string
 }
 
 // Pool sizes the tenant's instances.
@@ -49,6 +55,7 @@ type file struct {
 		MaxRequestsJitter int `toml:"max_requests_jitter"`
 	} `toml:"pool"`
 	Static map[string]string `toml:"static"`
+	Warmup string            `toml:"warmup"`
 }
 
 type policyFile struct {
@@ -98,6 +105,17 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 	if f.PathPrefix != "" && (!strings.HasPrefix(f.PathPrefix, "/") || strings.Contains(f.PathPrefix, "..")) {
 		return bad("path_prefix", "%q must start with / and not contain ..", f.PathPrefix)
 	}
+	if f.Warmup != "" {
+		u, err := url.ParseRequestURI(f.Warmup)
+		switch {
+		case err != nil || !strings.HasPrefix(f.Warmup, "/") || strings.HasPrefix(f.Warmup, "//") || u.Host != "" || strings.ContainsAny(f.Warmup, " \t#"):
+			return bad("warmup", "%q is not a path such as \"/healthz\"", f.Warmup)
+		case strings.Contains(u.Path, ".."):
+			return bad("warmup", "%q must not contain ..", f.Warmup)
+		case prefix != "" && u.Path != prefix && !strings.HasPrefix(u.Path, prefix+"/"):
+			return bad("warmup", "%q is not under the tenant's path_prefix %q", f.Warmup, prefix)
+		}
+	}
 	for k := range f.Env {
 		if !envKey.MatchString(k) {
 			return bad("env."+k, "not a valid environment variable name")
@@ -131,7 +149,7 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 	}
 	return &Tenant{
 		Name: filepath.Base(abs), Dir: abs, App: f.App, Hosts: f.Hosts, PathPrefix: prefix,
-		Env: f.Env, Policy: pol, Static: f.Static,
+		Env: f.Env, Policy: pol, Static: f.Static, Warmup: f.Warmup,
 		Pool: Pool{MinWarm: f.Pool.MinWarm, MaxRequests: f.Pool.MaxRequests, MaxRequestsJitter: f.Pool.MaxRequestsJitter},
 	}, nil
 }

@@ -26,6 +26,7 @@ func TestLoadValid(t *testing.T) {
 app = "app:application"
 hosts = ["shop.example.test", "*.shop.example.test"]
 path_prefix = "/shop/"
+warmup = "/shop/healthz?deep=1"
 [env]
 GREETING = "hi"
 [policy]
@@ -42,7 +43,7 @@ max_requests_jitter = 50
 	}
 	if tn.App != "app:application" || tn.PathPrefix != "/shop" || tn.Env["GREETING"] != "hi" ||
 		tn.Policy.RequestTimeout != 2*time.Second || tn.Policy.MemoryMB != policies.Presets["strict"].MemoryMB ||
-		tn.Pool.MaxRequests != 500 || len(tn.Hosts) != 2 {
+		tn.Pool.MaxRequests != 500 || len(tn.Hosts) != 2 || tn.Warmup != "/shop/healthz?deep=1" {
 		t.Fatalf("loaded %+v", tn)
 	}
 }
@@ -50,20 +51,24 @@ max_requests_jitter = 50
 // TestLoadErrors: each broken tenant.toml names the file, the key and why.
 func TestLoadErrors(t *testing.T) {
 	for name, tc := range map[string]struct{ body, key, reason string }{
-		"syntax":           {"app = \"a:b\nhosts = [", "", "tenant.toml:"},
-		"unknown key":      {`app = "a:b"` + "\nhosts=[\"*\"]\nworkers = 3\n", "workers", "unknown key"},
-		"unknown nested":   {`app = "a:b"` + "\nhosts=[\"*\"]\n[pool]\nmax = 3\n", "pool.max", "unknown key"},
-		"missing app":      {`hosts = ["*"]`, "app", "missing"},
-		"bad app":          {`app = "app.py"` + "\nhosts=[\"*\"]", "app", "module:callable"},
-		"missing hosts":    {`app = "a:b"`, "hosts", "missing"},
-		"bad host":         {`app = "a:b"` + "\nhosts=[\"exa mple\"]", "hosts", "not a host name"},
-		"bad prefix":       {`app = "a:b"` + "\nhosts=[\"*\"]\npath_prefix = \"x\"", "path_prefix", "must start with /"},
-		"bad env":          {`app = "a:b"` + "\nhosts=[\"*\"]\n[env]\n\"1X\" = \"v\"", "env.1X", "environment variable"},
-		"unknown preset":   {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\npreset = \"lax\"", "policy.preset", "unknown preset"},
-		"over ceiling":     {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nmemory_mb = 99999", "policy.memory_mb", "outside what the server allows"},
-		"bad duration":     {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nrequest_timeout = \"soon\"", "", "duration"},
-		"static outside":   {`app = "a:b"` + "\nhosts=[\"*\"]\n[static]\n\"/s\" = \"../x\"", "static./s", "inside the tenant folder"},
-		"min warm too big": {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\npreset = \"strict\"\n[pool]\nmin_warm = 3", "pool.min_warm", "max_instances"},
+		"syntax":            {"app = \"a:b\nhosts = [", "", "tenant.toml:"},
+		"unknown key":       {`app = "a:b"` + "\nhosts=[\"*\"]\nworkers = 3\n", "workers", "unknown key"},
+		"unknown nested":    {`app = "a:b"` + "\nhosts=[\"*\"]\n[pool]\nmax = 3\n", "pool.max", "unknown key"},
+		"missing app":       {`hosts = ["*"]`, "app", "missing"},
+		"bad app":           {`app = "app.py"` + "\nhosts=[\"*\"]", "app", "module:callable"},
+		"missing hosts":     {`app = "a:b"`, "hosts", "missing"},
+		"bad host":          {`app = "a:b"` + "\nhosts=[\"exa mple\"]", "hosts", "not a host name"},
+		"bad prefix":        {`app = "a:b"` + "\nhosts=[\"*\"]\npath_prefix = \"x\"", "path_prefix", "must start with /"},
+		"warmup not a path": {`app = "a:b"` + "\nhosts=[\"*\"]\nwarmup = \"healthz\"", "warmup", "not a path"},
+		"warmup with host":  {`app = "a:b"` + "\nhosts=[\"*\"]\nwarmup = \"//evil.test/x\"", "warmup", "not a path"},
+		"warmup climbs":     {`app = "a:b"` + "\nhosts=[\"*\"]\nwarmup = \"/a/../b\"", "warmup", "must not contain .."},
+		"warmup off prefix": {`app = "a:b"` + "\nhosts=[\"*\"]\npath_prefix = \"/shop\"\nwarmup = \"/shopping\"", "warmup", "path_prefix"},
+		"bad env":           {`app = "a:b"` + "\nhosts=[\"*\"]\n[env]\n\"1X\" = \"v\"", "env.1X", "environment variable"},
+		"unknown preset":    {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\npreset = \"lax\"", "policy.preset", "unknown preset"},
+		"over ceiling":      {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nmemory_mb = 99999", "policy.memory_mb", "outside what the server allows"},
+		"bad duration":      {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nrequest_timeout = \"soon\"", "", "duration"},
+		"static outside":    {`app = "a:b"` + "\nhosts=[\"*\"]\n[static]\n\"/s\" = \"../x\"", "static./s", "inside the tenant folder"},
+		"min warm too big":  {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\npreset = \"strict\"\n[pool]\nmin_warm = 3", "pool.min_warm", "max_instances"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := write(t, tc.body)
