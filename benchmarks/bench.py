@@ -266,16 +266,17 @@ class Bench:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
-    def tenant(self, parent, name, app, hosts, workers, min_warm, extra=""):
+    def tenant(self, parent, name, app, hosts, workers, min_warm, extra="", top=""):
         """Writes a tenant folder for app: its code, Flask's packages
-        (hard links to the vendored copy) and a tenant.toml."""
+        (hard links to the vendored copy) and a tenant.toml (top: lines before
+        its tables, extra: lines of its [policy])."""
         d = os.path.join(parent, name)
         shutil.copytree(self.apps[app], d)
         if app == "flask":
             shutil.copytree(FLASK_SITE, os.path.join(d, "site-packages"), copy_function=os.link)
         with open(os.path.join(d, "tenant.toml"), "w") as f:
-            f.write('app = "app:app"\nhosts = %s\n[policy]\nmax_instances = %d\n%s[pool]\nmin_warm = %d\n' % (
-                json.dumps(hosts), workers, extra, min_warm))
+            f.write('app = "app:app"\nhosts = %s\n%s[policy]\nmax_instances = %d\n%s[pool]\nmin_warm = %d\n' % (
+                json.dumps(hosts), top, workers, extra, min_warm))
         return d
 
     def command(self, server, app, workers, port, admin):
@@ -382,11 +383,15 @@ class Bench:
     # ------------------------------------------------------------ cold start
 
     def coldstart(self, variants):
-        self.results["coldstart"] = [self.coldstart_variant(label, flags) for label, flags in variants]
+        self.results["coldstart"] = [self.coldstart_variant(label, flags, warmup) for label, flags, warmup in variants]
         self.results["load"] = self.interpreter_load()
 
-    def coldstart_variant(self, label, flags):
+    def coldstart_variant(self, label, flags, warmup=False):
+        """Idle tenants' first responses; with warmup, each tenant.toml sets
+        `warmup = "/"`, so its snapshot's write set exists before the first
+        request."""
         n, k = self.cfg.cold_tenants, self.cfg.add_instance
+        top = 'warmup = "/"\n' if warmup else ""
         snapshots = "--snapshots=false" not in flags
         tenants = tempfile.mkdtemp(dir=self.work, prefix="tenants-cold-")
         # A first tenant, not measured, loads the interpreter module into the
@@ -395,7 +400,7 @@ class Bench:
         # add instances.
         self.tenant(tenants, "warmup", "flask", ["warmup.bench"], 4, 0)
         for i in range(n):
-            self.tenant(tenants, "c%03d" % i, "flask", ["c%03d.bench" % i], 4, 0)
+            self.tenant(tenants, "c%03d" % i, "flask", ["c%03d.bench" % i], 4, 0, top=top)
         port, admin = free_port(), free_port()
         cmd = [self.binary, "--quiet", "serve", "--tenant-dir", tenants, "--bind", "127.0.0.1:%d" % port,
                "--admin-bind", "127.0.0.1:%d" % admin, "--memory-budget-mb", "65536"] + flags
@@ -442,7 +447,7 @@ class Bench:
             raise SystemExit("bench: %d instances started for %d cold tenants and %d added instances" % (started, n, k))
         if snapshots and restored < n + k:
             raise SystemExit("bench: only %d of %d instances restored with snapshots on" % (restored, n + k))
-        r = {"label": label, "flags": flags, "cmd": cmd, "cold": cold, "add": add}
+        r = {"label": label, "flags": flags, "warmup": warmup, "cmd": cmd, "cold": cold, "add": add}
         log("cold start %s: p50 %.0f ms, p99 %.0f ms over %d; add instance p50 %.0f ms" % (
             label, pct(cold, 50) * 1e3, pct(cold, 99) * 1e3, n, pct(add, 50) * 1e3))
         return r
@@ -818,13 +823,15 @@ def install():
 
 
 def variants(args):
-    vs = [("as shipped (snapshots)", []), ("no snapshots", ["--snapshots=false"])]
+    vs = [("as shipped (snapshots)", [], False),
+          ('as shipped, tenants with `warmup = "/"`', [], True),
+          ("no snapshots", ["--snapshots=false"], False)]
     specs = list(args.coldstart_variant or [])
     env = os.environ.get("WSGI_WASM_BENCH_COLDSTART_VARIANTS", "")
     specs += [s for s in env.split(";") if s.strip()]
     for s in specs:
         label, _, flags = s.partition("=")
-        vs.append((label.strip(), shlex.split(flags)))
+        vs.append((label.strip(), shlex.split(flags), False))
     return vs
 
 
