@@ -106,10 +106,17 @@ func TestHarnessSmoke(t *testing.T) {
 	if len(res.Profile.Top) == 0 {
 		t.Error("no profile entries")
 	}
-	// Two cold-start rows and two density lines: with snapshots (as
-	// shipped; the harness checks every instance was restored) and without.
-	if len(res.Coldstart) != 2 || len(res.Coldstart[0].Cold) != 3 || len(res.Coldstart[0].Add) == 0 || len(res.Coldstart[1].Cold) != 3 {
-		t.Errorf("cold start: %+v", res.Coldstart)
+	// Three cold-start rows: with snapshots (as shipped; the harness checks
+	// every instance was restored), the same with tenants that set a warm-up
+	// path, and without snapshots. Two density lines: with and without.
+	if len(res.Coldstart) != 3 || !strings.Contains(res.Coldstart[1].Label, "warmup") {
+		t.Errorf("cold start rows: %+v", res.Coldstart)
+	} else {
+		for _, c := range res.Coldstart {
+			if len(c.Cold) != 3 || len(c.Add) == 0 {
+				t.Errorf("cold start %s: %+v", c.Label, c)
+			}
+		}
 	}
 	if len(res.Density) != 2 {
 		t.Fatalf("density: %+v", res.Density)
