@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
@@ -303,14 +303,9 @@ def application(environ, start_response):
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	var serverLog strings.Builder
-	var logMu sync.Mutex
+	var serverLog testlog.Buffer
 	hs := httptest.NewUnstartedServer(srv)
-	hs.Config.ErrorLog = log.New(writerFunc(func(p []byte) (int, error) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return serverLog.Write(p)
-	}), "", 0)
+	hs.Config.ErrorLog = log.New(&serverLog, "", 0)
 	hs.Start()
 	defer hs.Close()
 	client := hs.Client()
@@ -343,13 +338,7 @@ def application(environ, start_response):
 			t.Errorf("POST %s: %d %q, want %d %q", c.host, code, body, c.code, c.want)
 		}
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
 	if strings.Contains(serverLog.String(), "panic") {
 		t.Errorf("net/http logged a panic:\n%s", serverLog.String())
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

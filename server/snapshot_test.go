@@ -8,10 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
@@ -129,7 +129,7 @@ func TestWarmUpRecordsWriteSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	var logged syncBuffer
+	var logged testlog.Buffer
 	srv, err := server.New(context.Background(), eng, server.Config{
 		TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30, Snapshots: store,
 		Logger: slog.New(slog.NewTextHandler(&logged, nil)),
@@ -159,22 +159,4 @@ func TestWarmUpRecordsWriteSet(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), "\nwsgi_wasm_snapshots_ready 3\n") {
 		t.Errorf("metrics after the build:\n%s", rec.Body.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 )
 
 func freeAddr(t *testing.T) string {
@@ -74,7 +75,7 @@ func binary(t *testing.T) string {
 type serveProc struct {
 	cmd          *exec.Cmd
 	addr, admin  string
-	logs, access *syncBuffer // stderr (slog records) and stdout (access log)
+	logs, access *testlog.Buffer // stderr (slog records) and stdout (access log)
 	waited       chan error
 	waitOnce     sync.Once
 	exitErr      error
@@ -91,7 +92,7 @@ func (p *serveProc) wait() error {
 func startServe(t *testing.T, tree string, args ...string) *serveProc {
 	t.Helper()
 	in := testinterp.Require(t)
-	p := &serveProc{addr: freeAddr(t), admin: freeAddr(t), logs: &syncBuffer{}, access: &syncBuffer{}, waited: make(chan error, 1)}
+	p := &serveProc{addr: freeAddr(t), admin: freeAddr(t), logs: &testlog.Buffer{}, access: &testlog.Buffer{}, waited: make(chan error, 1)}
 	p.cmd = exec.Command(binary(t), append([]string{"serve", "--tenant-dir", tree, "--bind", p.addr, "--admin-bind", p.admin}, args...)...)
 	p.cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
 	p.cmd.Stderr, p.cmd.Stdout = p.logs, p.access
@@ -220,24 +221,6 @@ def unused(): return "v2"
 	if _, _, err := get("slow.test", "http://"+addr+"/"); err == nil {
 		t.Fatal("still accepting after SIGTERM")
 	}
-}
-
-// syncBuffer collects the server's log while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // rawStatus sends raw bytes on a new connection and returns the status code

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 )
 
 // TestQuietServe checks that the global --quiet reaches serve: its info
@@ -26,7 +27,7 @@ func TestQuietServe(t *testing.T) {
 		}
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
-		logs := &syncBuffer{}
+		logs := &testlog.Buffer{}
 		cmd.Stderr = logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
