@@ -227,14 +227,14 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 	rc := http.NewResponseController(w)
 	// PEP 3333 lets an app read its input after it started the response;
 	// net/http allows that on HTTP/1.1 only when asked.
-	rc.EnableFullDuplex()
 	// With full duplex, net/http panics reading the next request on the
-	// connection when the handler left the body unread and open
-	// (golang/go#68560), as it does for every app that ignores its input.
+	// connection if the handler leaves the body unread and open
+	// (golang/go#68560): the caller closes it, after releasing the instance
+	// (closing drains what the client still sends).
+	rc.EnableFullDuplex()
 	if r.Body == nil { // a request made by the host (a warm-up), not read off a connection
 		r.Body = http.NoBody
 	}
-	defer r.Body.Close()
 	if deadline, ok := ctx.Deadline(); ok {
 		// A stalled client must not hold the guest past its deadline.
 		rc.SetWriteDeadline(deadline)

@@ -567,12 +567,17 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
 			return match.name
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, l.tenant.Policy.MaxBodyBytes)
+		// The net/http writer itself, so that passing the limit also ends
+		// the connection after the reply.
+		r.Body = http.MaxBytesReader(w.ResponseWriter, r.Body, l.tenant.Policy.MaxBodyBytes)
 	}
 	start := time.Now()
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()
 	o := s.warm.ServeHTTP(l.key, l.app, l.pool, w, r, s.requestInfo(r, match.prefix), l.guestLg)
+	// The instance is back in its pool: what the app left unread is drained
+	// here (full duplex needs the body closed, see runtime.Instance.ServeHTTP).
+	r.Body.Close()
 	inFlight.Dec()
 	s.metrics.observe(match.name, w.status, time.Since(start), o)
 	return match.name
