@@ -173,6 +173,16 @@ func (s *SnapshotStore) WarmUp(ctx context.Context, e *Engine, cfg AppConfig, ke
 	if snap.writes.Load() != nil || e.snapMapping != MapPrivate {
 		return 0, nil
 	}
+	if cfg.DataDir != "" {
+		// As a pool's request: one instance at a time in a data folder.
+		lock := e.dataLock(cfg.DataDir)
+		select {
+		case lock <- struct{}{}:
+			defer func() { <-lock }()
+		case <-ctx.Done():
+			return 0, context.Cause(ctx)
+		}
+	}
 	inst, err := e.Restore(ctx, cfg, snap)
 	if err != nil {
 		return 0, err
