@@ -14,3 +14,17 @@ func (w *WarmSet) HoldPool(key string, app AppConfig, cfg PoolConfig) *Pool {
 	p.unhold()
 	return p
 }
+
+// Lingering counts the pools the set let go that are not closed yet.
+func (w *WarmSet) Lingering() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.dropped)
+}
+
+// Holds counts the requests holding the pool.
+func (p *Pool) Holds() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.holds
+}

@@ -96,8 +96,14 @@ type Pool struct {
 	initErr  error // last failed init, reported to waiters when nothing is alive
 	initAt   time.Time
 
-	holds  int       // requests that got the pool from a WarmSet, not yet answered
-	unheld sync.Cond // signalled when holds drops to 0; L is &mu
+	// WarmSet bookkeeping: requests holding the pool, and whether the set
+	// dropped it (evicted, refused, removed); a dropped pool closes once no
+	// request holds it, unless the set takes it back first (see warm.go).
+	holds         int
+	unheld        sync.Cond // signalled when holds drops to 0 and on Close; L is &mu
+	dropped       bool
+	closerRunning bool // a goroutine is in closeWhenUnheld
+	closing       bool // closeWhenUnheld decided to close: no more holds
 
 	all      map[*pooled]struct{} // every live instance, for Memory
 	key      string               // the WarmSet key, if any
@@ -545,6 +551,39 @@ func (p *Pool) hold() {
 	p.mu.Unlock()
 }
 
+// markDropped records that the WarmSet let the pool go, and reports
+// whether the caller must start closeWhenUnheld (none is running).
+func (p *Pool) markDropped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropped = true
+	if p.closerRunning || p.closed {
+		return false
+	}
+	p.closerRunning = true
+	return true
+}
+
+// revive takes a dropped pool back for a request, held, unless it is
+// already closing.
+func (p *Pool) revive() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing || p.closed {
+		return false
+	}
+	p.dropped = false
+	p.holds++
+	return true
+}
+
+// lingering reports whether the pool is dropped and not closed yet.
+func (p *Pool) lingering() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dropped && !p.closed
+}
+
 // unhold ends a hold.
 func (p *Pool) unhold() {
 	p.mu.Lock()
@@ -554,14 +593,20 @@ func (p *Pool) unhold() {
 	p.mu.Unlock()
 }
 
-// closeWhenUnheld closes the pool once no request holds it, or returns
-// when it is closed meanwhile. Nothing may hold it anew: its WarmSet no
-// longer hands it out.
+// closeWhenUnheld closes the dropped pool once no request holds it. It
+// returns without closing if the pool was revived meanwhile, and at once if
+// it was closed.
 func (p *Pool) closeWhenUnheld() {
 	p.mu.Lock()
-	for p.holds > 0 && !p.closed {
+	for p.dropped && p.holds > 0 && !p.closed {
 		p.unheld.Wait()
 	}
+	p.closerRunning = false
+	if !p.dropped || p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closing = true
 	p.mu.Unlock()
 	p.Close()
 }

@@ -15,8 +15,10 @@ import (
 // process. Which tenants stay is ristretto's decision (TinyLFU admission,
 // sampled LFU eviction), with each pool's cost its measured instance memory.
 // A pool that ristretto evicts or refuses is closed once the requests that
-// got it (in flight or queued) are answered, never under them. Its tenant
-// starts cold on its next request.
+// got it (in flight or queued) are answered, never under them. Until then it
+// lingers: requests for its tenant join it (within its max_instances and
+// queue) and offer it to the set again, rather than each starting a pool of
+// their own. Once closed, its tenant starts cold on its next request.
 //
 // The budget wins over a tenant's MinWarm: a tenant may be evicted while it
 // wants warm instances.
@@ -24,9 +26,10 @@ type WarmSet struct {
 	engine *Engine
 	cache  *ristretto.Cache[string, *Pool]
 
-	mu      sync.Mutex
-	live    map[string]*Pool   // pools in the cache (ristretto's Get may lag a Set)
-	dropped map[*Pool]struct{} // pools let go, closing once no request holds them
+	mu        sync.Mutex
+	live      map[string]*Pool   // pools in the cache (ristretto's Get may lag a Set)
+	lingering map[string]*Pool   // the last pool let go per key, until it closes
+	dropped   map[*Pool]struct{} // every pool let go and not closed yet, for Close
 
 	evicted atomic.Int64
 	closing atomic.Bool    // Close is tearing the cache down: not evictions
@@ -40,7 +43,7 @@ const estimatedInstanceCost = 8 << 20
 
 // NewWarmSet makes a set with a budget in bytes of instance memory.
 func (e *Engine) NewWarmSet(budget int64) (*WarmSet, error) {
-	w := &WarmSet{engine: e, live: map[string]*Pool{}, dropped: map[*Pool]struct{}{}}
+	w := &WarmSet{engine: e, live: map[string]*Pool{}, lingering: map[string]*Pool{}, dropped: map[*Pool]struct{}{}}
 	cache, err := ristretto.NewCache(&ristretto.Config[string, *Pool]{
 		NumCounters:        100_000, // ~10x the tenants expected to be warm at once
 		MaxCost:            budget,
@@ -61,16 +64,11 @@ func (w *WarmSet) drop(p *Pool) {
 	if p == nil {
 		return
 	}
-	w.mu.Lock()
-	if w.live[p.key] == p {
-		delete(w.live, p.key)
-	}
-	w.mu.Unlock()
 	if !w.closing.Load() {
 		w.evicted.Add(1)
 		p.log.Info("tenant evicted from the warm set", "cost", p.Memory())
 	}
-	w.closeLater(p)
+	w.letGo(p)
 }
 
 // ServeHTTP serves r with key's warm pool, or makes one (a cold start) and
@@ -89,9 +87,21 @@ func (w *WarmSet) hold(key string, app AppConfig, cfg PoolConfig) *Pool {
 	estimate := estimatedInstanceCost * int64(max(1, cfg.MinWarm))
 	w.mu.Lock()
 	p, ok := w.live[key]
-	if !ok {
+	switch {
+	case ok:
+		// Held before the set can drop it: drop takes it out of live under mu.
+		p.hold()
+	case w.lingering[key] != nil && w.lingering[key].revive():
+		// The tenant's last pool still serves: take it back (held) and
+		// offer it again, so that its limits hold across the refusals.
+		p = w.lingering[key]
+		delete(w.lingering, key)
+		delete(w.dropped, p)
+		w.live[key] = p
+	default:
 		p = w.engine.NewPool(app, cfg)
 		p.key = key
+		p.hold()
 		// Only this caller offers the new pool to ristretto: callers that
 		// find it before its instances are measured see no cost change. A
 		// second Set of a key that ristretto has not stored yet would be
@@ -99,8 +109,6 @@ func (w *WarmSet) hold(key string, app AppConfig, cfg PoolConfig) *Pool {
 		p.costChanged(estimate)
 		w.live[key] = p
 	}
-	// Held before the set can drop it: drop takes it out of live under mu.
-	p.hold()
 	w.mu.Unlock()
 	cost := p.Memory()
 	if cost == 0 {
@@ -128,7 +136,7 @@ func (w *WarmSet) Remove(key string) {
 	w.mu.Unlock()
 	w.cache.Del(key)
 	if p != nil {
-		w.closeLater(p)
+		w.letGo(p)
 	}
 }
 
@@ -150,18 +158,33 @@ func (w *WarmSet) Stats() WarmStats {
 	return st
 }
 
-// closeLater closes p in the background once no request holds it.
-func (w *WarmSet) closeLater(p *Pool) {
+// letGo takes p out of the set. It lingers, serving the requests that hold
+// it and those that revive it (see hold), and closes in the background once
+// none holds it.
+func (w *WarmSet) letGo(p *Pool) {
 	w.mu.Lock()
+	if w.live[p.key] == p {
+		delete(w.live, p.key)
+	}
+	w.lingering[p.key] = p
 	w.dropped[p] = struct{}{}
+	startCloser := p.markDropped()
 	w.mu.Unlock()
+	if !startCloser {
+		return // its closer is already waiting
+	}
 	w.closers.Add(1)
 	go func() {
 		defer w.closers.Done()
 		p.closeWhenUnheld()
 		w.mu.Lock()
-		delete(w.dropped, p)
-		w.mu.Unlock()
+		defer w.mu.Unlock()
+		if !p.lingering() { // closed, or revived; dropped again, it stays
+			delete(w.dropped, p)
+			if w.lingering[p.key] == p {
+				delete(w.lingering, p.key)
+			}
+		}
 	}()
 }
 
@@ -179,6 +202,7 @@ func (w *WarmSet) Close() {
 		pools = append(pools, p)
 	}
 	w.live = map[string]*Pool{}
+	w.lingering = map[string]*Pool{}
 	w.mu.Unlock()
 	for _, p := range pools {
 		p.Close()

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
@@ -110,7 +109,9 @@ func TestWarmSetConcurrentFirstRequests(t *testing.T) {
 
 // TestWarmSetRefusedPoolServes: a budget smaller than one instance makes the
 // set refuse every pool. Each request must still be answered by the pool it
-// got, which closes once no request holds it, never under the request.
+// got, which closes once no request holds it, never under the request; and
+// concurrent requests share the refused tenant's pool, within its
+// max_instances, instead of each starting one.
 func TestWarmSetRefusedPoolServes(t *testing.T) {
 	eng := testEngine(t)
 	w, err := eng.NewWarmSet(1 << 20)
@@ -119,14 +120,38 @@ func TestWarmSetRefusedPoolServes(t *testing.T) {
 	}
 	defer w.Close()
 	app := runtime.AppConfig{App: "hello:hello", Dir: "testdata/apps"}
-	for i := 0; i < 6; i++ {
-		key := "t" + strconv.Itoa(i%2)
+	cfg := runtime.PoolConfig{MaxInstances: 1}
+	serve := func(key string) int {
 		rec := httptest.NewRecorder()
-		w.ServeHTTP(key, app, runtime.PoolConfig{MaxInstances: 1}, rec, httptest.NewRequest("GET", "/", nil), runtime.RequestInfo{}, nil)
-		if rec.Code != 200 {
-			t.Fatalf("request %d to %s: status %d (set: %+v)", i, key, rec.Code, w.Stats())
+		w.ServeHTTP(key, app, cfg, rec, httptest.NewRequest("GET", "/", nil), runtime.RequestInfo{}, nil)
+		return rec.Code
+	}
+	for i := 0; i < 4; i++ {
+		key := "t" + strconv.Itoa(i%2)
+		if code := serve(key); code != 200 {
+			t.Fatalf("request %d to %s: status %d (set: %+v)", i, key, code, w.Stats())
 		}
 	}
+	waitFor(t, "the refused pools to close", func() bool { return w.Lingering() == 0 })
+	if st := w.Stats(); st.Evictions < 4 || st.Tenants != 0 {
+		t.Fatalf("set after refusing every pool: %+v", st)
+	}
+
+	started := eng.InstancesStarted()
+	codes := make(chan int, 8)
+	for i := 0; i < 8; i++ {
+		go func() { codes <- serve("burst") }()
+	}
+	for i := 0; i < 8; i++ {
+		if code := <-codes; code != 200 {
+			t.Errorf("burst request: status %d", code)
+		}
+	}
+	// One pool, one instance; a second only if the burst outlived the first.
+	if n := eng.InstancesStarted() - started; n > 2 {
+		t.Errorf("8 concurrent requests to a refused tenant (max_instances 1) started %d instances", n)
+	}
+	waitFor(t, "the burst's pool to close", func() bool { return w.Lingering() == 0 })
 }
 
 // TestWarmSetRemoveAnswersHeldRequests: removing a tenant's pool (a reload)
@@ -158,18 +183,21 @@ func TestWarmSetRemoveAnswersHeldRequests(t *testing.T) {
 	})
 	pool := w.Pool("a")
 	queued := serve(strings.NewReader("0123456789"))
-	time.Sleep(100 * time.Millisecond) // let it queue for the one instance
+	waitFor(t, "the second request to hold the pool", func() bool { return pool.Holds() == 2 })
 	w.Remove("a")
 	feed.Write([]byte("abcdefghij"))
 	feed.Close()
-	for name, c := range map[string]chan *httptest.ResponseRecorder{"in the guest": inGuest, "queued": queued} {
-		rec := <-c
-		if rec.Code != 200 || (rec.Body.String() != "abcdefghij" && rec.Body.String() != "0123456789") {
-			t.Errorf("request %s at removal: %d %q", name, rec.Code, rec.Body.String())
+	for _, c := range []struct {
+		name string
+		done chan *httptest.ResponseRecorder
+		want string
+	}{{"in the guest", inGuest, "abcdefghij"}, {"queued", queued, "0123456789"}} {
+		if rec := <-c.done; rec.Code != 200 || rec.Body.String() != c.want {
+			t.Errorf("request %s at removal: %d %q, want 200 %q", c.name, rec.Code, rec.Body.String(), c.want)
 		}
 	}
-	waitFor(t, "the removed pool to close", func() bool {
-		st := pool.Stats()
-		return st.Idle == 0 && st.Busy == 0
-	})
+	waitFor(t, "the removed pool to close", func() bool { return w.Lingering() == 0 })
+	if st := pool.Stats(); st.Idle != 0 || st.Busy != 0 {
+		t.Errorf("removed pool after closing: %+v", st)
+	}
 }
