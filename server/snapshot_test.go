@@ -116,12 +116,25 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestWarmUpRecordsWriteSet(t *testing.T) {
 	eng := testEngine(t)
 	root := tenantDir(t, map[string]string{
-		"warm":    "app = \"app:application\"\nhosts = [\"*.warm.test\", \"warm.test\"]\npath_prefix = \"/shop\"\nwarmup = \"/shop/ready\"\n",
+		"warm":    "app = \"check:application\"\nhosts = [\"*.warm.test\", \"warm.test\"]\npath_prefix = \"/shop\"\nwarmup = \"/shop/ready?deep=1\"\n",
 		"plain":   "app = \"app:application\"\nhosts = [\"plain.test\"]\n",
 		"failing": "app = \"fail:application\"\nhosts = [\"failing.test\"]\nwarmup = \"/ready\"\n",
 	})
 	fail := "def application(environ, start_response):\n    raise RuntimeError('not ready')\n"
 	if err := os.WriteFile(filepath.Join(root, "failing", "fail.py"), []byte(fail), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The warm tenant answers 200 (and so gets a write set) only to the
+	// request its tenant.toml describes, as its own clients reach it.
+	check := `
+def application(environ, start_response):
+    seen = (environ["REQUEST_METHOD"], environ["HTTP_HOST"], environ["SCRIPT_NAME"],
+            environ["PATH_INFO"], environ["QUERY_STRING"], environ["HTTP_USER_AGENT"])
+    ok = seen == ("GET", "warm.test", "/shop", "/ready", "deep=1", "wsgi-wasm warm-up")
+    start_response("200 OK" if ok else "500 Internal Server Error", [("Content-Type", "text/plain")])
+    return [repr(seen).encode()]
+`
+	if err := os.WriteFile(filepath.Join(root, "warm", "check.py"), []byte(check), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	store, err := runtime.NewSnapshotStore(t.TempDir())
@@ -147,7 +160,7 @@ func TestWarmUpRecordsWriteSet(t *testing.T) {
 		t.Fatalf("%d write sets after the build, want 1 (the warm tenant's):\n%s", len(sets), log)
 	}
 	for _, want := range []string{
-		`msg="warm-up request recorded the snapshot's write set" tenant=warm path=/shop/ready status=200`,
+		`msg="warm-up request recorded the snapshot's write set" tenant=warm path="/shop/ready?deep=1" status=200`,
 		`msg="warm-up request answered an error; the first request records the write set" tenant=failing path=/ready status=500`,
 	} {
 		if !strings.Contains(log, want) {
