@@ -88,19 +88,37 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) (*Snapshot, e
 	snap := &Snapshot{path: path, key: key, memSize: uint64(len(mem)), globals: globals}
 	sum.Sum(snap.sum[:0])
 
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	err := replaceFile(path, func(f *os.File) error {
+		for _, part := range [][]byte{[]byte(snapshotMagic), snap.sum[:], fixed, pad} {
+			if _, err := f.Write(part); err != nil {
+				return err
+			}
+		}
+		return writeSparse(f, mem)
+	})
+	if err == nil {
+		// The write set of the snapshot replaced is not this one's (a
+		// reader would reject it by its checksum, and remove it, anyway).
+		os.Remove(writeSetPath(path))
+		snap.file, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("runtime: write snapshot: %w", err)
 	}
+	return snap, nil
+}
+
+// replaceFile writes a file atomically: write fills a temporary file in the
+// same folder, which is synced, then renamed over path. Readers see the old
+// file or the whole new one; a crash leaves at most a "*.tmp-*" file, which
+// SnapshotStore.Retain removes later.
+func replaceFile(path string, write func(*os.File) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
 	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	for _, part := range [][]byte{[]byte(snapshotMagic), snap.sum[:], fixed, pad} {
-		if _, err = tmp.Write(part); err != nil {
-			break
-		}
-	}
-	if err == nil {
-		err = writeSparse(tmp, mem)
-	}
+	err = write(tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -108,17 +126,9 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) (*Snapshot, e
 		err = cerr
 	}
 	if err == nil {
-		// The write set of a snapshot being replaced is not this one's.
-		os.Remove(writeSetPath(path))
 		err = os.Rename(tmp.Name(), path)
 	}
-	if err == nil {
-		snap.file, err = os.Open(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("runtime: write snapshot: %w", err)
-	}
-	return snap, nil
+	return err
 }
 
 // writeSparse writes mem at the file's offset, leaving holes for the

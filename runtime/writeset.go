@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -174,24 +173,15 @@ func (s *Snapshot) loadWriteSet() {
 }
 
 // recordWriteSet keeps w as the snapshot's write set, unless it has one,
-// and writes its file (atomically: a temporary file renamed over it).
+// and writes its file (atomically, see replaceFile).
 func (s *Snapshot) recordWriteSet(w *writeSet) error {
 	if !s.writes.CompareAndSwap(nil, w) {
 		return nil
 	}
-	path := writeSetPath(s.path)
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("runtime: write set: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	_, err = tmp.Write(w.encode(s.sum))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
+	err := replaceFile(writeSetPath(s.path), func(f *os.File) error {
+		_, err := f.Write(w.encode(s.sum))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("runtime: write set: %w", err)
 	}
