@@ -536,7 +536,7 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	var match *route
 	for i := range s.routes {
 		rt := &s.routes[i]
-		if hostMatches(rt.host, host) && pathUnder(r.URL.Path, rt.prefix) {
+		if hostMatches(rt.host, host) && tenants.PathUnder(r.URL.Path, rt.prefix) {
 			match = rt
 			break
 		}
@@ -581,10 +581,6 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	inFlight.Dec()
 	s.metrics.observe(match.name, w.status, time.Since(start), o)
 	return match.name
-}
-
-func pathUnder(path, prefix string) bool {
-	return prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/")
 }
 
 // Close closes every tenant's instances.

@@ -112,7 +112,7 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 			return bad("warmup", "%q is not a path such as \"/healthz\"", f.Warmup)
 		case strings.Contains(u.Path, ".."):
 			return bad("warmup", "%q must not contain ..", f.Warmup)
-		case prefix != "" && u.Path != prefix && !strings.HasPrefix(u.Path, prefix+"/"):
+		case !PathUnder(u.Path, prefix):
 			return bad("warmup", "%q is not under the tenant's path_prefix %q", f.Warmup, prefix)
 		}
 	}
@@ -152,4 +152,12 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 		Env: f.Env, Policy: pol, Static: f.Static, Warmup: f.Warmup,
 		Pool: Pool{MinWarm: f.Pool.MinWarm, MaxRequests: f.Pool.MaxRequests, MaxRequestsJitter: f.Pool.MaxRequestsJitter},
 	}, nil
+}
+
+// PathUnder reports whether a request path falls under a tenant's
+// path_prefix ("" takes every path): the prefix itself or below it, never
+// a path that merely starts with the same letters ("/shopping" is not under
+// "/shop").
+func PathUnder(path, prefix string) bool {
+	return prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/")
 }
