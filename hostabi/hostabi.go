@@ -18,7 +18,7 @@ import (
 )
 
 // Version is the ABI version this host speaks (ABI.md "Version").
-const Version = 2
+const Version = 3
 
 // ModuleName is the import module of the host functions (ABI.md "Host imports").
 const ModuleName = "wsgi_host"
@@ -38,8 +38,13 @@ const (
 	ExportInitialize = "_initialize"
 	ExportVersion    = "wsgi_abi_version"
 	ExportInit       = "wsgi_init"
-	ExportHandle     = "wsgi_handle"
-	ExportPoll       = "wsgi_interrupt_poll"
+	// ExportInitBase and ExportInitApp are wsgi_init in two steps, so that
+	// an image taken between them can start every tenant (ABI.md "Base
+	// images").
+	ExportInitBase = "wsgi_init_base"
+	ExportInitApp  = "wsgi_init_app"
+	ExportHandle   = "wsgi_handle"
+	ExportPoll     = "wsgi_interrupt_poll"
 	// ExportBeforeSnapshot and ExportAfterRestore bracket a snapshot
 	// (ABI.md "Snapshots").
 	ExportBeforeSnapshot = "wsgi_before_snapshot"
@@ -49,7 +54,8 @@ const (
 	ExportInterruptFlag = "wsgi_interrupt_flag"
 )
 
-// Results of wsgi_init (ABI.md "wsgi_init").
+// Results of wsgi_init, wsgi_init_base and wsgi_init_app (ABI.md
+// "wsgi_init", "Base images").
 const (
 	InitOK          = 0
 	InitNoStart     = 1

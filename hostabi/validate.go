@@ -21,6 +21,8 @@ var (
 		ExportInitialize: {},
 		ExportVersion:    {Results: []api.ValueType{i32}},
 		ExportInit:       {Results: []api.ValueType{i32}},
+		ExportInitBase:   {Results: []api.ValueType{i32}},
+		ExportInitApp:    {Results: []api.ValueType{i32}},
 		ExportHandle:     {Results: []api.ValueType{i32}},
 		ExportPoll:       {},
 

@@ -76,7 +76,8 @@ type Instance struct {
 	interrupt   *interrupter
 	log         hostabi.Logger // cfg.Log plus the start-up buffer while starting
 	globalNames []string
-	restored    bool
+	restored    bool      // from its app's own snapshot: it cannot be saved
+	base        *Snapshot // the base image it started from, if any (base.go)
 	recordsFor  *Snapshot // restored without a write set: records it (writeset.go)
 	broken      atomic.Bool
 	served      atomic.Int64
@@ -94,7 +95,7 @@ var instanceSeq atomic.Uint64
 // NewInstance instantiates the reactor, starts CPython and imports the app.
 // The error of a failed init includes what the guest printed.
 func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, error) {
-	return e.start(ctx, cfg, nil)
+	return e.start(ctx, cfg, nil, fromScratch)
 }
 
 // Restore makes an instance of cfg from a snapshot of it (ABI.md
@@ -102,13 +103,23 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 // image and the reseeding of its random generators. cfg must be the
 // configuration the snapshot was made with (SnapshotKey).
 func (e *Engine) Restore(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Instance, error) {
-	return e.start(ctx, cfg, snap)
+	return e.start(ctx, cfg, snap, fromSnapshot)
 }
 
+// origin is where a new instance's state comes from.
+type origin int
+
+const (
+	fromScratch  origin = iota // the module's initial data: _initialize, wsgi_init
+	fromSnapshot               // the app's snapshot: wsgi_after_restore
+	fromBase                   // a base image: wsgi_after_restore, wsgi_init_app
+	asBase                     // the initial data, without an app: _initialize, wsgi_init_base
+)
+
 // start instantiates the reactor on a memory holding either the module's
-// initial data (snap nil: then _initialize and wsgi_init run) or a
-// snapshot (then wsgi_after_restore runs).
-func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Instance, error) {
+// initial data (snap nil) or a snapshot's image, and brings it to where
+// from says.
+func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from origin) (*Instance, error) {
 	r, compiled, err := e.reactor(ctx)
 	if err != nil {
 		return nil, err
@@ -118,7 +129,8 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Ins
 		fsc = mount(fsc, newConfinedFS(cfg.Dir, false), GuestAppDir)
 	}
 	if cfg.DataDir != "" {
-		fsc = mount(fsc, newConfinedFS(cfg.DataDir, true), GuestDataDir)
+		// A base image is made on an empty folder, read-only.
+		fsc = mount(fsc, newConfinedFS(cfg.DataDir, from != asBase), GuestDataDir)
 	}
 	if e.zoneinfo != "" {
 		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false), GuestZoneinfoDir)
@@ -139,13 +151,19 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Ins
 		}).
 		WithName(fmt.Sprintf("instance-%d", instanceSeq.Add(1))).
 		WithStartFunctions().
-		WithArgs(guestArgs(cfg)...).
 		WithFSConfig(fsc)
-	for k, v := range cfg.Env {
-		mc = mc.WithEnv(k, v)
-	}
-	if cfg.DataDir != "" {
-		mc = mc.WithEnv(EnvDataDir, GuestDataDir)
+	if from == asBase {
+		// Nothing of any tenant: wsgi_init_app takes the arguments and the
+		// environment of the instance it runs in.
+		mc = mc.WithArgs("wsgi-wasm")
+	} else {
+		mc = mc.WithArgs(guestArgs(cfg)...)
+		for k, v := range cfg.Env {
+			mc = mc.WithEnv(k, v)
+		}
+		if cfg.DataDir != "" {
+			mc = mc.WithEnv(EnvDataDir, GuestDataDir)
+		}
 	}
 	var startup limitedBuffer
 	var stdio io.Writer = &startup
@@ -157,7 +175,10 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Ins
 	if limit == 0 {
 		limit = DefaultMemoryLimit
 	}
-	inst := &Instance{globalNames: r.globals, restored: snap != nil}
+	inst := &Instance{globalNames: r.globals, restored: from == fromSnapshot}
+	if from == fromBase {
+		inst.base = snap
+	}
 	inst.log = func(level int32, msg []byte) {
 		startup.Write(msg)
 		startup.Write([]byte{'\n'})
@@ -168,7 +189,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Ins
 	img := memoryImage{data: r}
 	if snap != nil {
 		img = memoryImage{snap: snap, mapping: e.snapMapping}
-		if e.snapMapping == MapPrivate && snap.writes.Load() == nil {
+		if from == fromSnapshot && e.snapMapping == MapPrivate && snap.writes.Load() == nil {
 			inst.recordsFor = snap
 		}
 	}
@@ -200,30 +221,63 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Ins
 	ctx = inst.callContext(ctx)
 	release := inst.interrupt.watch(ctx)
 	defer release()
-	if snap != nil {
+	init := hostabi.ExportInit
+	switch from {
+	case fromSnapshot, fromBase:
 		inst.mem.awaitPrefetch()
 		if err := e.resume(ctx, inst, snap); err != nil {
 			return fail("%v", err)
 		}
-	} else {
+		if from == fromSnapshot {
+			e.restored.Add(1)
+		}
+		init = hostabi.ExportInitApp
+	case asBase:
+		init = hostabi.ExportInitBase
+	}
+	if snap == nil {
 		if _, err := mod.ExportedFunction(hostabi.ExportInitialize).Call(ctx); err != nil {
 			return fail("runtime: _initialize: %v", err)
 		}
-		res, err := mod.ExportedFunction(hostabi.ExportInit).Call(ctx)
+	}
+	if from != fromSnapshot {
+		res, err := mod.ExportedFunction(init).Call(ctx)
 		if err != nil {
-			return fail("runtime: wsgi_init of %s: %v", cfg.App, describeCallError(err))
+			return fail("runtime: %s of %s: %v", init, cfg.App, describeCallError(err))
 		}
 		if code := int32(res[0]); code != hostabi.InitOK {
-			return fail("runtime: wsgi_init of %s failed (result %d)", cfg.App, code)
+			inst.close()
+			return nil, &InitError{App: cfg.App, Export: init, Result: code, Output: startup.String()}
 		}
-		e.started.Add(1)
+		if from != asBase {
+			e.started.Add(1)
+		}
 	}
 	inst.log = cfg.Log
 	return inst, nil
 }
 
-// resume finishes a restore: the memory already holds the image; grow it to
-// the image's size, set the globals, and let the guest reseed.
+// InitError is a wsgi_init, wsgi_init_base or wsgi_init_app that returned
+// a failure (ABI.md "wsgi_init"): the interpreter did not start, or the
+// bootstrap or the app's import raised. Output is what the guest printed.
+type InitError struct {
+	App    string
+	Export string
+	Result int32
+	Output string
+}
+
+func (e *InitError) Error() string {
+	msg := fmt.Sprintf("runtime: %s of %s failed (result %d)", e.Export, e.App, e.Result)
+	if e.Output != "" {
+		msg += ":\n" + e.Output
+	}
+	return msg
+}
+
+// resume finishes a restore: the memory already holds the image (the app's
+// snapshot or a base image); grow it to the image's size, set the globals,
+// and let the guest reseed.
 func (e *Engine) resume(ctx context.Context, inst *Instance, snap *Snapshot) error {
 	mem := inst.mod.Memory()
 	if have := uint64(mem.Size()); have < snap.memSize {
@@ -241,7 +295,6 @@ func (e *Engine) resume(ctx context.Context, inst *Instance, snap *Snapshot) err
 	if code := int32(res[0]); code != hostabi.SnapshotOK {
 		return fmt.Errorf("runtime: wsgi_after_restore failed (result %d)", code)
 	}
-	e.restored.Add(1)
 	return nil
 }
 

@@ -35,6 +35,7 @@ type linearMemory struct {
 	peak       *atomic.Uint64
 	beforeFree func()        // stops every writer of the memory from outside the guest
 	prefetched chan struct{} // closed once the write set is copied in; nil if none
+	baseRuns   pageRuns      // the pages mapped from a base image (base.go)
 }
 
 // awaitPrefetch waits until the write set, if any, is copied in. The guest
@@ -82,6 +83,9 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 		}
 		_, err := unix.MmapPtr(int(img.snap.file.Fd()), snapshotDataOffset, unsafe.Pointer(&b[0]),
 			uintptr(initial), prot, flags)
+		if err == nil {
+			err = mapBase(b, img.snap, flags, prot)
+		}
 		if err == nil && prot != syscall.PROT_READ|syscall.PROT_WRITE {
 			err = syscall.Mprotect(b[:initial], syscall.PROT_READ|syscall.PROT_WRITE)
 		}
@@ -89,7 +93,7 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 			syscall.Munmap(b)
 			return nil, fmt.Errorf("runtime: map snapshot: %w", err)
 		}
-		m.accessible = initial
+		m.accessible, m.baseRuns = initial, img.snap.baseRuns
 		if w := img.snap.writes.Load(); w != nil && img.mapping == MapPrivate {
 			// Copied on another thread while wazero instantiates the module,
 			// which does not touch the memory.
@@ -105,7 +109,15 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 	}
 	switch {
 	case img.snap != nil && img.mapping == CopyImage:
-		if _, err := img.snap.file.ReadAt(b[:initial], snapshotDataOffset); err != nil {
+		_, err := img.snap.file.ReadAt(b[:initial], snapshotDataOffset)
+		for _, r := range img.snap.baseRuns.runs {
+			if err != nil {
+				break
+			}
+			lo, hi := img.snap.baseRuns.span(r)
+			_, err = img.snap.base.file.ReadAt(b[lo:hi], snapshotDataOffset+int64(lo))
+		}
+		if err != nil {
 			syscall.Munmap(b)
 			return nil, fmt.Errorf("runtime: read snapshot: %w", err)
 		}
@@ -113,6 +125,19 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 		img.data.applyTo(b[:initial])
 	}
 	return m, nil
+}
+
+// mapBase maps the base image's pages of snap's base runs over b, which
+// holds a mapping of snap, with the same flags and protection.
+func mapBase(b []byte, snap *Snapshot, flags, prot int) error {
+	for _, r := range snap.baseRuns.runs {
+		lo, hi := snap.baseRuns.span(r)
+		if _, err := unix.MmapPtr(int(snap.base.file.Fd()), snapshotDataOffset+int64(lo), unsafe.Pointer(&b[lo]),
+			uintptr(hi-lo), prot, flags); err != nil {
+			return fmt.Errorf("base image: %w", err)
+		}
+	}
+	return nil
 }
 
 // grant makes the first size bytes readable and writable.

@@ -102,10 +102,11 @@ func mappingRange(line []byte) (start, end uint64, ok bool) {
 }
 
 // Resident is how much of an instance's linear memory is in RAM, from
-// /proc/self/pagemap: pages only it holds, and pages it shares with the
-// page cache (a snapshot's pages it has not written to).
+// /proc/self/pagemap: pages only it holds, pages it shares with the page
+// cache (a snapshot's pages it has not written to), and of those, in Base,
+// the base image's, which every tenant shares (base.go).
 type Resident struct {
-	Private, Shared uint64
+	Private, Shared, Base uint64
 }
 
 // pagemap is /proc/self/pagemap, opened once; nil where there is none.
@@ -162,9 +163,15 @@ func (m *linearMemory) resident() (Resident, error) {
 	}
 	size := uint64(os.Getpagesize())
 	var r Resident
-	err := m.eachPage(m.accessible, func(_, e uint64) {
+	runs := m.baseRuns.runs
+	err := m.eachPage(m.accessible, func(page, e uint64) {
+		for len(runs) > 0 && uint64(runs[0].first+runs[0].count) <= page {
+			runs = runs[1:]
+		}
 		switch {
 		case e&pagePresent == 0:
+		case e&pageFileShared != 0 && len(runs) > 0 && uint64(runs[0].first) <= page:
+			r.Base += size
 		case e&pageFileShared != 0:
 			r.Shared += size
 		default:

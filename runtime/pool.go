@@ -170,7 +170,8 @@ func (p *Pool) Stats() PoolStats {
 // Memory is the RAM the pool's live instances hold, in bytes: each one's
 // private pages, plus the pages of the app's snapshot they read, which they
 // share and are counted once (the most any instance maps). It is what the
-// warm set charges the pool.
+// warm set charges the pool. The base image's pages are not the tenant's:
+// every tenant shares them, so they are charged to none.
 func (p *Pool) Memory() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -245,8 +246,9 @@ func (p *Pool) create() {
 }
 
 // startInstance restores an instance from the app's snapshot when there
-// is one, and otherwise starts a fresh one, saving the snapshot that later
-// instances restore from if there is none yet. A snapshot that fails to
+// is one, and otherwise starts a fresh one (from the store's base image if
+// it has one), saving the snapshot that later instances restore from if
+// there is none yet. A snapshot that fails to
 // restore is dropped and instances start fresh again.
 func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool, err error) {
 	snap, save := p.snapshot(ctx)
@@ -258,7 +260,11 @@ func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool
 		p.cfg.Snapshots.Discard(p.snapKey)
 		p.setSnapshot(snapDisabled, nil)
 	}
-	inst, err = p.engine.NewInstance(ctx, p.app)
+	if p.cfg.Snapshots != nil {
+		inst, err = p.cfg.Snapshots.NewInstance(ctx, p.engine, p.app)
+	} else {
+		inst, err = p.engine.NewInstance(ctx, p.app)
+	}
 	if err != nil || !save {
 		if save {
 			p.setSnapshot(snapMissing, nil)

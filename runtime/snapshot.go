@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"maps"
@@ -22,20 +23,29 @@ import (
 )
 
 // A snapshot file is one instance's state right after its app was imported
-// (ABI.md "Snapshots"):
+// (ABI.md "Snapshots"), or, for a base image, right after the interpreter
+// started (base.go):
 //
-//	offset 0      magic "WWSNAP" 0x00 0x01
+//	offset 0      magic "WWSNAP" 0x00 0x02
 //	offset 8      SHA-256 of every byte from offset 40 to the end
 //	offset 40     u64 memory size, u32 number of globals, u32 key length
-//	offset 56     the globals, u64 each, then the key
+//	offset 56     u32 base key length (0: no base), u32 page size of the
+//	              base runs, u32 number of base runs, u32 zero
+//	offset 72     the base image's checksum (its bytes 8 to 40), or zeros
+//	offset 104    the globals, u64 each, the key, the base key, then the
+//	              base runs, each u32 first page and u32 number of pages
 //	offset 64 KiB the linear memory, memory size bytes
 //
-// The memory starts at a 64 KiB offset so that it can be mapped straight
-// from the file on any page size. Numbers are little-endian.
+// The pages of the base runs are equal to the base image's at the same
+// offsets; the file leaves them as holes (zeros, counted as such by the
+// checksum) and a restore maps them from the base image, which every
+// tenant's instances share. The memory starts at a 64 KiB offset so that it
+// can be mapped straight from the file on any page size. Numbers are
+// little-endian.
 const (
-	snapshotMagic      = "WWSNAP\x00\x01"
+	snapshotMagic      = "WWSNAP\x00\x02"
 	snapshotDataOffset = 64 << 10
-	snapshotFixed      = 56
+	snapshotFixed      = 104
 )
 
 // ErrSnapshotInvalid is returned for a snapshot file that is truncated,
@@ -54,6 +64,12 @@ type Snapshot struct {
 	memSize uint64
 	globals []uint64
 	writes  atomic.Pointer[writeSet] // nil until recorded (writeset.go)
+
+	// The base image whose pages the runs are, once opened (base.go).
+	base     *Snapshot
+	baseKey  string
+	baseSum  [32]byte
+	baseRuns pageRuns
 }
 
 // Path is the snapshot's file.
@@ -62,20 +78,26 @@ func (s *Snapshot) Path() string { return s.path }
 // MemorySize is the size of the linear memory the snapshot holds.
 func (s *Snapshot) MemorySize() uint64 { return s.memSize }
 
+// SharedBytes is how much of the image comes from its base image, shared
+// with every other tenant's (0 without a base).
+func (s *Snapshot) SharedBytes() uint64 { return s.baseRuns.bytes() }
+
 func (s *Snapshot) close() { s.file.Close() }
 
 // writeSnapshot writes a snapshot file atomically (to a temporary file in
 // the same folder, synced, then renamed over path) and returns it open. It
-// is not read back: its checksum was computed from what was written.
-func writeSnapshot(path, key string, mem []byte, globals []uint64) (*Snapshot, error) {
-	fixed := make([]byte, snapshotFixed-40, snapshotFixed-40+8*len(globals)+len(key))
-	binary.LittleEndian.PutUint64(fixed[0:], uint64(len(mem)))
-	binary.LittleEndian.PutUint32(fixed[8:], uint32(len(globals)))
-	binary.LittleEndian.PutUint32(fixed[12:], uint32(len(key)))
-	for _, g := range globals {
-		fixed = binary.LittleEndian.AppendUint64(fixed, g)
+// is not read back: its checksum was computed from what was written. With a
+// base image, the pages equal to the base's are left out (see base.go).
+func writeSnapshot(path, key string, mem []byte, globals []uint64, base *Snapshot) (*Snapshot, error) {
+	snap := &Snapshot{path: path, key: key, memSize: uint64(len(mem)), globals: globals}
+	if base != nil {
+		runs, err := base.equalRuns(mem)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: write snapshot: %w", err)
+		}
+		snap.base, snap.baseKey, snap.baseSum, snap.baseRuns = base, base.key, base.sum, runs
 	}
-	fixed = append(fixed, key...)
+	fixed := snap.appendHeader(nil)
 	if 40+len(fixed) > snapshotDataOffset {
 		return nil, fmt.Errorf("runtime: snapshot header too long")
 	}
@@ -83,18 +105,15 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) (*Snapshot, e
 	sum := sha256.New()
 	sum.Write(fixed)
 	sum.Write(pad)
-	sum.Write(mem)
-
-	snap := &Snapshot{path: path, key: key, memSize: uint64(len(mem)), globals: globals}
-	sum.Sum(snap.sum[:0])
 
 	err := replaceFile(path, func(f *os.File) error {
-		for _, part := range [][]byte{[]byte(snapshotMagic), snap.sum[:], fixed, pad} {
-			if _, err := f.Write(part); err != nil {
-				return err
-			}
+		if err := writeImage(f, sum, mem, snap.baseRuns); err != nil {
+			return err
 		}
-		return writeSparse(f, mem)
+		sum.Sum(snap.sum[:0])
+		head := slices.Concat([]byte(snapshotMagic), snap.sum[:], fixed, pad)
+		_, err := f.WriteAt(head, 0)
+		return err
 	})
 	if err == nil {
 		// The write set of the snapshot replaced is not this one's (a
@@ -106,6 +125,29 @@ func writeSnapshot(path, key string, mem []byte, globals []uint64) (*Snapshot, e
 		return nil, fmt.Errorf("runtime: write snapshot: %w", err)
 	}
 	return snap, nil
+}
+
+// appendHeader appends the header from offset 40 on, without padding.
+func (s *Snapshot) appendHeader(b []byte) []byte {
+	le := binary.LittleEndian
+	b = le.AppendUint64(b, s.memSize)
+	b = le.AppendUint32(b, uint32(len(s.globals)))
+	b = le.AppendUint32(b, uint32(len(s.key)))
+	b = le.AppendUint32(b, uint32(len(s.baseKey)))
+	b = le.AppendUint32(b, s.baseRuns.pageSize)
+	b = le.AppendUint32(b, uint32(len(s.baseRuns.runs)))
+	b = le.AppendUint32(b, 0)
+	b = append(b, s.baseSum[:]...)
+	for _, g := range s.globals {
+		b = le.AppendUint64(b, g)
+	}
+	b = append(b, s.key...)
+	b = append(b, s.baseKey...)
+	for _, r := range s.baseRuns.runs {
+		b = le.AppendUint32(b, r.first)
+		b = le.AppendUint32(b, r.count)
+	}
+	return b
 }
 
 // replaceFile writes a file atomically: write fills a temporary file in the
@@ -131,25 +173,49 @@ func replaceFile(path string, write func(*os.File) error) error {
 	return err
 }
 
-// writeSparse writes mem at the file's offset, leaving holes for the
-// 64 KiB pages that are all zero (most of the C stack and the free heap):
-// they take no disk and read back as zeros.
-func writeSparse(f *os.File, mem []byte) error {
-	var zero [wasmPage]byte
-	start, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
+// writeImage writes mem at snapshotDataOffset and adds the bytes the file
+// then holds to sum. It leaves holes for the pages of runs (they come from
+// the base image) and for the pages that are all zero (most of the C stack
+// and the free heap): they take no disk and read back as zeros.
+func writeImage(f *os.File, sum hash.Hash, mem []byte, runs pageRuns) error {
+	page := os.Getpagesize()
+	zero := make([]byte, page)
+	next := runs.runs
+	from := -1 // the first page of the bytes not yet written, or -1
+	flush := func(to int) error {
+		if from < 0 {
+			return nil
+		}
+		_, err := f.WriteAt(mem[from:to], snapshotDataOffset+int64(from))
+		from = -1
 		return err
 	}
-	for off := 0; off < len(mem); off += wasmPage {
-		page := mem[off:min(off+wasmPage, len(mem))]
-		if bytes.Equal(page, zero[:len(page)]) {
+	for off := 0; off < len(mem); off += page {
+		p := mem[off:min(off+page, len(mem))]
+		i := uint32(off / page)
+		for len(next) > 0 && next[0].first+next[0].count <= i {
+			next = next[1:]
+		}
+		inBase := len(next) > 0 && next[0].first <= i
+		if inBase {
+			sum.Write(zero[:len(p)])
+		} else {
+			sum.Write(p)
+		}
+		if inBase || bytes.Equal(p, zero[:len(p)]) {
+			if err := flush(off); err != nil {
+				return err
+			}
 			continue
 		}
-		if _, err := f.WriteAt(page, start+int64(off)); err != nil {
-			return err
+		if from < 0 {
+			from = off
 		}
 	}
-	return f.Truncate(start + int64(len(mem)))
+	if err := flush(len(mem)); err != nil {
+		return err
+	}
+	return f.Truncate(snapshotDataOffset + int64(len(mem)))
 }
 
 // openSnapshot opens and verifies a snapshot file made for key, and reads
@@ -171,6 +237,27 @@ func openSnapshot(path, key string) (*Snapshot, error) {
 	return s, nil
 }
 
+// peekBaseKey reads the base key from a snapshot file's header, without
+// verifying anything: "" when there is none or the file cannot be read.
+func peekBaseKey(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	head := make([]byte, snapshotDataOffset)
+	if n, _ := io.ReadFull(f, head); n < snapshotFixed || string(head[:8]) != snapshotMagic {
+		return ""
+	}
+	le := binary.LittleEndian
+	at := snapshotFixed + 8*uint64(le.Uint32(head[48:])) + uint64(le.Uint32(head[52:]))
+	end := at + uint64(le.Uint32(head[56:]))
+	if end > snapshotDataOffset {
+		return ""
+	}
+	return string(head[at:end])
+}
+
 func verifySnapshot(f *os.File, key string) (*Snapshot, error) {
 	var head [snapshotFixed]byte
 	if _, err := io.ReadFull(f, head[:]); err != nil {
@@ -179,12 +266,16 @@ func verifySnapshot(f *os.File, key string) (*Snapshot, error) {
 	if string(head[:8]) != snapshotMagic {
 		return nil, errors.New("not a snapshot of this version")
 	}
-	memSize := binary.LittleEndian.Uint64(head[40:])
-	nGlobals := binary.LittleEndian.Uint32(head[48:])
-	keyLen := binary.LittleEndian.Uint32(head[52:])
-	varLen := uint64(nGlobals)*8 + uint64(keyLen)
-	if snapshotFixed+varLen > snapshotDataOffset || memSize%wasmPage != 0 {
+	le := binary.LittleEndian
+	memSize := le.Uint64(head[40:])
+	nGlobals, keyLen := le.Uint32(head[48:]), le.Uint32(head[52:])
+	baseKeyLen, pageSize, nRuns := le.Uint32(head[56:]), le.Uint32(head[60:]), le.Uint32(head[64:])
+	varLen := uint64(nGlobals)*8 + uint64(keyLen) + uint64(baseKeyLen) + uint64(nRuns)*8
+	if snapshotFixed+varLen > snapshotDataOffset || memSize%wasmPage != 0 || le.Uint32(head[68:]) != 0 {
 		return nil, errors.New("malformed header")
+	}
+	if baseKeyLen > 0 && pageSize != uint32(os.Getpagesize()) {
+		return nil, fmt.Errorf("made on %d-byte pages", pageSize)
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -206,12 +297,25 @@ func verifySnapshot(f *os.File, key string) (*Snapshot, error) {
 	if !bytes.Equal(sum.Sum(nil), head[8:40]) {
 		return nil, errors.New("checksum mismatch")
 	}
-	if got := string(vars[nGlobals*8:]); got != key {
+	s := &Snapshot{file: f, sum: [32]byte(head[8:40]), memSize: memSize, globals: make([]uint64, nGlobals),
+		baseSum: [32]byte(head[72:104]), baseRuns: pageRuns{pageSize: pageSize}}
+	for i := range s.globals {
+		s.globals[i] = le.Uint64(vars[i*8:])
+	}
+	vars = vars[nGlobals*8:]
+	if got := string(vars[:keyLen]); got != key {
 		return nil, fmt.Errorf("made for %q, not %q", got, key)
 	}
-	s := &Snapshot{file: f, key: key, sum: [32]byte(head[8:40]), memSize: memSize, globals: make([]uint64, nGlobals)}
-	for i := range s.globals {
-		s.globals[i] = binary.LittleEndian.Uint64(vars[i*8:])
+	s.key, s.baseKey = key, string(vars[keyLen:keyLen+baseKeyLen])
+	vars = vars[keyLen+baseKeyLen:]
+	next := uint64(0)
+	for i := uint32(0); i < nRuns; i++ {
+		r := pageRun{le.Uint32(vars[8*i:]), le.Uint32(vars[8*i+4:])}
+		if baseKeyLen == 0 || r.count == 0 || uint64(r.first) < next || (uint64(r.first)+uint64(r.count))*uint64(pageSize) > memSize {
+			return nil, errors.New("base runs out of order or out of the image")
+		}
+		next = uint64(r.first) + uint64(r.count)
+		s.baseRuns.runs = append(s.baseRuns.runs, r)
 	}
 	return s, nil
 }
@@ -277,7 +381,7 @@ func (i *Instance) saveSnapshot(path, key string) (*Snapshot, error) {
 	if !ok {
 		return nil, errors.New("runtime: read linear memory")
 	}
-	return writeSnapshot(path, key, mem, globals)
+	return writeSnapshot(path, key, mem, globals, i.base)
 }
 
 // restoreGlobals sets the mutable globals of a restored instance.

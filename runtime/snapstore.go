@@ -25,7 +25,8 @@ import (
 // it), so that a tenant whose pool was closed restores again without
 // reading its image anew.
 type SnapshotStore struct {
-	dir string
+	dir        string
+	sharedBase bool // tenants' snapshots are made from a shared base image (base.go)
 
 	mu       sync.Mutex
 	open     map[string]*Snapshot
@@ -35,13 +36,26 @@ type SnapshotStore struct {
 const snapshotExt = ".snap"
 
 // NewSnapshotStore opens (creating it, private to this user) a folder of
-// snapshots.
-func NewSnapshotStore(dir string) (*SnapshotStore, error) {
+// snapshots. Tenants' snapshots are made from a base image they share
+// (base.go) unless an option says otherwise.
+func NewSnapshotStore(dir string, opts ...StoreOption) (*SnapshotStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("runtime: snapshot folder: %w", err)
 	}
-	return &SnapshotStore{dir: dir, open: map[string]*Snapshot{}}, nil
+	s := &SnapshotStore{dir: dir, sharedBase: true, open: map[string]*Snapshot{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
+
+// StoreOption configures a SnapshotStore.
+type StoreOption func(*SnapshotStore)
+
+// WithoutSharedBase makes every snapshot from an instance started from
+// scratch: each holds all of its pages and has a string-hash secret of its
+// own, and tenants share no page of their images.
+func WithoutSharedBase() StoreOption { return func(s *SnapshotStore) { s.sharedBase = false } }
 
 // DefaultSnapshotDir is the snapshots folder of the tenants below root,
 // beside the compilation cache: snapshots/<hash of root's absolute path>.
@@ -71,10 +85,30 @@ func (s *SnapshotStore) Path(key string) string { return filepath.Join(s.dir, ke
 func (s *SnapshotStore) Open(key string) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.openLocked(key, true)
+}
+
+// openLocked is Open with s.mu held; a snapshot made from a base image is
+// valid only with that base image, opened first.
+func (s *SnapshotStore) openLocked(key string, mayHaveBase bool) (*Snapshot, error) {
 	if snap, ok := s.open[key]; ok {
 		return snap, nil
 	}
 	snap, err := openSnapshot(s.Path(key), key)
+	if err == nil && snap.baseKey != "" {
+		var base *Snapshot
+		if !mayHaveBase {
+			err = fmt.Errorf("%w: %s: a base image made from another", ErrSnapshotInvalid, s.Path(key))
+		} else if base, err = s.openLocked(snap.baseKey, false); err == nil && base.sum != snap.baseSum {
+			err = fmt.Errorf("%w: %s: made from another base image than %s", ErrSnapshotInvalid, s.Path(key), base.path)
+		} else if err != nil {
+			err = fmt.Errorf("%w: %s: its base image: %w", ErrSnapshotInvalid, s.Path(key), err)
+		}
+		if err != nil {
+			snap.close()
+		}
+		snap.base = base
+	}
 	if errors.Is(err, ErrSnapshotInvalid) {
 		os.Remove(s.Path(key))
 	}
@@ -147,7 +181,7 @@ func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (st
 		if _, err := s.Open(key); err == nil {
 			return nil, nil
 		}
-		inst, err := e.NewInstance(ctx, cfg)
+		inst, err := s.NewInstance(ctx, e, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -200,9 +234,32 @@ func (s *SnapshotStore) WarmUp(ctx context.Context, e *Engine, cfg AppConfig, ke
 
 // Retain removes every snapshot (and its write set) whose key is not in
 // keep, and leftovers of writes interrupted over an hour ago (younger ones
-// may be in progress).
+// may be in progress). Base images stay while a snapshot kept is made from
+// them, and while open.
 func (s *SnapshotStore) Retain(keep map[string]bool) error {
+	kept := make(map[string]bool, len(keep))
 	s.mu.Lock()
+	for key, ok := range keep {
+		if !ok {
+			continue
+		}
+		kept[key] = true
+		base := ""
+		if snap, ok := s.open[key]; ok {
+			base = snap.baseKey
+		} else {
+			base = peekBaseKey(s.Path(key))
+		}
+		if base != "" {
+			kept[base] = true
+		}
+	}
+	for key, snap := range s.open {
+		if strings.HasPrefix(key, basePrefix) && snap.baseKey == "" {
+			kept[key] = true
+		}
+	}
+	keep = kept
 	for key, snap := range s.open {
 		if !keep[key] {
 			snap.close()

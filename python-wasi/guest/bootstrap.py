@@ -1,9 +1,11 @@
 """The wsgi-wasm bootstrap: PEP 3333 in the guest, on top of _wsgi_host.
 
-Compiled into the reactor (link.sh embeds this file). wsgi_init calls init()
-once; it imports the tenant's app and returns handle, which wsgi_handle calls
-once per request. handle returns one of the RESULT_* codes (hostabi/ABI.md
-"wsgi_handle").
+Compiled into the reactor (link.sh embeds this file). wsgi_init_base calls
+init_base() once, when CPython has started; wsgi_init_app then calls init(),
+maybe in an instance restored from a base image made with other arguments and
+environment, which imports the tenant's app and returns handle (wsgi_init does
+both). wsgi_handle calls handle once per request; it returns one of the
+RESULT_* codes (hostabi/ABI.md "wsgi_handle").
 """
 
 import importlib
@@ -352,8 +354,12 @@ def before_snapshot():
     gc.collect()
     random = sys.modules.get("random")
     if random is not None:
-        _seeded[:] = [o for o in gc.get_objects()
-                      if isinstance(o, random.Random) and not isinstance(o, random.SystemRandom)]
+        # Objects frozen for a base image are not in get_objects(): the
+        # generators found then stay in the list.
+        known = set(map(id, _seeded))
+        _seeded.extend(o for o in gc.get_objects()
+                       if isinstance(o, random.Random) and not isinstance(o, random.SystemRandom)
+                       and id(o) not in known)
     gc.freeze()
 
 
@@ -364,16 +370,82 @@ def after_restore():
         rng.seed()
 
 
+# The standard library modules that init_base imports, so that every
+# tenant's image starts with them (hostabi/ABI.md "Base images"): those
+# gunicorn has imported by the time it imports an app, so that an app finds
+# loaded what it would find loaded under gunicorn, plus what the frameworks
+# of the examples import from the standard library. Left out: modules that
+# read the environment when imported (zoneinfo reads PYTHONTZPATH), site and
+# sysconfig, and test-only ones.
+SHARED_MODULES = (
+    "abc", "argparse", "array", "ast", "asyncio", "atexit", "base64",
+    "binascii", "bisect", "bz2", "calendar", "codecs", "collections",
+    "collections.abc", "concurrent.futures", "configparser", "contextlib",
+    "contextvars", "copy", "copyreg", "dataclasses", "datetime", "decimal",
+    "difflib", "dis", "email", "email.base64mime", "email.charset",
+    "email.encoders", "email.errors", "email.feedparser", "email.generator",
+    "email.header", "email.headerregistry", "email.message",
+    "email.mime.multipart", "email.mime.text", "email.parser", "email.policy",
+    "email.quoprimime", "email.utils", "enum", "errno", "fcntl", "fnmatch",
+    "fractions", "functools", "genericpath", "gettext", "glob", "grp", "gzip",
+    "hashlib", "heapq", "hmac", "html", "html.entities", "html.parser",
+    "http", "http.client", "http.cookiejar", "http.cookies", "http.server",
+    "importlib", "importlib.machinery", "importlib.resources",
+    "importlib.resources.abc", "importlib.util", "inspect", "io", "ipaddress",
+    "itertools", "json", "keyword", "linecache", "locale", "logging",
+    "logging.config", "logging.handlers", "lzma", "marshal", "math",
+    "mimetypes", "ntpath", "numbers", "opcode", "operator", "os", "os.path",
+    "pathlib", "pickle", "pkgutil", "platform", "plistlib", "posix",
+    "posixpath", "pprint", "pwd", "pyexpat", "queue", "quopri", "random",
+    "re", "reprlib", "runpy",
+    "secrets", "select", "selectors", "shlex", "shutil", "signal", "socket",
+    "socketserver", "stat", "statistics", "string", "struct", "subprocess",
+    "tempfile", "textwrap", "threading", "time", "token", "tokenize",
+    "traceback", "types", "typing", "unicodedata", "urllib", "urllib.error",
+    "urllib.parse", "urllib.request", "urllib.response", "uuid", "warnings",
+    "weakref", "xml", "xml.parsers", "xml.parsers.expat",
+    "xml.parsers.expat.errors", "xml.parsers.expat.model", "zipfile",
+    "zipimport", "zlib",
+)
+
+
+def init_base():
+    """Ready what every tenant shares: standard streams to the host's log,
+    and the standard library modules of SHARED_MODULES. One that this
+    build lacks is skipped: the app's own import of it fails as it would."""
+    sys.stdout = ErrorStream(LOG_INFO)
+    sys.stderr = ErrorStream(LOG_ERROR)
+    for name in SHARED_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def _take_process_state():
+    """Take the WASI arguments and environment as they are now: an instance
+    restored from a base image has the tenant's, not the base's."""
+    sys.argv = _wsgi_host.process_args()
+    env = _wsgi_host.process_environ()
+    posix = sys.modules["posix"]
+    posix.environ.clear()
+    posix.environ.update(env)  # os.environ and os.environb read this dict
+    # This build's time module has no tzset (wasi-libc keeps UTC): were
+    # it there, TZ would have to be read again here.
+    tzset = getattr(sys.modules.get("time"), "tzset", None)
+    if tzset is not None:
+        tzset()
+
+
 def init():
     """Import the app named by argv[1] from the folder argv[2]; return handle.
     With "validate" as argv[3] the app is wrapped in wsgiref's validator,
     which turns any PEP 3333 violation of app or server into an error."""
     global _app
+    _take_process_state()
     spec = sys.argv[1] if len(sys.argv) > 1 else ""
     app_dir = sys.argv[2] if len(sys.argv) > 2 else "/app"
     sys.path[:0] = [app_dir, app_dir + "/site-packages"]
-    sys.stdout = ErrorStream(LOG_INFO)
-    sys.stderr = ErrorStream(LOG_ERROR)
     _app = _load_app(spec)
     if len(sys.argv) > 3 and sys.argv[3] == "validate":
         from wsgiref.validate import validator

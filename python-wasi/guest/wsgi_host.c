@@ -9,6 +9,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
+#include <wasi/api.h>
 
 #define IMPORT(name) __attribute__((import_module("wsgi_host"), import_name(name)))
 
@@ -137,12 +139,73 @@ static PyObject *wsgi_log(PyObject *self, PyObject *args) {
 	Py_RETURN_NONE;
 }
 
+/* process_args() -> list[str]: the WASI arguments as they are now, decoded
+ * as the interpreter decodes sys.argv. An instance restored from a base image
+ * has other arguments than the one that made it (ABI.md "Base images"). */
+static PyObject *wsgi_process_args(PyObject *self, PyObject *unused) {
+	__wasi_size_t argc = 0, size = 0;
+	if (__wasi_args_sizes_get(&argc, &size) != 0) {
+		PyErr_SetString(PyExc_OSError, "args_sizes_get failed");
+		return NULL;
+	}
+	char **argv = PyMem_Calloc(argc + 1, sizeof(char *));
+	char *buf = PyMem_Malloc(size ? size : 1);
+	PyObject *list = NULL;
+	if (argv == NULL || buf == NULL) {
+		PyErr_NoMemory();
+	} else if (__wasi_args_get((uint8_t **)argv, (uint8_t *)buf) != 0) {
+		PyErr_SetString(PyExc_OSError, "args_get failed");
+	} else if ((list = PyList_New(argc)) != NULL) {
+		for (__wasi_size_t i = 0; i < argc; i++) {
+			PyObject *arg = PyUnicode_DecodeFSDefault(argv[i]);
+			if (arg == NULL) {
+				Py_CLEAR(list);
+				break;
+			}
+			PyList_SET_ITEM(list, i, arg);
+		}
+	}
+	PyMem_Free(argv);
+	PyMem_Free(buf);
+	return list;
+}
+
+extern char **environ;
+void __wasilibc_deinitialize_environ(void);
+void __wasilibc_initialize_environ(void);
+
+/* process_environ() -> dict[bytes, bytes]: reloads the C library's
+ * environment from the WASI environment as it is now and returns it, for
+ * os.environ to be rebuilt from (ABI.md "Base images"). */
+static PyObject *wsgi_process_environ(PyObject *self, PyObject *unused) {
+	__wasilibc_deinitialize_environ();
+	__wasilibc_initialize_environ();
+	PyObject *env = PyDict_New();
+	for (char **e = environ; env != NULL && e != NULL && *e != NULL; e++) {
+		const char *eq = strchr(*e, '=');
+		if (eq == NULL) {
+			continue;
+		}
+		PyObject *key = PyBytes_FromStringAndSize(*e, eq - *e);
+		PyObject *val = PyBytes_FromString(eq + 1);
+		if (key == NULL || val == NULL || PyDict_SetItem(env, key, val) != 0) {
+			Py_CLEAR(env);
+		}
+		Py_XDECREF(key);
+		Py_XDECREF(val);
+	}
+	return env;
+}
+
 static PyMethodDef methods[] = {
 	{"environ", wsgi_environ, METH_NOARGS, "environ() -> dict of the current request's variables"},
 	{"readinto", wsgi_readinto, METH_O, "readinto(buffer) -> bytes read from the request body, 0 at its end"},
 	{"start", wsgi_start, METH_O, "start(encoded) -> send status and headers before the first body chunk"},
 	{"write", wsgi_write, METH_O, "write(data) -> send one response body chunk"},
 	{"log", wsgi_log, METH_VARARGS, "log(level, message) -> write to the tenant's error log"},
+	{"process_args", wsgi_process_args, METH_NOARGS, "process_args() -> the WASI arguments as they are now"},
+	{"process_environ", wsgi_process_environ, METH_NOARGS,
+	 "process_environ() -> reload the C environment from WASI and return it"},
 	{NULL, NULL, 0, NULL},
 };
 
