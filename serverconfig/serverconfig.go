@@ -31,6 +31,7 @@ type File struct {
 	PythonDir         *string
 	CacheDir          *string
 	Snapshots         *bool
+	SnapshotBase      *bool
 	SnapshotDir       *string
 
 	GracefulTimeout   *time.Duration
@@ -56,6 +57,7 @@ type file struct {
 	PythonDir         *string            `toml:"python_dir"`
 	CacheDir          *string            `toml:"cache_dir"`
 	Snapshots         *bool              `toml:"snapshots"`
+	SnapshotBase      *bool              `toml:"snapshot_base"`
 	SnapshotDir       *string            `toml:"snapshot_dir"`
 	GracefulTimeout   *tomlfile.Duration `toml:"graceful_timeout"`
 	ReadHeaderTimeout *tomlfile.Duration `toml:"read_header_timeout"`
@@ -116,7 +118,7 @@ func Read(path string) (*File, error) {
 		TenantDir: under(dir, f.TenantDir), DataDir: under(dir, f.DataDir),
 		CertFile: under(dir, f.CertFile), KeyFile: under(dir, f.KeyFile),
 		PythonDir: under(dir, f.PythonDir), CacheDir: under(dir, f.CacheDir),
-		Snapshots: f.Snapshots, SnapshotDir: under(dir, f.SnapshotDir),
+		Snapshots: f.Snapshots, SnapshotBase: f.SnapshotBase, SnapshotDir: under(dir, f.SnapshotDir),
 		GracefulTimeout: (*time.Duration)(f.GracefulTimeout), ReadHeaderTimeout: (*time.Duration)(f.ReadHeaderTimeout),
 		IdleTimeout: (*time.Duration)(f.IdleTimeout), WriteTimeout: (*time.Duration)(f.WriteTimeout),
 	}

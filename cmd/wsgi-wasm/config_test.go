@@ -44,6 +44,7 @@ idle_timeout = "3s"
 python_dir = "/opt/python-wasi"
 forwarded_allow_ips = []
 snapshots = false
+snapshot_base = false
 [ceiling]
 max_instances = 2
 `
@@ -91,7 +92,7 @@ func TestServeSettingsPrecedence(t *testing.T) {
 
 	// No file: the defaults.
 	s, err = settingsFor(t, "--tenant-dir", "t")
-	if err != nil || s.memoryBudgetMB != 4096 || s.ceiling != policies.DefaultCeiling || !reflect.DeepEqual(s.forwardedAllowIPs, []string{"127.0.0.1", "::1"}) || !s.snapshots {
+	if err != nil || s.memoryBudgetMB != 4096 || s.ceiling != policies.DefaultCeiling || !reflect.DeepEqual(s.forwardedAllowIPs, []string{"127.0.0.1", "::1"}) || !s.snapshots || !s.snapshotBase {
 		t.Fatalf("defaults: %+v %v", s, err)
 	}
 }

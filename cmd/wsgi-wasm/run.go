@@ -70,7 +70,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 					return err
 				}
 			}
-			store, err := openSnapshotStore(c.Bool("snapshots"), c.String("snapshot-dir"), c.String("cache-dir"), dir)
+			store, err := openSnapshotStore(c.Bool("snapshots"), c.Bool("snapshot-base"), c.String("snapshot-dir"), c.String("cache-dir"), dir)
 			if err != nil {
 				return err
 			}

@@ -55,7 +55,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 type serveSettings struct {
 	configFile, tenantDir, dataDir, certFile, keyFile, adminBind, accessLog string
 	pythonDir, cacheDir, snapshotDir                                        string
-	snapshots, pprof                                                        bool
+	snapshots, snapshotBase, pprof                                          bool
 	binds, forwardedAllowIPs                                                []string
 	memoryBudgetMB                                                          int64
 	gracefulTimeout                                                         time.Duration
@@ -88,6 +88,7 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 		pythonDir:         pick(c, "python-dir", f.PythonDir, c.String),
 		cacheDir:          pick(c, "cache-dir", f.CacheDir, c.String),
 		snapshots:         pick(c, "snapshots", f.Snapshots, c.Bool),
+		snapshotBase:      pick(c, "snapshot-base", f.SnapshotBase, c.Bool),
 		snapshotDir:       pick(c, "snapshot-dir", f.SnapshotDir, c.String),
 		gracefulTimeout:   pick(c, "graceful-timeout", f.GracefulTimeout, c.Duration),
 		timeouts: httpTimeouts{
@@ -123,7 +124,7 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 		return err
 	}
 	defer closeAccess()
-	store, err := openSnapshotStore(s.snapshots, s.snapshotDir, s.cacheDir, s.tenantDir)
+	store, err := openSnapshotStore(s.snapshots, s.snapshotBase, s.snapshotDir, s.cacheDir, s.tenantDir)
 	if err != nil {
 		return err
 	}

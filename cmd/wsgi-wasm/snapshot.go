@@ -12,26 +12,32 @@ import (
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
-// snapshotFlags are serve's and run's: snapshots on by default, and where
-// they live.
+// snapshotFlags are serve's and run's: snapshots on by default, made from
+// a shared base image by default, and where they live.
 func snapshotFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "snapshots", Value: true, Usage: "restore instances from snapshots of the initialised app (milliseconds instead of the app's import); --snapshots=false starts every instance fresh", EnvVars: []string{"WSGI_WASM_SNAPSHOTS"}},
+		&cli.BoolFlag{Name: "snapshot-base", Value: true, Usage: "make tenants' snapshots from one base image of the interpreter and standard library, so that they store and map only what differs from it; --snapshot-base=false gives each tenant a whole image (and a string-hash secret) of its own", EnvVars: []string{"WSGI_WASM_SNAPSHOT_BASE"}},
 		&cli.StringFlag{Name: "snapshot-dir", Usage: "`FOLDER` of snapshot files, one server's own (default: $XDG_CACHE_HOME/wsgi-wasm/snapshots/<hash of the tenant folder's path>)", EnvVars: []string{"WSGI_WASM_SNAPSHOT_DIR"}},
 	}
 }
 
 // openSnapshotStore opens the snapshot folder dir (default: the one of the
 // tenants below root, beside cacheDir), or returns nil when snapshots are
-// off.
-func openSnapshotStore(on bool, dir, cacheDir, root string) (*runtime.SnapshotStore, error) {
+// off. Without base, tenants' snapshots are made without a shared base
+// image.
+func openSnapshotStore(on, base bool, dir, cacheDir, root string) (*runtime.SnapshotStore, error) {
 	if !on {
 		return nil, nil
 	}
 	if dir == "" {
 		dir = runtime.DefaultSnapshotDir(cacheDir, root)
 	}
-	return runtime.NewSnapshotStore(dir)
+	var opts []runtime.StoreOption
+	if !base {
+		opts = append(opts, runtime.WithoutSharedBase())
+	}
+	return runtime.NewSnapshotStore(dir, opts...)
 }
 
 // snapshotCommand builds the snapshots that serve would build in the
@@ -48,7 +54,7 @@ func snapshotCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			if c.NArg() != 1 {
 				return fmt.Errorf("snapshot: want one DIR (a folder of tenant folders, as serve --tenant-dir takes)")
 			}
-			store, err := openSnapshotStore(true, c.String("snapshot-dir"), c.String("cache-dir"), c.Args().First())
+			store, err := openSnapshotStore(true, c.Bool("snapshot-base"), c.String("snapshot-dir"), c.String("cache-dir"), c.Args().First())
 			if err != nil {
 				return err
 			}

@@ -35,8 +35,13 @@ func TestSnapshotCommand(t *testing.T) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		snapFiles, _ := filepath.Glob(filepath.Join(snaps, "*.snap"))
-		return string(b), code, len(snapFiles)
+		// The tenants' snapshots, beside one base image they share.
+		all, _ := filepath.Glob(filepath.Join(snaps, "*.snap"))
+		bases, _ := filepath.Glob(filepath.Join(snaps, "base-*.snap"))
+		if len(bases) != 1 {
+			t.Errorf("base images: %v, want one", bases)
+		}
+		return string(b), code, len(all) - len(bases)
 	}
 	out, code, files := run()
 	if code != 0 || files != 2 || !strings.Contains(out, "2 tenant(s) with a snapshot") {

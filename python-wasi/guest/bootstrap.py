@@ -409,12 +409,15 @@ SHARED_MODULES = (
 )
 
 
-def init_base():
+def init_base(shared):
     """Ready what every tenant shares: standard streams to the host's log,
-    and the standard library modules of SHARED_MODULES. One that this
-    build lacks is skipped: the app's own import of it fails as it would."""
+    and, if shared (for a base image), the standard library modules of
+    SHARED_MODULES. One that this build lacks is skipped: the app's own
+    import of it fails as it would."""
     sys.stdout = ErrorStream(LOG_INFO)
     sys.stderr = ErrorStream(LOG_ERROR)
+    if not shared:
+        return
     for name in SHARED_MODULES:
         try:
             importlib.import_module(name)

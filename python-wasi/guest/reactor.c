@@ -104,10 +104,10 @@ static int init_interpreter(void) {
 }
 
 /* start_interpreter starts CPython and runs the bootstrap's init_base,
- * which imports the modules every tenant shares (ABI.md "wsgi_init_base").
- * Returns 0, 1 when the interpreter does not start, 2 when the bootstrap
- * raises (traceback on stderr), 3 when called twice. */
-static int32_t start_interpreter(void) {
+ * which, if shared, imports the modules every tenant shares (ABI.md
+ * "wsgi_init_base"). Returns 0, 1 when the interpreter does not start, 2
+ * when the bootstrap raises (traceback on stderr), 3 when called twice. */
+static int32_t start_interpreter(int shared) {
 	if (bootstrap != NULL) {
 		return 3;
 	}
@@ -120,7 +120,7 @@ static int32_t start_interpreter(void) {
 	PyObject *code = Py_CompileString(wsgi_bootstrap_source, "<wsgi-wasm bootstrap>", Py_file_input);
 	PyObject *module = code ? PyImport_ExecCodeModule("_wsgi_bootstrap", code) : NULL;
 	Py_XDECREF(code);
-	PyObject *r = module ? PyObject_CallMethod(module, "init_base", NULL) : NULL;
+	PyObject *r = module ? PyObject_CallMethod(module, "init_base", "i", shared) : NULL;
 	if (r == NULL) {
 		Py_XDECREF(module);
 		PyErr_Print();
@@ -151,7 +151,7 @@ static int32_t load_app(void) {
 /* wsgi_init_base starts CPython without an app: the state every tenant's
  * image can start from (ABI.md "Base images"). */
 __attribute__((export_name("wsgi_init_base"))) int32_t wsgi_init_base(void) {
-	return start_interpreter();
+	return start_interpreter(1);
 }
 
 /* wsgi_init_app imports the app into an instance that ran, or was restored
@@ -160,11 +160,12 @@ __attribute__((export_name("wsgi_init_app"))) int32_t wsgi_init_app(void) {
 	return load_app();
 }
 
-/* wsgi_init is wsgi_init_base then wsgi_init_app in one call. Returns 0 on
+/* wsgi_init is wsgi_init_base, without the shared modules (no other
+ * tenant will share them), then wsgi_init_app in one call. Returns 0 on
  * success, 1 when the interpreter does not start, 2 when the bootstrap or
  * the app's import raises (traceback on stderr), 3 when called twice. */
 __attribute__((export_name("wsgi_init"))) int32_t wsgi_init(void) {
-	int32_t r = start_interpreter();
+	int32_t r = start_interpreter(0);
 	return r != 0 ? r : load_app();
 }
 
