@@ -1,0 +1,222 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+)
+
+// bases lists the base image files in a store's folder.
+func bases(t *testing.T, store *runtime.SnapshotStore) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(store.Dir(), "base-*.snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestTenantsShareABaseImage: two tenants' snapshots are made from one base
+// image, leave its pages out of their files, and their restored instances
+// each see their own arguments and environment, none of the other's.
+func TestTenantsShareABaseImage(t *testing.T) {
+	ctx := context.Background()
+	eng := testEngine(t)
+	store, err := runtime.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	tenant := func(token string) runtime.AppConfig {
+		return runtime.AppConfig{App: "process:app", Dir: "testdata/apps", Env: map[string]string{"TENANT_TOKEN": token}}
+	}
+	a, b := tenant("token-of-tenant-a"), tenant("token-of-tenant-b")
+	keyA, err := store.Build(ctx, eng, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyB, err := store.Build(ctx, eng, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keyA == keyB {
+		t.Fatal("tenants with different environments got one snapshot key")
+	}
+	if got := bases(t, store); len(got) != 1 {
+		t.Fatalf("base images: %v, want one shared by both tenants", got)
+	}
+	base, err := os.ReadFile(bases(t, store)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(base, []byte("token-of-tenant")) || bytes.Contains(base, []byte("process:app")) {
+		t.Error("the base image holds a tenant's environment or arguments")
+	}
+
+	bodies := map[string]string{}
+	for _, tc := range []struct {
+		cfg  runtime.AppConfig
+		key  string
+		want string
+	}{{a, keyA, "argv=process:app env=token-of-tenant-a envb=token-of-tenant-a"}, {b, keyB, "argv=process:app env=token-of-tenant-b envb=token-of-tenant-b"}} {
+		snap, err := store.Open(tc.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.SharedBytes() == 0 || snap.SharedBytes() > snap.MemorySize() {
+			t.Errorf("snapshot %s maps %d of %d bytes from the base image", tc.key, snap.SharedBytes(), snap.MemorySize())
+		}
+		st, err := os.Stat(snap.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := diskBytes(st); got >= int64(snap.MemorySize()-snap.SharedBytes())+1<<20 {
+			t.Errorf("the snapshot file takes %d bytes on disk although %d of its %d are the base's", got, snap.SharedBytes(), snap.MemorySize())
+		}
+		body := strings.Join(fields(t, restore(t, tc.cfg, snap), "/"), " ")
+		if !strings.HasPrefix(body, tc.want+" hash=") {
+			t.Errorf("restored instance: %q, want %q", body, tc.want)
+		}
+		bodies[tc.key] = body
+	}
+	// The string-hash secret comes with the base image (ABI.md "Base images").
+	hashOf := func(s string) string { _, h, _ := strings.Cut(s, "hash="); return h }
+	if hashOf(bodies[keyA]) != hashOf(bodies[keyB]) {
+		t.Errorf("tenants on one base hash strings differently: %q vs %q", bodies[keyA], bodies[keyB])
+	}
+}
+
+// TestWithoutSharedBase: every tenant's snapshot is a whole image of its
+// own, with its own string-hash secret.
+func TestWithoutSharedBase(t *testing.T) {
+	ctx := context.Background()
+	store, err := runtime.NewSnapshotStore(t.TempDir(), runtime.WithoutSharedBase())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := runtime.AppConfig{App: "process:app", Dir: "testdata/apps", Env: map[string]string{"TENANT_TOKEN": "t"}}
+	key, err := store.Build(ctx, testEngine(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := store.Open(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bases(t, store); len(got) != 0 || snap.SharedBytes() != 0 {
+		t.Fatalf("base images %v, %d bytes shared; want none", got, snap.SharedBytes())
+	}
+	if body := strings.Join(fields(t, restore(t, cfg, snap), "/"), " "); !strings.HasPrefix(body, "argv=process:app env=t envb=t ") {
+		t.Errorf("restored instance: %q", body)
+	}
+}
+
+// TestDamagedBaseImage: a tenant's snapshot whose base image is damaged or
+// gone is refused and removed, and the next build makes both anew.
+func TestDamagedBaseImage(t *testing.T) {
+	ctx := context.Background()
+	eng := testEngine(t)
+	cfg := runtime.AppConfig{App: "hello:hello", Dir: "testdata/apps"}
+	for name, damage := range map[string]func(path string) error{
+		"flipped": func(path string) error {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			b[len(b)/2] ^= 1
+			return os.WriteFile(path, b, 0o600)
+		},
+		"removed": os.Remove,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			store, err := runtime.NewSnapshotStore(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, err := store.Build(ctx, eng, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			store.Close()
+			base := bases(t, store)
+			if len(base) != 1 {
+				t.Fatalf("base images: %v", base)
+			}
+			if err := damage(base[0]); err != nil {
+				t.Fatal(err)
+			}
+			// A new store, as after a restart, finds the damage.
+			store, err = runtime.NewSnapshotStore(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			if _, err := store.Open(key); !errors.Is(err, runtime.ErrSnapshotInvalid) {
+				t.Fatalf("Open with a %s base image: %v, want ErrSnapshotInvalid", name, err)
+			}
+			if _, err := os.Stat(store.Path(key)); err == nil {
+				t.Error("the snapshot of a damaged base image was left in place")
+			}
+			if key2, err := store.Build(ctx, eng, cfg); err != nil || key2 != key {
+				t.Fatalf("rebuild: %q %v", key2, err)
+			}
+			snap, err := store.Open(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(fields(t, restore(t, cfg, snap), "/x"), " "); got != "Hello, /x" {
+				t.Errorf("rebuilt snapshot answers %q", got)
+			}
+		})
+	}
+}
+
+// TestRetainKeepsTheBaseImage: removing tenants' old snapshots keeps the
+// base image the kept ones are made from.
+func TestRetainKeepsTheBaseImage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := runtime.NewSnapshotStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := runtime.AppConfig{App: "hello:hello", Dir: "testdata/apps"}
+	key, err := store.Build(ctx, testEngine(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	// A new store has opened neither file: the base is kept because the
+	// kept snapshot's header names it.
+	store, err = runtime.NewSnapshotStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Retain(map[string]bool{key: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(bases(t, store)) != 1 {
+		t.Fatal("Retain removed the base image of a kept snapshot")
+	}
+	if _, err := store.Open(key); err != nil {
+		t.Fatalf("Open after Retain: %v", err)
+	}
+}
+
+// diskBytes is the room a file takes on disk: holes take none.
+func diskBytes(st os.FileInfo) int64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Blocks * 512
+	}
+	return st.Size()
+}
