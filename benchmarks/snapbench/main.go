@@ -6,8 +6,10 @@
 // test runs it small.
 //
 // It measures the shipped configuration: the reactor with its interrupt
-// checks, the default policy's limits, snapshots on. The tenants are copies
-// of examples/tenants/flask (vendored by examples/vendor.sh).
+// checks, the default policy's limits, snapshots on, made from the shared
+// base image; and, beside it, snapshots that are whole images of their own
+// (serve --snapshot-base=false). The tenants are copies of
+// examples/tenants/flask (vendored by examples/vendor.sh).
 package main
 
 import (
@@ -112,12 +114,19 @@ type report struct {
 	writeSetPages int
 	snapBytes     int64 // apparent size of the Flask snapshot
 	snapDisk      int64 // its blocks on disk
+	snapShared    uint64
+	baseBytes     int64 // the base image's apparent size
+	baseDisk      int64 // its blocks on disk
+	ownBytes      int64 // the Flask snapshot made without the base: apparent size
+	ownDisk       int64 // its blocks on disk
 	buildTime     time.Duration
+	buildOwnTime  time.Duration
 
-	coldOn, coldOff []time.Duration
-	coldAgain       [][]time.Duration // per round
-	density         []densityPoint
-	densityFresh    []densityPoint
+	coldOn, coldOwn, coldOff []time.Duration
+	coldAgain                [][]time.Duration // per round
+	density                  []densityPoint
+	densityOwn               []densityPoint
+	densityFresh             []densityPoint
 }
 
 // startFigures are one way of starting a Flask instance.
@@ -128,9 +137,13 @@ type startFigures struct {
 	before, after1, after []runtime.MemoryUsage
 }
 
+// densityPoint is the process's memory with tenants warm tenants, from
+// /proc/self/smaps_rollup. PSS counts a page mapped by many instances
+// once, where RSS counts it once per mapping: the base image's pages are
+// mapped by every tenant's instance.
 type densityPoint struct {
-	tenants        int
-	rss, anon, fil uint64
+	tenants                 int
+	rss, pss, anon, filePSS uint64
 }
 
 func newEngine(ctx context.Context, interp pythonwasi.Interpreter, mode runtime.SnapshotMapping) (*runtime.Engine, error) {
@@ -154,6 +167,11 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 		return err
 	}
 	defer store.Close()
+	ownStore, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "single-own"), runtime.WithoutSharedBase())
+	if err != nil {
+		return err
+	}
+	defer ownStore.Close()
 
 	r.fresh = startFigures{name: "fresh start (no snapshot)"}
 	for i := 0; i < max(3, p.MemSamples); i++ {
@@ -168,20 +186,34 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 		}
 		inst.Close(ctx)
 	}
+	// The base image first (by a build of the app under another key), so
+	// that the build time is the tenant's own.
+	other := cfg
+	other.Env = map[string]string{"SNAPBENCH": "makes the base image"}
+	if _, err := store.Build(ctx, eng, other); err != nil {
+		return err
+	}
 	start := time.Now()
 	key, err := store.Build(ctx, eng, cfg)
 	if err != nil {
 		return err
 	}
 	r.buildTime = time.Since(start)
-	if st, err := os.Stat(store.Path(key)); err == nil {
-		r.snapBytes = st.Size()
-		r.snapDisk = diskBytes(st)
+	start = time.Now()
+	ownKey, err := ownStore.Build(ctx, eng, cfg)
+	if err != nil {
+		return err
+	}
+	r.buildOwnTime = time.Since(start)
+	r.snapBytes, r.snapDisk = fileSize(store.Path(key))
+	r.ownBytes, r.ownDisk = fileSize(ownStore.Path(ownKey))
+	if bases, _ := filepath.Glob(filepath.Join(store.Dir(), "base-*.snap")); len(bases) == 1 {
+		r.baseBytes, r.baseDisk = fileSize(bases[0])
 	}
 	rows := []struct {
-		mode     runtime.SnapshotMapping
-		writeSet bool
-	}{{runtime.MapPrivate, false}, {runtime.MapPrivate, true}, {runtime.MapPrivatePopulate, false}, {runtime.CopyImage, false}}
+		mode          runtime.SnapshotMapping
+		writeSet, own bool
+	}{{runtime.MapPrivate, false, false}, {runtime.MapPrivate, true, false}, {runtime.MapPrivatePopulate, false, false}, {runtime.CopyImage, false, false}, {runtime.MapPrivate, true, true}}
 	for _, row := range rows {
 		meng := eng
 		if row.mode != runtime.MapPrivate {
@@ -190,22 +222,30 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 			}
 		}
 		snap, err := store.Open(key)
+		if row.own {
+			snap, err = ownStore.Open(ownKey)
+		}
 		if err != nil {
 			return err
 		}
+		r.snapShared = max(r.snapShared, snap.SharedBytes())
 		name := "restore, " + row.mode.String()
-		if row.writeSet {
+		if row.own {
+			name += " + write set, own image (--snapshot-base=false)"
+		} else if row.writeSet {
 			// What a pool does after the first restored instance's first
 			// request; the rows before were measured without a write set.
 			if err := recordWriteSet(ctx, meng, cfg, snap); err != nil {
 				return err
 			}
-			r.writeSetPages = snap.WriteSetPages()
-			name += " + write set (shipped)"
+			if !row.own {
+				r.writeSetPages = snap.WriteSetPages()
+				name += " + write set (shipped)"
+			}
 		} else if row.mode == runtime.MapPrivate {
 			name += ", no write set yet"
 		}
-		f := startFigures{name: name, shipped: row.writeSet}
+		f := startFigures{name: name, shipped: row.writeSet && !row.own}
 		for i := 0; i < p.Restores; i++ {
 			start := time.Now()
 			inst, err := meng.Restore(ctx, cfg, snap)
@@ -295,7 +335,7 @@ func get(inst *runtime.Instance, path string) error {
 func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) error {
 	p := r.params
 	var err error
-	r.coldOn, r.density, err = r.tenantRun(ctx, "on", p.Tenants, true, logf)
+	r.coldOn, r.density, err = r.tenantRun(ctx, "on", p.Tenants, true, true, logf)
 	if err != nil {
 		return err
 	}
@@ -303,17 +343,22 @@ func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) 
 	// the same snapshot folder (as after a restart), whose pools have none
 	// of their instances left but whose snapshots have write sets.
 	for range max(p.Rounds, 1) {
-		times, _, err := r.tenantRun(ctx, "on", p.Tenants, true, logf)
+		times, _, err := r.tenantRun(ctx, "on", p.Tenants, true, true, logf)
 		if err != nil {
 			return err
 		}
 		r.coldAgain = append(r.coldAgain, times)
 	}
-	r.coldOff, r.densityFresh, err = r.tenantRun(ctx, "off", p.FreshTenant, false, logf)
+	if r.coldOwn, r.densityOwn, err = r.tenantRun(ctx, "own", p.Tenants, true, false, logf); err != nil {
+		return err
+	}
+	r.coldOff, r.densityFresh, err = r.tenantRun(ctx, "off", p.FreshTenant, false, false, logf)
 	return err
 }
 
-func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots bool, logf func(string, ...any)) ([]time.Duration, []densityPoint, error) {
+// tenantRun serves n idle tenants in the tree named name (made on first
+// use): with snapshots, made from the shared base image if base.
+func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots, base bool, logf func(string, ...any)) ([]time.Duration, []densityPoint, error) {
 	p := r.params
 	tree := filepath.Join(p.WorkDir, "tree-"+name)
 	_, err := os.Stat(tree)
@@ -333,7 +378,11 @@ func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots bo
 	}
 	cfg := server.Config{TenantDir: tree, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 40}
 	if snapshots {
-		store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "snapshots-"+filepath.Base(tree)))
+		var opts []runtime.StoreOption
+		if !base {
+			opts = append(opts, runtime.WithoutSharedBase())
+		}
+		store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "snapshots-"+filepath.Base(tree)), opts...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -411,12 +460,12 @@ func copyTenant(src, dst, host string) error {
 	return os.WriteFile(filepath.Join(dst, "tenant.toml"), []byte(toml), 0o644)
 }
 
-// processMemory reads this process's resident memory after a collection.
+// processMemory reads this process's memory after a collection.
 func processMemory(tenants int) densityPoint {
 	goruntime.GC()
 	debug.FreeOSMemory()
 	pt := densityPoint{tenants: tenants}
-	f, err := os.Open("/proc/self/status")
+	f, err := os.Open("/proc/self/smaps_rollup")
 	if err != nil {
 		return pt
 	}
@@ -429,13 +478,24 @@ func processMemory(tenants int) densityPoint {
 		}
 		kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
 		switch name {
-		case "VmRSS":
+		case "Rss":
 			pt.rss = kb << 10
-		case "RssAnon":
+		case "Pss":
+			pt.pss = kb << 10
+		case "Pss_Anon":
 			pt.anon = kb << 10
-		case "RssFile":
-			pt.fil = kb << 10
+		case "Pss_File":
+			pt.filePSS = kb << 10
 		}
 	}
 	return pt
+}
+
+// fileSize is a file's apparent size and the room it takes on disk.
+func fileSize(path string) (size, disk int64) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, 0
+	}
+	return st.Size(), diskBytes(st)
 }

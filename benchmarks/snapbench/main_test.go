@@ -39,7 +39,8 @@ func TestSmoke(t *testing.T) {
 	for _, want := range []string{
 		"| fresh start (no snapshot) | 3 |", "| restore, private mapping, no write set yet | 3 |",
 		"| restore, private mapping + write set (shipped) | 3 |", "| restore, eager copy | 3 |",
-		"| on, first request since the build | 3 |", "| on, served before, round 2 | 3 |", "| on, served before, all rounds (shipped steady state) | 6 |", "| off | 1 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
+		"| on, first request since the build | 3 |", "| on, served before, round 2 | 3 |", "| on, served before, all rounds (shipped steady state) | 6 |", "| off | 1 |", "| on, own images (--snapshot-base=false), first request since the build | 3 |",
+		"| restore, private mapping + write set, own image (--snapshot-base=false) | 3 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
@@ -51,6 +52,9 @@ func TestSmoke(t *testing.T) {
 	}
 	if !regexp.MustCompile(`first request after a restore wrote [1-9]\d* pages`).MatchString(report) {
 		t.Errorf("no write set measured:\n%s", report)
+	}
+	if !regexp.MustCompile(`of which [1-9][0-9.]* MiB are left to the base image's file`).MatchString(report) {
+		t.Errorf("no pages shared with the base image:\n%s", report)
 	}
 	if !regexp.MustCompile(`\*\*\d+\*\* tenants with snapshots`).MatchString(report) {
 		t.Errorf("no density figure:\n%s", report)

@@ -38,8 +38,12 @@ func (r *report) markdown() string {
 	w("- Command: `%s`.\n\n", p.Command)
 
 	w("## One tenant: start and memory\n\n")
-	w("The Flask snapshot is %s (%s on disk: all-zero pages are holes); building it (a fresh start, then the save) took %s.\n",
-		mib(uint64(r.snapBytes)), mib(uint64(r.snapDisk)), r.buildTime.Round(time.Millisecond))
+	w("The base image (the interpreter started, with the standard library modules every tenant shares imported; ABI.md \"Base images\") is %s, %s on disk (all-zero pages are holes). ",
+		mib(uint64(r.baseBytes)), mib(uint64(r.baseDisk)))
+	w("The Flask snapshot made from it is %s, of which %s are left to the base image's file (runs of pages equal to the base's) and %s are on disk; building it (a restore of the base image, the app's import, the save) took %s. ",
+		mib(uint64(r.snapBytes)), mib(r.snapShared), mib(uint64(r.snapDisk)), r.buildTime.Round(time.Millisecond))
+	w("Made as an image of its own (`--snapshot-base=false`) it is %s, %s on disk, built (a fresh start, then the save) in %s.\n",
+		mib(uint64(r.ownBytes)), mib(uint64(r.ownDisk)), r.buildOwnTime.Round(time.Millisecond))
 	w("Start is until the instance can serve; first response is the first request after that, served in-process.\n")
 	w("Memory is the kernel's accounting of the instance's linear memory (`/proc/self/smaps`): private is what only it holds (what one more instance costs), median of %d instances.\n\n", p.MemSamples)
 	w("| how | starts | start p50 | start p99 | first response p50 | p99 | private before serving | after 1 request | after 100 | PSS after 100 |\n")
@@ -66,31 +70,34 @@ func (r *report) markdown() string {
 	for i, times := range r.coldAgain {
 		rows = append(rows, row{fmt.Sprintf("on, served before, round %d", i+1), times})
 	}
-	rows = append(rows, row{"on, served before, all rounds (shipped steady state)", slices.Concat(r.coldAgain...)}, row{"off", r.coldOff})
+	rows = append(rows, row{"on, served before, all rounds (shipped steady state)", slices.Concat(r.coldAgain...)},
+		row{"on, own images (--snapshot-base=false), first request since the build", r.coldOwn}, row{"off", r.coldOff})
 	for _, row := range rows {
 		w("| %s | %d | %s | %s | %s | %s |\n", row.name, len(row.times), ms(pct(row.times, 50)), ms(pct(row.times, 90)), ms(pct(row.times, 99)), ms(pct(row.times, 100)))
 	}
 	w("\n")
 
 	w("## Density: warm Flask tenants per 8 GiB\n\n")
-	w("The server process's resident memory (after a Go collection) as tenants get their first request, each leaving one warm instance that has served it. ")
+	w("The server process's memory (`/proc/self/smaps_rollup`, after a Go collection) as tenants get their first request, each leaving one warm instance that has served it. ")
+	w("PSS is the measure: a page that many mappings share counts once, where RSS counts it once per mapping (every tenant's instance maps the pages of the base image). ")
 	w("File-backed memory is the snapshots' pages in the page cache; anonymous is everything written (pages copied on write, Go heap, compiled code).\n\n")
-	w("| snapshots | warm tenants | RSS | anonymous | file-backed |\n| --- | ---: | ---: | ---: | ---: |\n")
+	w("| snapshots | warm tenants | PSS | anonymous | file-backed | RSS |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, row := range []struct {
 		name string
 		pts  []densityPoint
-	}{{"on", r.density}, {"off", r.densityFresh}} {
+	}{{"on (shared base)", r.density}, {"on, own images", r.densityOwn}, {"off", r.densityFresh}} {
 		for _, pt := range row.pts {
-			w("| %s | %d | %s | %s | %s |\n", row.name, pt.tenants, mib(pt.rss), mib(pt.anon), mib(pt.fil))
+			w("| %s | %d | %s | %s | %s | %s |\n", row.name, pt.tenants, mib(pt.pss), mib(pt.anon), mib(pt.filePSS), mib(pt.rss))
 		}
 	}
 	slopeOn, baseOn := fit(r.density)
+	slopeOwn, baseOwn := fit(r.densityOwn)
 	slopeOff, baseOff := fit(r.densityFresh)
-	fitsOn, fitsOff := tenantsIn(eightGiB, slopeOn, baseOn), tenantsIn(eightGiB, slopeOff, baseOff)
-	w("\nLeast-squares line through the points: %s per added tenant with snapshots (%s at zero), %s without (%s at zero). ",
-		mib(uint64(slopeOn)), mib(uint64(max(baseOn, 0))), mib(uint64(slopeOff)), mib(uint64(max(baseOff, 0))))
-	w("Extrapolated to 8 GiB of RSS: **%d** tenants with snapshots, %d without (the extrapolation goes %.0fx beyond the largest measured count).\n\n",
-		fitsOn, fitsOff, float64(fitsOn)/float64(max(1, lastTenants(r.density))))
+	fitsOn, fitsOwn, fitsOff := tenantsIn(eightGiB, slopeOn, baseOn), tenantsIn(eightGiB, slopeOwn, baseOwn), tenantsIn(eightGiB, slopeOff, baseOff)
+	w("\nLeast-squares line of PSS through the points: %s per added tenant with snapshots on the shared base (%s at zero), %s with own images (%s at zero), %s without snapshots (%s at zero). ",
+		mib(uint64(slopeOn)), mib(uint64(max(baseOn, 0))), mib(uint64(slopeOwn)), mib(uint64(max(baseOwn, 0))), mib(uint64(slopeOff)), mib(uint64(max(baseOff, 0))))
+	w("Extrapolated to 8 GiB: **%d** tenants with snapshots, %d with own images, %d without (the extrapolation goes %.0fx beyond the largest measured count).\n\n",
+		fitsOn, fitsOwn, fitsOff, float64(fitsOn)/float64(max(1, lastTenants(r.density))))
 
 	w("## Reading\n\n")
 	again, first := pct(slices.Concat(r.coldAgain...), 50), pct(r.coldOn, 50)
@@ -110,6 +117,10 @@ func (r *report) markdown() string {
 		w("- Mapping modes: %s.\n", r.modeReading())
 	}
 	w("- Warm Flask tenants in 8 GiB (extrapolated from the measured line): %d against a target of %d: %s.\n", fitsOn, targetTenants8GiB, metOrNot(fitsOn >= targetTenants8GiB))
+	w("- Shared base image: a Flask tenant's snapshot takes %s on disk against %s as an image of its own (%.0f%%), and a warm tenant adds %s of PSS against %s (%.0f%%). ",
+		mib(uint64(r.snapDisk)), mib(uint64(r.ownDisk)), 100*float64(r.snapDisk)/float64(max(1, r.ownDisk)),
+		mib(uint64(slopeOn)), mib(uint64(slopeOwn)), 100*slopeOn/max(1, slopeOwn))
+	w("Little of the image stays equal to the base's: importing the app writes reference counts into the shared modules' objects and fills free slots in the base's heap, so most pages of the base that the app's import touches differ, and only runs of at least 8 untouched pages are mapped from the base (shorter runs would cost more mappings per restore than they save).\n")
 	w("- What dirties pages after restore: CPython 3.11 writes reference counts into every object it touches, so a request copies the pages of the objects it uses (code objects, module dicts, Flask's and Werkzeug's functions). `gc.freeze()` at snapshot time keeps later collections from touching the rest.\n")
 	return b.String()
 }
@@ -172,7 +183,7 @@ func pct(ds []time.Duration, q float64) time.Duration {
 	return s[min(max(i, 0), len(s)-1)]
 }
 
-// fit is the least-squares line of RSS against tenants: bytes per tenant
+// fit is the least-squares line of PSS against tenants: bytes per tenant
 // and the intercept.
 func fit(pts []densityPoint) (slope, base float64) {
 	if len(pts) < 2 {
@@ -180,7 +191,7 @@ func fit(pts []densityPoint) (slope, base float64) {
 	}
 	var sx, sy, sxx, sxy float64
 	for _, p := range pts {
-		x, y := float64(p.tenants), float64(p.rss)
+		x, y := float64(p.tenants), float64(p.pss)
 		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
 	}
 	n := float64(len(pts))
