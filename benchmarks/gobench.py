@@ -19,6 +19,25 @@ from gendoc import splice  # noqa: E402
 LINE = re.compile(r"^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$")
 
 
+STOP_TARGET_US = 10000  # a runaway guest stops within 10 ms after its deadline
+
+
+def stop_lateness(runs):
+    """Lines on BenchmarkStopAfterDeadline against the 10 ms target."""
+    lines = ["Runaway guest stopped after its deadline (BenchmarkStopAfterDeadline; target 10 ms), "
+             "median over the runs of each run's p50 / p99 / max:", ""]
+    found = False
+    for name, metrics in runs.items():
+        if not name.startswith("BenchmarkStopAfterDeadline/") or "late-p99-µs" not in metrics:
+            continue
+        found = True
+        p50, p99, worst = (statistics.median(metrics[u]) for u in ("late-p50-µs", "late-p99-µs", "late-max-µs"))
+        lines.append("- %s: %.2f ms / %.2f ms / %.2f ms: %s" % (
+            name.split("/", 1)[1], p50 / 1000, p99 / 1000, worst / 1000,
+            "met" if p99 <= STOP_TARGET_US else "not met at p99"))
+    return lines if found else ["Runaway guest stopped after its deadline: not measured"]
+
+
 def main():
     count = sys.argv[1] if len(sys.argv) > 1 else "5"
     cmd = ["go", "test", "./benchmarks", "-run", "TestInterruptOverhead|TestNeighbourIsolation", "-v", "-bench", ".",
@@ -56,6 +75,7 @@ def main():
     out += ["", "Interrupt checks on a hello-Flask request (TestInterruptOverhead): " + (overhead or "not measured"),
             "", "Neighbour p99 beside a runaway tenant, median of 3 rounds (TestNeighbourIsolation; target 1.5x): "
             + (neighbour or "not measured"), ""]
+    out += stop_lateness(runs) + [""]
     text = "\n".join(out)
     splice(os.path.join(HERE, "RESULTS.md"), "go-benchmarks", text)
     host = runs.get("BenchmarkHostOverhead", {})
