@@ -12,7 +12,7 @@ import (
 
 // Policy is what one tenant may use.
 type Policy struct {
-	RequestTimeout time.Duration // per request, in the guest
+	RequestTimeout time.Duration // per request, from its arrival: the wait for an instance counts
 	MemoryMB       int           // linear memory cap of each instance
 	MaxBodyBytes   int64         // request body limit (413 above)
 	MaxInstances   int           // concurrent instances

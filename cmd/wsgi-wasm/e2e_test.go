@@ -267,6 +267,18 @@ func TestServeLimits(t *testing.T) {
 		resp.Body.Close()
 		return resp, string(b)
 	}
+	// The tenant's first request starts its first instance, which the
+	// 1s request_timeout covers (a 504 if it is late): wait for one to
+	// serve before testing the limits.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if code, _, err := get("limits.test", base+"/"); err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("limits tenant not serving; log:\n%s", p.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	many := http.Header{}
 	huge := http.Header{} // each field within 8190 bytes, all together well over net/http's MaxHeaderBytes
 	for i := 0; i < 101; i++ {
