@@ -29,7 +29,7 @@ func bases(t *testing.T, store *runtime.SnapshotStore) []string {
 func TestTenantsShareABaseImage(t *testing.T) {
 	ctx := context.Background()
 	eng := testEngine(t)
-	store, err := runtime.NewSnapshotStore(t.TempDir())
+	store, err := runtime.NewSnapshotStore(t.TempDir(), runtime.WithSharedBase())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,29 +93,38 @@ func TestTenantsShareABaseImage(t *testing.T) {
 	}
 }
 
-// TestWithoutSharedBase: every tenant's snapshot is a whole image of its
-// own, with its own string-hash secret.
-func TestWithoutSharedBase(t *testing.T) {
+// TestOwnImagesByDefault: without WithSharedBase, every tenant's snapshot
+// is a whole image of its own, with its own string-hash secret.
+func TestOwnImagesByDefault(t *testing.T) {
 	ctx := context.Background()
-	store, err := runtime.NewSnapshotStore(t.TempDir(), runtime.WithoutSharedBase())
+	store, err := runtime.NewSnapshotStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	cfg := runtime.AppConfig{App: "process:app", Dir: "testdata/apps", Env: map[string]string{"TENANT_TOKEN": "t"}}
-	key, err := store.Build(ctx, testEngine(t), cfg)
-	if err != nil {
-		t.Fatal(err)
+	hashes := map[string]string{}
+	for _, token := range []string{"a", "b"} {
+		cfg := runtime.AppConfig{App: "process:app", Dir: "testdata/apps", Env: map[string]string{"TENANT_TOKEN": token}}
+		key, err := store.Build(ctx, testEngine(t), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, err := store.Open(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bases(t, store); len(got) != 0 || snap.SharedBytes() != 0 {
+			t.Fatalf("base images %v, %d bytes shared; want none", got, snap.SharedBytes())
+		}
+		body := strings.Join(fields(t, restore(t, cfg, snap), "/"), " ")
+		want := "argv=process:app env=" + token + " envb=" + token + " hash="
+		if !strings.HasPrefix(body, want) {
+			t.Errorf("restored instance: %q, want %q...", body, want)
+		}
+		_, hashes[token], _ = strings.Cut(body, "hash=")
 	}
-	snap, err := store.Open(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := bases(t, store); len(got) != 0 || snap.SharedBytes() != 0 {
-		t.Fatalf("base images %v, %d bytes shared; want none", got, snap.SharedBytes())
-	}
-	if body := strings.Join(fields(t, restore(t, cfg, snap), "/"), " "); !strings.HasPrefix(body, "argv=process:app env=t envb=t ") {
-		t.Errorf("restored instance: %q", body)
+	if hashes["a"] == hashes["b"] {
+		t.Errorf("two tenants' own images hash a string alike (%s): one string-hash secret for both", hashes["a"])
 	}
 }
 
@@ -138,7 +147,7 @@ func TestDamagedBaseImage(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			store, err := runtime.NewSnapshotStore(dir)
+			store, err := runtime.NewSnapshotStore(dir, runtime.WithSharedBase())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +164,7 @@ func TestDamagedBaseImage(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A new store, as after a restart, finds the damage.
-			store, err = runtime.NewSnapshotStore(dir)
+			store, err = runtime.NewSnapshotStore(dir, runtime.WithSharedBase())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +194,7 @@ func TestDamagedBaseImage(t *testing.T) {
 func TestRetainKeepsTheBaseImage(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	store, err := runtime.NewSnapshotStore(dir)
+	store, err := runtime.NewSnapshotStore(dir, runtime.WithSharedBase())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +206,7 @@ func TestRetainKeepsTheBaseImage(t *testing.T) {
 	store.Close()
 	// A new store has opened neither file: the base is kept because the
 	// kept snapshot's header names it.
-	store, err = runtime.NewSnapshotStore(dir)
+	store, err = runtime.NewSnapshotStore(dir, runtime.WithSharedBase())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,13 +36,13 @@ type SnapshotStore struct {
 const snapshotExt = ".snap"
 
 // NewSnapshotStore opens (creating it, private to this user) a folder of
-// snapshots. Tenants' snapshots are made from a base image they share
-// (base.go) unless an option says otherwise.
+// snapshots. Each tenant's snapshot is a whole image of its own, made from
+// an instance started from scratch, unless WithSharedBase says otherwise.
 func NewSnapshotStore(dir string, opts ...StoreOption) (*SnapshotStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("runtime: snapshot folder: %w", err)
 	}
-	s := &SnapshotStore{dir: dir, sharedBase: true, open: map[string]*Snapshot{}}
+	s := &SnapshotStore{dir: dir, open: map[string]*Snapshot{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -52,10 +52,13 @@ func NewSnapshotStore(dir string, opts ...StoreOption) (*SnapshotStore, error) {
 // StoreOption configures a SnapshotStore.
 type StoreOption func(*SnapshotStore)
 
-// WithoutSharedBase makes every snapshot from an instance started from
-// scratch: each holds all of its pages and has a string-hash secret of its
-// own, and tenants share no page of their images.
-func WithoutSharedBase() StoreOption { return func(s *SnapshotStore) { s.sharedBase = false } }
+// WithSharedBase makes tenants' snapshots from a base image they share
+// (base.go): their files hold only the pages that differ from it, and they
+// are built in half the time of a fresh start, but every restore maps the
+// base's runs too and the tenants on one base share a string-hash secret.
+// benchmarks/SNAPSHOTS.md measures both ways; without the option, each
+// snapshot holds all of its pages and has a secret of its own.
+func WithSharedBase() StoreOption { return func(s *SnapshotStore) { s.sharedBase = true } }
 
 // DefaultSnapshotDir is the snapshots folder of the tenants below root,
 // beside the compilation cache: snapshots/<hash of root's absolute path>.

@@ -113,7 +113,7 @@ func TestReadmeExample(t *testing.T) {
 		t.Fatalf("README example: %v", err)
 	}
 	if f.Ceiling != policies.DefaultCeiling || f.TenantDir == nil || len(*f.Bind) != 2 ||
-		f.Snapshots == nil || !*f.Snapshots || f.SnapshotBase == nil || !*f.SnapshotBase || f.SnapshotDir == nil {
+		f.Snapshots == nil || !*f.Snapshots || f.SnapshotBase == nil || *f.SnapshotBase || f.SnapshotDir == nil {
 		t.Fatalf("README example read as %+v (ceiling %+v, want the default %+v)", f, f.Ceiling, policies.DefaultCeiling)
 	}
 }

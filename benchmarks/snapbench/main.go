@@ -6,9 +6,9 @@
 // test runs it small.
 //
 // It measures the shipped configuration: the reactor with its interrupt
-// checks, the default policy's limits, snapshots on, made from the shared
-// base image; and, beside it, snapshots that are whole images of their own
-// (serve --snapshot-base=false). The tenants are copies of
+// checks, the default policy's limits, snapshots on, each a whole image of
+// its own; and, beside it, snapshots made from the shared base image
+// (serve --snapshot-base). The tenants are copies of
 // examples/tenants/flask (vendored by examples/vendor.sh).
 package main
 
@@ -112,27 +112,34 @@ type report struct {
 	fresh         startFigures
 	modes         []startFigures
 	writeSetPages int
-	snapBytes     int64 // apparent size of the Flask snapshot
+	snapBytes     int64 // apparent size of the Flask snapshot (shipped: an image of its own)
 	snapDisk      int64 // its blocks on disk
-	snapShared    uint64
-	baseBytes     int64 // the base image's apparent size
-	baseDisk      int64 // its blocks on disk
-	ownBytes      int64 // the Flask snapshot made without the base: apparent size
-	ownDisk       int64 // its blocks on disk
 	buildTime     time.Duration
-	buildOwnTime  time.Duration
+	fromBaseBytes int64 // the Flask snapshot made from the base image: apparent size
+	fromBaseDisk  int64 // its blocks on disk
+	fromBaseTime  time.Duration
+	sharedBytes   uint64 // of it, mapped from the base image
+	baseBytes     int64  // the base image's apparent size
+	baseDisk      int64  // its blocks on disk
 
-	coldOn, coldOwn, coldOff []time.Duration
-	coldAgain                [][]time.Duration // per round
-	density                  []densityPoint
-	densityOwn               []densityPoint
-	densityFresh             []densityPoint
+	shipped, shared serverFigures
+	coldOff         []time.Duration
+	densityFresh    []densityPoint
+}
+
+// serverFigures are idle tenants' first responses through the server, with
+// one way of making snapshots.
+type serverFigures struct {
+	first   []time.Duration   // first request since the snapshots were built
+	again   [][]time.Duration // per round, served before
+	density []densityPoint    // as tenants got their first request
 }
 
 // startFigures are one way of starting a Flask instance.
 type startFigures struct {
 	name                  string
-	shipped               bool
+	shipped               bool            // the shipped way: private mapping, write set, an image of its own
+	base                  bool            // the shipped way, but the snapshot made from a shared base image
 	start, first          []time.Duration // to ready; from ready to the end of the first response
 	before, after1, after []runtime.MemoryUsage
 }
@@ -167,11 +174,11 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 		return err
 	}
 	defer store.Close()
-	ownStore, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "single-own"), runtime.WithoutSharedBase())
+	baseStore, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "single-base"), runtime.WithSharedBase())
 	if err != nil {
 		return err
 	}
-	defer ownStore.Close()
+	defer baseStore.Close()
 
 	r.fresh = startFigures{name: "fresh start (no snapshot)"}
 	for i := 0; i < max(3, p.MemSamples); i++ {
@@ -186,33 +193,33 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 		}
 		inst.Close(ctx)
 	}
-	// The base image first (by a build of the app under another key), so
-	// that the build time is the tenant's own.
-	other := cfg
-	other.Env = map[string]string{"SNAPBENCH": "makes the base image"}
-	if _, err := store.Build(ctx, eng, other); err != nil {
-		return err
-	}
 	start := time.Now()
 	key, err := store.Build(ctx, eng, cfg)
 	if err != nil {
 		return err
 	}
 	r.buildTime = time.Since(start)
+	// The base image first (by a build of the app under another key), so
+	// that the build time is the tenant's own.
+	other := cfg
+	other.Env = map[string]string{"SNAPBENCH": "makes the base image"}
+	if _, err := baseStore.Build(ctx, eng, other); err != nil {
+		return err
+	}
 	start = time.Now()
-	ownKey, err := ownStore.Build(ctx, eng, cfg)
+	baseKey, err := baseStore.Build(ctx, eng, cfg)
 	if err != nil {
 		return err
 	}
-	r.buildOwnTime = time.Since(start)
+	r.fromBaseTime = time.Since(start)
 	r.snapBytes, r.snapDisk = fileSize(store.Path(key))
-	r.ownBytes, r.ownDisk = fileSize(ownStore.Path(ownKey))
-	if bases, _ := filepath.Glob(filepath.Join(store.Dir(), "base-*.snap")); len(bases) == 1 {
+	r.fromBaseBytes, r.fromBaseDisk = fileSize(baseStore.Path(baseKey))
+	if bases, _ := filepath.Glob(filepath.Join(baseStore.Dir(), "base-*.snap")); len(bases) == 1 {
 		r.baseBytes, r.baseDisk = fileSize(bases[0])
 	}
 	rows := []struct {
-		mode          runtime.SnapshotMapping
-		writeSet, own bool
+		mode           runtime.SnapshotMapping
+		writeSet, base bool
 	}{{runtime.MapPrivate, false, false}, {runtime.MapPrivate, true, false}, {runtime.MapPrivatePopulate, false, false}, {runtime.CopyImage, false, false}, {runtime.MapPrivate, true, true}}
 	for _, row := range rows {
 		meng := eng
@@ -222,30 +229,32 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 			}
 		}
 		snap, err := store.Open(key)
-		if row.own {
-			snap, err = ownStore.Open(ownKey)
+		if row.base {
+			snap, err = baseStore.Open(baseKey)
 		}
 		if err != nil {
 			return err
 		}
-		r.snapShared = max(r.snapShared, snap.SharedBytes())
+		if row.base {
+			r.sharedBytes = snap.SharedBytes()
+		}
 		name := "restore, " + row.mode.String()
-		if row.own {
-			name += " + write set, own image (--snapshot-base=false)"
-		} else if row.writeSet {
+		if row.writeSet {
 			// What a pool does after the first restored instance's first
 			// request; the rows before were measured without a write set.
 			if err := recordWriteSet(ctx, meng, cfg, snap); err != nil {
 				return err
 			}
-			if !row.own {
+			if row.base {
+				name += " + write set, shared base (--snapshot-base)"
+			} else {
 				r.writeSetPages = snap.WriteSetPages()
 				name += " + write set (shipped)"
 			}
 		} else if row.mode == runtime.MapPrivate {
 			name += ", no write set yet"
 		}
-		f := startFigures{name: name, shipped: row.writeSet && !row.own}
+		f := startFigures{name: name, shipped: row.writeSet && !row.base, base: row.base}
 		for i := 0; i < p.Restores; i++ {
 			start := time.Now()
 			inst, err := meng.Restore(ctx, cfg, snap)
@@ -335,22 +344,25 @@ func get(inst *runtime.Instance, path string) error {
 func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) error {
 	p := r.params
 	var err error
-	r.coldOn, r.density, err = r.tenantRun(ctx, "on", p.Tenants, true, true, logf)
-	if err != nil {
-		return err
-	}
-	// The same tenants idle again, having served: each round a new server on
-	// the same snapshot folder (as after a restart), whose pools have none
-	// of their instances left but whose snapshots have write sets.
-	for range max(p.Rounds, 1) {
-		times, _, err := r.tenantRun(ctx, "on", p.Tenants, true, true, logf)
-		if err != nil {
+	for _, c := range []struct {
+		name string
+		base bool
+		figs *serverFigures
+	}{{"on", false, &r.shipped}, {"on, shared base", true, &r.shared}} {
+		if c.figs.first, c.figs.density, err = r.tenantRun(ctx, c.name, p.Tenants, true, c.base, logf); err != nil {
 			return err
 		}
-		r.coldAgain = append(r.coldAgain, times)
-	}
-	if r.coldOwn, r.densityOwn, err = r.tenantRun(ctx, "own", p.Tenants, true, false, logf); err != nil {
-		return err
+		// The same tenants idle again, having served: each round a new
+		// server on the same snapshot folder (as after a restart), whose
+		// pools have none of their instances left but whose snapshots have
+		// write sets.
+		for range max(p.Rounds, 1) {
+			times, _, err := r.tenantRun(ctx, c.name, p.Tenants, true, c.base, logf)
+			if err != nil {
+				return err
+			}
+			c.figs.again = append(c.figs.again, times)
+		}
 	}
 	r.coldOff, r.densityFresh, err = r.tenantRun(ctx, "off", p.FreshTenant, false, false, logf)
 	return err
@@ -360,7 +372,7 @@ func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) 
 // use): with snapshots, made from the shared base image if base.
 func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots, base bool, logf func(string, ...any)) ([]time.Duration, []densityPoint, error) {
 	p := r.params
-	tree := filepath.Join(p.WorkDir, "tree-"+name)
+	tree := filepath.Join(p.WorkDir, "tree-"+strings.NewReplacer(" ", "", ",", "-").Replace(name))
 	_, err := os.Stat(tree)
 	again := err == nil
 	for i := 0; i < n && !again; i++ {
@@ -379,8 +391,8 @@ func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots, b
 	cfg := server.Config{TenantDir: tree, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 40}
 	if snapshots {
 		var opts []runtime.StoreOption
-		if !base {
-			opts = append(opts, runtime.WithoutSharedBase())
+		if base {
+			opts = append(opts, runtime.WithSharedBase())
 		}
 		store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "snapshots-"+filepath.Base(tree)), opts...)
 		if err != nil {

@@ -39,8 +39,10 @@ func TestSmoke(t *testing.T) {
 	for _, want := range []string{
 		"| fresh start (no snapshot) | 3 |", "| restore, private mapping, no write set yet | 3 |",
 		"| restore, private mapping + write set (shipped) | 3 |", "| restore, eager copy | 3 |",
-		"| on, first request since the build | 3 |", "| on, served before, round 2 | 3 |", "| on, served before, all rounds (shipped steady state) | 6 |", "| off | 1 |", "| on, own images (--snapshot-base=false), first request since the build | 3 |",
-		"| restore, private mapping + write set, own image (--snapshot-base=false) | 3 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
+		"| on, first request since the build | 3 |", "| on, served before, round 2 | 3 |", "| on, served before, all rounds | 6 |", "| off | 1 |",
+		"| on, shared base (--snapshot-base), first request since the build | 3 |", "| on, shared base (--snapshot-base), served before, all rounds | 6 |",
+		"| restore, private mapping + write set, shared base (--snapshot-base) | 3 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
+		"| on, shared base | 3 |",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)

@@ -38,12 +38,12 @@ func (r *report) markdown() string {
 	w("- Command: `%s`.\n\n", p.Command)
 
 	w("## One tenant: start and memory\n\n")
-	w("The base image (the interpreter started, with the standard library modules every tenant shares imported; ABI.md \"Base images\") is %s, %s on disk (all-zero pages are holes). ",
+	w("The Flask snapshot (shipped: an image of its own) is %s, %s on disk (all-zero pages are holes); building it (a fresh start, then the save) took %s. ",
+		mib(uint64(r.snapBytes)), mib(uint64(r.snapDisk)), r.buildTime.Round(time.Millisecond))
+	w("With `--snapshot-base`, the base image (the interpreter started, with the standard library modules every tenant shares imported; ABI.md \"Base images\") is %s, %s on disk, ",
 		mib(uint64(r.baseBytes)), mib(uint64(r.baseDisk)))
-	w("The Flask snapshot made from it is %s, of which %s are left to the base image's file (runs of pages equal to the base's) and %s are on disk; building it (a restore of the base image, the app's import, the save) took %s. ",
-		mib(uint64(r.snapBytes)), mib(r.snapShared), mib(uint64(r.snapDisk)), r.buildTime.Round(time.Millisecond))
-	w("Made as an image of its own (`--snapshot-base=false`) it is %s, %s on disk, built (a fresh start, then the save) in %s.\n",
-		mib(uint64(r.ownBytes)), mib(uint64(r.ownDisk)), r.buildOwnTime.Round(time.Millisecond))
+	w("and the Flask snapshot made from it is %s, of which %s are left to the base image's file (runs of pages equal to the base's) and %s are on disk; building it (a restore of the base image, the app's import, the save) took %s.\n",
+		mib(uint64(r.fromBaseBytes)), mib(r.sharedBytes), mib(uint64(r.fromBaseDisk)), r.fromBaseTime.Round(time.Millisecond))
 	w("Start is until the instance can serve; first response is the first request after that, served in-process.\n")
 	w("Memory is the kernel's accounting of the instance's linear memory (`/proc/self/smaps`): private is what only it holds (what one more instance costs), median of %d instances.\n\n", p.MemSamples)
 	w("| how | starts | start p50 | start p99 | first response p50 | p99 | private before serving | after 1 request | after 100 | PSS after 100 |\n")
@@ -60,18 +60,26 @@ func (r *report) markdown() string {
 	w("the request goes over loopback HTTP through `server` (routing, policy, pool, restore or fresh start). ")
 	w("With snapshots the server had opened (verified) every snapshot after load, as `serve` does in the background.\n\n")
 	w("The first round is each tenant's first request since its snapshot was built: its restore has no write set yet, and the pool records one after the request. ")
-	w("The next %d rounds are the same tenants idle again, having served: each a new server on the same snapshot folder (as after a restart), with no instance left, whose restores copy the recorded write set in.\n\n", len(r.coldAgain))
+	w("The next %d rounds are the same tenants idle again, having served: each a new server on the same snapshot folder (as after a restart), with no instance left, whose restores copy the recorded write set in. ", len(r.shipped.again))
+	w("The shipped snapshots (images of their own) are measured first, then the same with a shared base image (`--snapshot-base`, its own copies of the tenants and its own snapshot folder).\n\n")
 	w("| snapshots | tenants | p50 | p90 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	type row struct {
 		name  string
 		times []time.Duration
 	}
-	rows := []row{{"on, first request since the build", r.coldOn}}
-	for i, times := range r.coldAgain {
-		rows = append(rows, row{fmt.Sprintf("on, served before, round %d", i+1), times})
+	var rows []row
+	for _, c := range []struct {
+		name   string
+		first  []time.Duration
+		rounds [][]time.Duration
+	}{{"on", r.shipped.first, r.shipped.again}, {"on, shared base (--snapshot-base)", r.shared.first, r.shared.again}} {
+		rows = append(rows, row{c.name + ", first request since the build", c.first})
+		for i, times := range c.rounds {
+			rows = append(rows, row{fmt.Sprintf("%s, served before, round %d", c.name, i+1), times})
+		}
+		rows = append(rows, row{c.name + ", served before, all rounds", slices.Concat(c.rounds...)})
 	}
-	rows = append(rows, row{"on, served before, all rounds (shipped steady state)", slices.Concat(r.coldAgain...)},
-		row{"on, own images (--snapshot-base=false), first request since the build", r.coldOwn}, row{"off", r.coldOff})
+	rows = append(rows, row{"off", r.coldOff})
 	for _, row := range rows {
 		w("| %s | %d | %s | %s | %s | %s |\n", row.name, len(row.times), ms(pct(row.times, 50)), ms(pct(row.times, 90)), ms(pct(row.times, 99)), ms(pct(row.times, 100)))
 	}
@@ -79,33 +87,33 @@ func (r *report) markdown() string {
 
 	w("## Density: warm Flask tenants per 8 GiB\n\n")
 	w("The server process's memory (`/proc/self/smaps_rollup`, after a Go collection) as tenants get their first request, each leaving one warm instance that has served it. ")
-	w("PSS is the measure: a page that many mappings share counts once, where RSS counts it once per mapping (every tenant's instance maps the pages of the base image). ")
+	w("PSS is the measure: a page that many mappings share counts once, where RSS counts it once per mapping (with a shared base, every tenant's instance maps the pages of the base image). ")
 	w("File-backed memory is the snapshots' pages in the page cache; anonymous is everything written (pages copied on write, Go heap, compiled code).\n\n")
 	w("| snapshots | warm tenants | PSS | anonymous | file-backed | RSS |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, row := range []struct {
 		name string
 		pts  []densityPoint
-	}{{"on (shared base)", r.density}, {"on, own images", r.densityOwn}, {"off", r.densityFresh}} {
+	}{{"on", r.shipped.density}, {"on, shared base", r.shared.density}, {"off", r.densityFresh}} {
 		for _, pt := range row.pts {
 			w("| %s | %d | %s | %s | %s | %s |\n", row.name, pt.tenants, mib(pt.pss), mib(pt.anon), mib(pt.filePSS), mib(pt.rss))
 		}
 	}
-	slopeOn, baseOn := fit(r.density)
-	slopeOwn, baseOwn := fit(r.densityOwn)
+	slopeOn, baseOn := fit(r.shipped.density)
+	slopeBase, baseBase := fit(r.shared.density)
 	slopeOff, baseOff := fit(r.densityFresh)
-	fitsOn, fitsOwn, fitsOff := tenantsIn(eightGiB, slopeOn, baseOn), tenantsIn(eightGiB, slopeOwn, baseOwn), tenantsIn(eightGiB, slopeOff, baseOff)
-	w("\nLeast-squares line of PSS through the points: %s per added tenant with snapshots on the shared base (%s at zero), %s with own images (%s at zero), %s without snapshots (%s at zero). ",
-		mib(uint64(slopeOn)), mib(uint64(max(baseOn, 0))), mib(uint64(slopeOwn)), mib(uint64(max(baseOwn, 0))), mib(uint64(slopeOff)), mib(uint64(max(baseOff, 0))))
-	w("Extrapolated to 8 GiB: **%d** tenants with snapshots, %d with own images, %d without (the extrapolation goes %.0fx beyond the largest measured count).\n\n",
-		fitsOn, fitsOwn, fitsOff, float64(fitsOn)/float64(max(1, lastTenants(r.density))))
+	fitsOn, fitsBase, fitsOff := tenantsIn(eightGiB, slopeOn, baseOn), tenantsIn(eightGiB, slopeBase, baseBase), tenantsIn(eightGiB, slopeOff, baseOff)
+	w("\nLeast-squares line of PSS through the points: %s per added tenant with snapshots (%s at zero), %s with a shared base (%s at zero), %s without snapshots (%s at zero). ",
+		mib(uint64(slopeOn)), mib(uint64(max(baseOn, 0))), mib(uint64(slopeBase)), mib(uint64(max(baseBase, 0))), mib(uint64(slopeOff)), mib(uint64(max(baseOff, 0))))
+	w("Extrapolated to 8 GiB: **%d** tenants with snapshots, %d with a shared base, %d without (the extrapolation goes %.0fx beyond the largest measured count).\n\n",
+		fitsOn, fitsBase, fitsOff, float64(fitsOn)/float64(max(1, lastTenants(r.shipped.density))))
 
 	w("## Reading\n\n")
-	again, first := pct(slices.Concat(r.coldAgain...), 50), pct(r.coldOn, 50)
+	again, first := pct(slices.Concat(r.shipped.again...), 50), pct(r.shipped.first, 50)
 	w("- Idle Flask tenant to first response, p50: %s when it has served before (rounds from %s to %s) and %s for its first request since its snapshot was built, against %s without snapshots. The target (<= %s) is %s for a tenant that has served and %s for a first request; the stretch (1 ms) is %s.\n",
-		ms(again), ms(roundP50(r.coldAgain, slices.Min)), ms(roundP50(r.coldAgain, slices.Max)), ms(first), ms(pct(r.coldOff, 50)),
+		ms(again), ms(roundP50(r.shipped.again, slices.Min)), ms(roundP50(r.shipped.again, slices.Max)), ms(first), ms(pct(r.coldOff, 50)),
 		ms(targetFirstResponse), metOrNot(again <= targetFirstResponse), metOrNot(first <= targetFirstResponse), metOrNot(max(again, first) <= time.Millisecond))
 	w("  Over the target: %.0f%% of those first responses (served before) and %.0f%% of first requests took longer than %s.\n",
-		100*over(slices.Concat(r.coldAgain...), targetFirstResponse), 100*over(r.coldOn, targetFirstResponse), ms(targetFirstResponse))
+		100*over(slices.Concat(r.shipped.again...), targetFirstResponse), 100*over(r.shipped.first, targetFirstResponse), ms(targetFirstResponse))
 	if i := slices.IndexFunc(r.modes, func(f startFigures) bool { return f.shipped }); i >= 0 {
 		f := r.modes[i]
 		share := float64(medianUsage(f.after1, priv)) / float64(max(1, medianUsage(r.fresh.after1, priv)))
@@ -117,12 +125,28 @@ func (r *report) markdown() string {
 		w("- Mapping modes: %s.\n", r.modeReading())
 	}
 	w("- Warm Flask tenants in 8 GiB (extrapolated from the measured line): %d against a target of %d: %s.\n", fitsOn, targetTenants8GiB, metOrNot(fitsOn >= targetTenants8GiB))
-	w("- Shared base image: a Flask tenant's snapshot takes %s on disk against %s as an image of its own (%.0f%%), and a warm tenant adds %s of PSS against %s (%.0f%%). ",
-		mib(uint64(r.snapDisk)), mib(uint64(r.ownDisk)), 100*float64(r.snapDisk)/float64(max(1, r.ownDisk)),
-		mib(uint64(slopeOn)), mib(uint64(slopeOwn)), 100*slopeOn/max(1, slopeOwn))
-	w("Little of the image stays equal to the base's: importing the app writes reference counts into the shared modules' objects and fills free slots in the base's heap, so most pages of the base that the app's import touches differ, and only runs of at least 8 untouched pages are mapped from the base (shorter runs would cost more mappings per restore than they save).\n")
+	sharedAgain := pct(slices.Concat(r.shared.again...), 50)
+	w("- Shared base image (`--snapshot-base`, off by default): a Flask tenant's snapshot takes %s on disk against %s as an image of its own (%.0f%%) and builds in %s against %s; a warm tenant adds %s of PSS against %s (%.0f%%); ",
+		mib(uint64(r.fromBaseDisk)), mib(uint64(r.snapDisk)), 100*float64(r.fromBaseDisk)/float64(max(1, r.snapDisk)),
+		r.fromBaseTime.Round(time.Millisecond), r.buildTime.Round(time.Millisecond),
+		mib(uint64(slopeBase)), mib(uint64(slopeOn)), 100*slopeBase/max(1, slopeOn))
+	w("an idle tenant that has served answers its first request in %s p50 against %s (%+.0f%%), and a single restore plus first response takes %s against %s. ",
+		ms(sharedAgain), ms(again), 100*(float64(sharedAgain)/float64(max(1, again))-1), r.restoreAndFirst(true), r.restoreAndFirst(false))
+	w("Little of the image stays equal to the base's: importing the app writes reference counts into the shared modules' objects and fills free slots in the base's heap, so most pages of the base that the app's import touches differ, and only runs of at least 8 untouched pages are mapped from the base (shorter runs would cost more mappings per restore than they save). ")
+	w("What it saves is disk and build time; what it costs is every restore's extra mappings and one string-hash secret for all tenants on a base, hence off by default.\n")
 	w("- What dirties pages after restore: CPython 3.11 writes reference counts into every object it touches, so a request copies the pages of the objects it uses (code objects, module dicts, Flask's and Werkzeug's functions). `gc.freeze()` at snapshot time keeps later collections from touching the rest.\n")
 	return b.String()
+}
+
+// restoreAndFirst is the p50 restore plus the p50 first response of the
+// write-set row with (base) or without a shared base image.
+func (r *report) restoreAndFirst(base bool) string {
+	for _, f := range r.modes {
+		if (base && f.base) || (!base && f.shipped) {
+			return ms(pct(f.start, 50) + pct(f.first, 50))
+		}
+	}
+	return "not measured"
 }
 
 func (r *report) modeReading() string {

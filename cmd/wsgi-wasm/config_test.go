@@ -44,7 +44,7 @@ idle_timeout = "3s"
 python_dir = "/opt/python-wasi"
 forwarded_allow_ips = []
 snapshots = false
-snapshot_base = false
+snapshot_base = true
 [ceiling]
 max_instances = 2
 `
@@ -67,7 +67,7 @@ func TestServeSettingsPrecedence(t *testing.T) {
 		configFile: cfg, tenantDir: filepath.Join(dir, "tenants"), binds: []string{"127.0.0.1:8100", "127.0.0.1:8101"},
 		adminBind: "127.0.0.1:9100", memoryBudgetMB: 512, gracefulTimeout: 7 * time.Second, pythonDir: "/opt/python-wasi",
 		forwardedAllowIPs: []string{}, accessLog: "-", ceiling: ceiling,
-		snapshots: false, snapshotDir: os.Getenv("WSGI_WASM_SNAPSHOT_DIR"), // TestMain's folder
+		snapshots: false, snapshotBase: true, snapshotDir: os.Getenv("WSGI_WASM_SNAPSHOT_DIR"), // TestMain's folder
 		timeouts: httpTimeouts{readHeader: 10 * time.Second, idle: 3 * time.Second},
 	}
 	if !reflect.DeepEqual(s, want) {
@@ -92,7 +92,7 @@ func TestServeSettingsPrecedence(t *testing.T) {
 
 	// No file: the defaults.
 	s, err = settingsFor(t, "--tenant-dir", "t")
-	if err != nil || s.memoryBudgetMB != 4096 || s.ceiling != policies.DefaultCeiling || !reflect.DeepEqual(s.forwardedAllowIPs, []string{"127.0.0.1", "::1"}) || !s.snapshots || !s.snapshotBase {
+	if err != nil || s.memoryBudgetMB != 4096 || s.ceiling != policies.DefaultCeiling || !reflect.DeepEqual(s.forwardedAllowIPs, []string{"127.0.0.1", "::1"}) || !s.snapshots || s.snapshotBase {
 		t.Fatalf("defaults: %+v %v", s, err)
 	}
 }

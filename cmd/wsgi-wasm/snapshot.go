@@ -12,20 +12,19 @@ import (
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
-// snapshotFlags are serve's and run's: snapshots on by default, made from
-// a shared base image by default, and where they live.
+// snapshotFlags are serve's and run's: snapshots on by default, each a
+// whole image of its own unless --snapshot-base, and where they live.
 func snapshotFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "snapshots", Value: true, Usage: "restore instances from snapshots of the initialised app (milliseconds instead of the app's import); --snapshots=false starts every instance fresh", EnvVars: []string{"WSGI_WASM_SNAPSHOTS"}},
-		&cli.BoolFlag{Name: "snapshot-base", Value: true, Usage: "make tenants' snapshots from one base image of the interpreter and standard library, so that they store and map only what differs from it; --snapshot-base=false gives each tenant a whole image (and a string-hash secret) of its own", EnvVars: []string{"WSGI_WASM_SNAPSHOT_BASE"}},
+		&cli.BoolFlag{Name: "snapshot-base", Usage: "make tenants' snapshots from one base image of the interpreter and standard library, so that they store and map only what differs from it (smaller files, faster builds; slower restores, one string-hash secret for the tenants on a base); off, each tenant's snapshot is a whole image with a secret of its own", EnvVars: []string{"WSGI_WASM_SNAPSHOT_BASE"}},
 		&cli.StringFlag{Name: "snapshot-dir", Usage: "`FOLDER` of snapshot files, one server's own (default: $XDG_CACHE_HOME/wsgi-wasm/snapshots/<hash of the tenant folder's path>)", EnvVars: []string{"WSGI_WASM_SNAPSHOT_DIR"}},
 	}
 }
 
 // openSnapshotStore opens the snapshot folder dir (default: the one of the
 // tenants below root, beside cacheDir), or returns nil when snapshots are
-// off. Without base, tenants' snapshots are made without a shared base
-// image.
+// off. With base, tenants' snapshots are made from a shared base image.
 func openSnapshotStore(on, base bool, dir, cacheDir, root string) (*runtime.SnapshotStore, error) {
 	if !on {
 		return nil, nil
@@ -34,8 +33,8 @@ func openSnapshotStore(on, base bool, dir, cacheDir, root string) (*runtime.Snap
 		dir = runtime.DefaultSnapshotDir(cacheDir, root)
 	}
 	var opts []runtime.StoreOption
-	if !base {
-		opts = append(opts, runtime.WithoutSharedBase())
+	if base {
+		opts = append(opts, runtime.WithSharedBase())
 	}
 	return runtime.NewSnapshotStore(dir, opts...)
 }
