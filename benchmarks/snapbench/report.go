@@ -61,7 +61,7 @@ func (r *report) markdown() string {
 	w("With snapshots the server had opened (verified) every snapshot after load, as `serve` does in the background.\n\n")
 	w("The first round is each tenant's first request since its snapshot was built: its restore has no write set yet, and the pool records one after the request. ")
 	w("The next %d rounds are the same tenants idle again, having served: each a new server on the same snapshot folder (as after a restart), with no instance left, whose restores copy the recorded write set in. ", len(r.shipped.again))
-	w("The shipped snapshots (images of their own) are measured first, then the same with a shared base image (`--snapshot-base`, its own copies of the tenants and its own snapshot folder).\n\n")
+	w("The shipped snapshots (images of their own) and those made from a shared base image (`--snapshot-base`, with copies of the tenants and a snapshot folder of their own) take turns: both first rounds, then a round of each, and so on.\n\n")
 	w("| snapshots | tenants | p50 | p90 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	type row struct {
 		name  string
