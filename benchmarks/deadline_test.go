@@ -20,8 +20,9 @@ const stopTarget = 10 * time.Millisecond
 // an app that never finishes on its own (a Python loop, a regular
 // expression backtracking in C, a sleep), from the request's deadline until
 // ServeHTTP has returned its 504. The instance's start and close are
-// outside the timer. Reported as late-p50-µs, late-p99-µs and late-max-µs;
-// ns/op is the deadline plus that lateness.
+// outside the timer. Reported as late-p50-µs, late-p99-µs and late-max-µs
+// (p99 is the max in a run of fewer than 100 requests); ns/op is the
+// deadline plus that lateness.
 func BenchmarkStopAfterDeadline(b *testing.B) {
 	e := engine(b, "shipped")
 	for _, app := range []string{"runaway:spin", "runaway:regex", "runaway:sleeper"} {

@@ -40,12 +40,11 @@ import (
 // only WithSharedBase: by default each tenant's snapshot is an image, with
 // a secret, of its own.
 
-// baseMinRun is the fewest pages a run taken from the base image has.
-// Measured on the Flask example (a 25 MiB image) when it was chosen: runs
-// of 1 page would leave 8.4 MiB of its file on disk but cost 940 mappings
-// and a 6 ms restore; runs of 8 pages leave 12.3 MiB (14.0 without a base)
-// in 90 mappings, restored in 0.2-0.7 ms more than a snapshot of its own.
-// Runs of 32 pages took 0.25 ms more and left as much on disk as no base.
+// baseMinRun is the fewest pages a run taken from the base image has. On
+// the Flask example, single pages left the least on disk but cost ten times
+// the mappings of runs of 8 and a restore several times longer; runs of 32
+// left as much on disk as no base at all. benchmarks/SNAPSHOTS.md measures
+// what runs of 8 cost against a snapshot of its own.
 const baseMinRun = 8
 
 // basePrefix starts the key of every base image.

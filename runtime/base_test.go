@@ -229,3 +229,81 @@ func diskBytes(st os.FileInfo) int64 {
 	}
 	return st.Size()
 }
+
+// TestBaseSnapshotRebuiltWithoutSharedBase: a store without a shared base
+// (the default) refuses and removes a snapshot made from one (as after
+// serve ran with --snapshot-base, then without), so its tenant gets an
+// image, and a string-hash secret, of its own; a store with a shared base
+// keeps using a whole image.
+func TestBaseSnapshotRebuiltWithoutSharedBase(t *testing.T) {
+	ctx := context.Background()
+	eng := testEngine(t)
+	dir := t.TempDir()
+	cfg := runtime.AppConfig{App: "hello:hello", Dir: "testdata/apps"}
+	shared, err := runtime.NewSnapshotStore(dir, runtime.WithSharedBase())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := shared.Build(ctx, eng, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared.Close()
+
+	own, err := runtime.NewSnapshotStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.Open(key); !errors.Is(err, runtime.ErrSnapshotInvalid) {
+		t.Fatalf("Open of a snapshot made from a base, without one: %v, want ErrSnapshotInvalid", err)
+	}
+	if _, err := os.Stat(own.Path(key)); err == nil {
+		t.Error("the snapshot made from a base image was left in place")
+	}
+	if _, err := own.Build(ctx, eng, cfg); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := own.Open(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.SharedBytes() != 0 {
+		t.Errorf("rebuilt snapshot maps %d bytes from a base image, want none", snap.SharedBytes())
+	}
+	own.Close()
+
+	shared, err = runtime.NewSnapshotStore(dir, runtime.WithSharedBase())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	if snap, err := shared.Open(key); err != nil || snap.SharedBytes() != 0 {
+		t.Fatalf("a whole image in a store with a shared base: %v", err)
+	}
+}
+
+// TestAppExitingAtImportFromBase: an app whose import exits, started from a
+// shared base image, fails with an InitError carrying the exit, and is not
+// imported a second time from scratch.
+func TestAppExitingAtImportFromBase(t *testing.T) {
+	store, err := runtime.NewSnapshotStore(t.TempDir(), runtime.WithSharedBase())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var logs strings.Builder
+	cfg := runtime.AppConfig{App: "exitonimport:app", Dir: "testdata/apps", Log: func(_ int32, msg []byte) { logs.Write(msg) }}
+	inst, err := store.NewInstance(context.Background(), testEngine(t), cfg)
+	if err == nil {
+		inst.Close(context.Background())
+		t.Fatal("an app that exits at import started")
+	}
+	var initErr *runtime.InitError
+	var exit *runtime.ExitError
+	if !errors.As(err, &initErr) || !errors.As(err, &exit) || exit.Code != 3 {
+		t.Fatalf("err = %v, want an InitError wrapping exit code 3", err)
+	}
+	if strings.Contains(logs.String(), "base image not used") {
+		t.Errorf("the import was tried again from scratch:\n%s", logs.String())
+	}
+}

@@ -242,6 +242,12 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	}
 	if from != fromSnapshot {
 		res, err := mod.ExportedFunction(init).Call(ctx)
+		if err != nil && ctx.Err() == nil {
+			// The app's import trapped or exited: its failure, as a result
+			// code would be.
+			inst.close()
+			return nil, &InitError{App: cfg.App, Export: init, Trap: describeCallError(err), Output: startup.String()}
+		}
 		if err != nil {
 			return fail("runtime: %s of %s: %v", init, cfg.App, describeCallError(err))
 		}
@@ -259,21 +265,29 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 
 // InitError is a wsgi_init, wsgi_init_base or wsgi_init_app that returned
 // a failure (ABI.md "wsgi_init"): the interpreter did not start, or the
-// bootstrap or the app's import raised. Output is what the guest printed.
+// bootstrap or the app's import raised; or that trapped or exited (Trap).
+// Output is what the guest printed.
 type InitError struct {
 	App    string
 	Export string
 	Result int32
+	Trap   error // the trap or exit, when the export did not return
 	Output string
 }
 
 func (e *InitError) Error() string {
 	msg := fmt.Sprintf("runtime: %s of %s failed (result %d)", e.Export, e.App, e.Result)
+	if e.Trap != nil {
+		msg = fmt.Sprintf("runtime: %s of %s: %v", e.Export, e.App, e.Trap)
+	}
 	if e.Output != "" {
 		msg += ":\n" + e.Output
 	}
 	return msg
 }
+
+// Unwrap is the trap or exit (an *ExitError for os._exit), if any.
+func (e *InitError) Unwrap() error { return e.Trap }
 
 // resume finishes a restore: the memory already holds the image (the app's
 // snapshot or a base image); grow it to the image's size, set the globals,

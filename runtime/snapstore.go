@@ -92,7 +92,10 @@ func (s *SnapshotStore) Open(key string) (*Snapshot, error) {
 }
 
 // openLocked is Open with s.mu held; a snapshot made from a base image is
-// valid only with that base image, opened first.
+// valid only with that base image, opened first, and only in a store that
+// shares one (WithSharedBase): a store without is refused the base's
+// shared string-hash secret, so a snapshot made before --snapshot-base was
+// turned off is rebuilt. (The other way round, a whole image stays valid.)
 func (s *SnapshotStore) openLocked(key string, mayHaveBase bool) (*Snapshot, error) {
 	if snap, ok := s.open[key]; ok {
 		return snap, nil
@@ -100,12 +103,19 @@ func (s *SnapshotStore) openLocked(key string, mayHaveBase bool) (*Snapshot, err
 	snap, err := openSnapshot(s.Path(key), key)
 	if err == nil && snap.baseKey != "" {
 		var base *Snapshot
-		if !mayHaveBase {
+		switch {
+		case !mayHaveBase:
 			err = fmt.Errorf("%w: %s: a base image made from another", ErrSnapshotInvalid, s.Path(key))
-		} else if base, err = s.openLocked(snap.baseKey, false); err == nil && base.sum != snap.baseSum {
-			err = fmt.Errorf("%w: %s: made from another base image than %s", ErrSnapshotInvalid, s.Path(key), base.path)
-		} else if err != nil {
-			err = fmt.Errorf("%w: %s: its base image: %w", ErrSnapshotInvalid, s.Path(key), err)
+		case !s.sharedBase:
+			err = fmt.Errorf("%w: %s: made from a shared base image, which this store does not use", ErrSnapshotInvalid, s.Path(key))
+		default:
+			base, err = s.openLocked(snap.baseKey, false)
+			switch {
+			case err == nil && base.sum != snap.baseSum:
+				err = fmt.Errorf("%w: %s: made from another base image than %s", ErrSnapshotInvalid, s.Path(key), base.path)
+			case errors.Is(err, ErrSnapshotInvalid) || errors.Is(err, fs.ErrNotExist):
+				err = fmt.Errorf("%w: %s: its base image: %w", ErrSnapshotInvalid, s.Path(key), err)
+			}
 		}
 		if err != nil {
 			snap.close()

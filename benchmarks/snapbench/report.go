@@ -61,7 +61,7 @@ func (r *report) markdown() string {
 	w("With snapshots the server had opened (verified) every snapshot after load, as `serve` does in the background.\n\n")
 	w("The first round is each tenant's first request since its snapshot was built: its restore has no write set yet, and the pool records one after the request. ")
 	w("The next %d rounds are the same tenants idle again, having served: each a new server on the same snapshot folder (as after a restart), with no instance left, whose restores copy the recorded write set in. ", len(r.shipped.again))
-	w("The shipped snapshots (images of their own) and those made from a shared base image (`--snapshot-base`, with copies of the tenants and a snapshot folder of their own) take turns: both first rounds, then a round of each, and so on.\n\n")
+	w("The shipped snapshots (images of their own) and those made from a shared base image (`--snapshot-base`, with copies of the tenants and a snapshot folder of their own) take turns: both first rounds, then a round of each, which of them goes first alternating.\n\n")
 	w("| snapshots | tenants | p50 | p90 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	type row struct {
 		name  string
@@ -132,8 +132,9 @@ func (r *report) markdown() string {
 		mib(uint64(slopeBase)), mib(uint64(slopeOn)), 100*slopeBase/max(1, slopeOn))
 	w("an idle tenant that has served answers its first request in %s p50 against %s (%+.0f%%), and a single restore plus first response takes %s against %s. ",
 		ms(sharedAgain), ms(again), 100*(float64(sharedAgain)/float64(max(1, again))-1), r.restoreAndFirst(true), r.restoreAndFirst(false))
-	w("Little of the image stays equal to the base's: importing the app writes reference counts into the shared modules' objects and fills free slots in the base's heap, so most pages of the base that the app's import touches differ, and only runs of at least 8 untouched pages are mapped from the base (shorter runs would cost more mappings per restore than they save). ")
-	w("What it saves is disk and build time; what it costs is every restore's extra mappings and one string-hash secret for all tenants on a base, hence off by default.\n")
+	w("Of the snapshot's %s, %s (%.0f%%) are mapped from the base: importing the app writes reference counts into the shared modules' objects and fills free slots in the base's heap, so most pages of the base that the app's import touches differ, and only long runs of untouched pages are mapped from the base (each run is one more mapping per restore). ",
+		mib(uint64(r.fromBaseBytes)), mib(r.sharedBytes), 100*float64(r.sharedBytes)/float64(max(1, r.fromBaseBytes)))
+	w("Beyond these figures, the tenants on one base image share its string-hash secret (README, \"Snapshots\"); the shipped default is images of their own.\n")
 	w("- What dirties pages after restore: CPython 3.11 writes reference counts into every object it touches, so a request copies the pages of the objects it uses (code objects, module dicts, Flask's and Werkzeug's functions). `gc.freeze()` at snapshot time keeps later collections from touching the rest.\n")
 	return b.String()
 }

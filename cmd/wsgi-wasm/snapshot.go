@@ -17,7 +17,7 @@ import (
 func snapshotFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "snapshots", Value: true, Usage: "restore instances from snapshots of the initialised app (milliseconds instead of the app's import); --snapshots=false starts every instance fresh", EnvVars: []string{"WSGI_WASM_SNAPSHOTS"}},
-		&cli.BoolFlag{Name: "snapshot-base", Usage: "make tenants' snapshots from one base image of the interpreter and standard library, so that they store and map only what differs from it (smaller files, faster builds; slower restores, one string-hash secret for the tenants on a base); off, each tenant's snapshot is a whole image with a secret of its own", EnvVars: []string{"WSGI_WASM_SNAPSHOT_BASE"}},
+		&cli.BoolFlag{Name: "snapshot-base", Usage: "make tenants' snapshots from one base image of the interpreter and standard library, so that they store and map only what differs from it (smaller files, faster builds; slower restores, one string-hash secret for the tenants on a base); off, each tenant's snapshot is a whole image with a secret of its own, and those made from a base are rebuilt", EnvVars: []string{"WSGI_WASM_SNAPSHOT_BASE"}},
 		&cli.StringFlag{Name: "snapshot-dir", Usage: "`FOLDER` of snapshot files, one server's own (default: $XDG_CACHE_HOME/wsgi-wasm/snapshots/<hash of the tenant folder's path>)", EnvVars: []string{"WSGI_WASM_SNAPSHOT_DIR"}},
 	}
 }
