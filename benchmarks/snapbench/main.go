@@ -35,6 +35,7 @@ import (
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
+	"golang.org/x/sys/unix"
 )
 
 // Params size a run.
@@ -123,16 +124,22 @@ type report struct {
 	baseDisk      int64  // its blocks on disk
 
 	shipped, shared serverFigures
-	coldOff         []time.Duration
-	densityFresh    []densityPoint
+	warmedFirst     tenantsRun // first request since the build, with a warm-up path
+	off             tenantsRun // snapshots off
+}
+
+// tenantsRun is one pass over a tree of idle tenants, each requested once.
+type tenantsRun struct {
+	times    []time.Duration // to each tenant's first response
+	density  []densityPoint  // as tenants got their first request
+	readBack uint64          // bytes the machine read from disk meanwhile
 }
 
 // serverFigures are idle tenants' first responses through the server, with
 // one way of making snapshots.
 type serverFigures struct {
-	first   []time.Duration   // first request since the snapshots were built
-	again   [][]time.Duration // per round, served before
-	density []densityPoint    // as tenants got their first request
+	first tenantsRun   // first request since the snapshots were built
+	again []tenantsRun // per round, served before
 }
 
 // startFigures are one way of starting a Flask instance.
@@ -345,14 +352,18 @@ func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) 
 	p := r.params
 	var err error
 	ways := []struct {
-		name string
-		base bool
+		way
 		figs *serverFigures
-	}{{"on", false, &r.shipped}, {"on, shared base", true, &r.shared}}
+	}{{way{name: "on", snapshots: true}, &r.shipped}, {way{name: "on, shared base", snapshots: true, base: true}, &r.shared}}
 	for _, c := range ways {
-		if c.figs.first, c.figs.density, err = r.tenantRun(ctx, c.name, p.Tenants, true, c.base, logf); err != nil {
+		if c.figs.first, err = r.tenantRun(ctx, c.way, p.Tenants, logf); err != nil {
 			return err
 		}
+	}
+	// The first request since the build again, of tenants that set a
+	// warm-up path: the server records their write sets before it.
+	if r.warmedFirst, err = r.tenantRun(ctx, way{name: "on, warm-up", snapshots: true, warmup: "/"}, p.Tenants, logf); err != nil {
+		return err
 	}
 	// The same tenants idle again, having served: each round a new server
 	// on the same snapshot folder (as after a restart), whose pools have
@@ -362,32 +373,41 @@ func (r *report) measureTenants(ctx context.Context, logf func(string, ...any)) 
 	for range max(p.Rounds, 1) {
 		slices.Reverse(ways) // each way goes first every other round
 		for _, c := range ways {
-			times, _, err := r.tenantRun(ctx, c.name, p.Tenants, true, c.base, logf)
+			run, err := r.tenantRun(ctx, c.way, p.Tenants, logf)
 			if err != nil {
 				return err
 			}
-			c.figs.again = append(c.figs.again, times)
+			c.figs.again = append(c.figs.again, run)
 		}
 	}
-	r.coldOff, r.densityFresh, err = r.tenantRun(ctx, "off", p.FreshTenant, false, false, logf)
+	r.off, err = r.tenantRun(ctx, way{name: "off"}, p.FreshTenant, logf)
 	return err
 }
 
-// tenantRun serves n idle tenants in the tree named name (made on first
-// use): with snapshots, made from the shared base image if base.
-func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots, base bool, logf func(string, ...any)) ([]time.Duration, []densityPoint, error) {
+// way is how a tree of idle tenants is served.
+type way struct {
+	name      string
+	snapshots bool   // snapshots on
+	base      bool   // made from a shared base image
+	warmup    string // the tenants' warm-up path (tenant.toml's warmup), if any
+}
+
+// tenantRun serves n idle tenants in the tree named for w (made on first
+// use) the way w says.
+func (r *report) tenantRun(ctx context.Context, w way, n int, logf func(string, ...any)) (tenantsRun, error) {
 	p := r.params
+	name, snapshots := w.name, w.snapshots
 	tree := filepath.Join(p.WorkDir, "tree-"+strings.NewReplacer(" ", "", ",", "-").Replace(name))
 	_, err := os.Stat(tree)
 	again := err == nil
 	for i := 0; i < n && !again; i++ {
-		if err := copyTenant(p.FlaskDir, filepath.Join(tree, fmt.Sprintf("t%03d", i)), fmt.Sprintf("t%03d.test", i)); err != nil {
-			return nil, nil, err
+		if err := copyTenant(p.FlaskDir, filepath.Join(tree, fmt.Sprintf("t%03d", i)), fmt.Sprintf("t%03d.test", i), w.warmup); err != nil {
+			return tenantsRun{}, err
 		}
 	}
 	eng, err := newEngine(ctx, r.interp, runtime.MapPrivate)
 	if err != nil {
-		return nil, nil, err
+		return tenantsRun{}, err
 	}
 	defer eng.Close(ctx)
 	if again {
@@ -396,27 +416,28 @@ func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots, b
 	cfg := server.Config{TenantDir: tree, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 40}
 	if snapshots {
 		var opts []runtime.StoreOption
-		if base {
+		if w.base {
 			opts = append(opts, runtime.WithSharedBase())
 		}
 		store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "snapshots-"+filepath.Base(tree)), opts...)
 		if err != nil {
-			return nil, nil, err
+			return tenantsRun{}, err
 		}
 		defer store.Close()
 		cfg.Snapshots = store
 	}
 	srv, err := server.New(ctx, eng, cfg)
 	if err != nil {
-		return nil, nil, err
+		return tenantsRun{}, err
 	}
 	defer srv.Close()
 	if snapshots {
 		start := time.Now()
 		if _, err := srv.BuildSnapshots(ctx); err != nil {
-			return nil, nil, err
+			return tenantsRun{}, err
 		}
 		logf("%d snapshots built or opened in %v", n, time.Since(start).Round(time.Second))
+		settle()
 	}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
@@ -429,29 +450,64 @@ func (r *report) tenantRun(ctx context.Context, name string, n int, snapshots, b
 		}
 	}
 	checkpoint(0)
+	reads := diskReads()
 	for i := 0; i < n; i++ {
 		req, _ := http.NewRequest("GET", hs.URL+"/", nil)
 		req.Host = fmt.Sprintf("t%03d.test", i)
 		start := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, nil, err
+			return tenantsRun{}, err
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		times = append(times, time.Since(start))
 		if resp.StatusCode != 200 {
-			return nil, nil, fmt.Errorf("tenant %d: status %d", i, resp.StatusCode)
+			return tenantsRun{}, fmt.Errorf("tenant %d: status %d", i, resp.StatusCode)
 		}
 		checkpoint(i + 1)
 	}
-	logf("snapshots %s: first response p50 %v p99 %v over %d tenants", name, pct(times, 50), pct(times, 99), n)
-	return times, points, nil
+	readBack := diskReads() - reads
+	logf("snapshots %s: first response p50 %v p99 %v over %d tenants, %.1f MiB read from disk", name, pct(times, 50), pct(times, 99), n, float64(readBack)/(1<<20))
+	return tenantsRun{times: times, density: points, readBack: readBack}, nil
 }
 
-// copyTenant copies the Flask tenant with its own hosts and no warm
-// instance until its first request.
-func copyTenant(src, dst, host string) error {
+// diskReads is how many bytes the machine has read from disk into memory
+// since it started (/proc/vmstat pgpgin, in KiB), or 0 if unknown. Where
+// the machine pages out file pages no process maps once they are cold (see
+// guestMemoryFacts), an idle tenant's snapshot can have to come back from
+// disk.
+func diskReads() uint64 {
+	b, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "pgpgin "); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
+
+// settle lets the machine catch up with a build before measuring: the
+// snapshot files written back to disk and the memory the build freed
+// handed back (the balloon reports free pages to the host within seconds).
+// A server's first requests come a while after its background builds; a
+// request measured meanwhile pays for the writeback and the page reporting
+// beside it, by how much depends on the build before.
+func settle() {
+	unix.Sync()
+	time.Sleep(settleTime)
+}
+
+// settleTime is how long settle waits after the disk writes.
+const settleTime = 3 * time.Second
+
+// copyTenant copies the Flask tenant with its own hosts, no warm instance
+// until its first request, and warmup as its warm-up path if not empty.
+func copyTenant(src, dst, host, warmup string) error {
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -473,7 +529,11 @@ func copyTenant(src, dst, host string) error {
 	if err != nil {
 		return err
 	}
-	toml := fmt.Sprintf("app = \"app:app\"\nhosts = [%q]\n\n[pool]\nmin_warm = 0\n", host)
+	toml := fmt.Sprintf("app = \"app:app\"\nhosts = [%q]\n", host)
+	if warmup != "" {
+		toml += fmt.Sprintf("warmup = %q\n", warmup)
+	}
+	toml += "\n[pool]\nmin_warm = 0\n"
 	return os.WriteFile(filepath.Join(dst, "tenant.toml"), []byte(toml), 0o644)
 }
 

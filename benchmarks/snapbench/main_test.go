@@ -42,7 +42,7 @@ func TestSmoke(t *testing.T) {
 		"| on, first request since the build | 3 |", "| on, served before, round 2 | 3 |", "| on, served before, all rounds | 6 |", "| off | 1 |",
 		"| on, shared base (--snapshot-base), first request since the build | 3 |", "| on, shared base (--snapshot-base), served before, all rounds | 6 |",
 		"| restore, private mapping + write set, shared base (--snapshot-base) | 3 |", "warm Flask tenants per 8 GiB", "Extrapolated to 8 GiB",
-		"| on, shared base | 3 |",
+		"| on, shared base | 3 |", "| on, warm-up path (`warmup = \"/\"`), first request since the build | 3 |",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -58,30 +59,33 @@ func (r *report) markdown() string {
 	w("## Idle tenants: first response through the server\n\n")
 	w("Each tenant is a copy of the Flask example with `min_warm = 0`, so no instance exists until its first request; ")
 	w("the request goes over loopback HTTP through `server` (routing, policy, pool, restore or fresh start). ")
-	w("With snapshots the server had opened (verified) every snapshot after load, as `serve` does in the background.\n\n")
+	w("With snapshots the server had opened (verified) every snapshot after load, as `serve` does in the background, and the harness then wrote the disk's dirty pages back and waited %v before the first request.\n\n", settleTime)
 	w("The first round is each tenant's first request since its snapshot was built: its restore has no write set yet, and the pool records one after the request. ")
 	w("The next %d rounds are the same tenants idle again, having served: each a new server on the same snapshot folder (as after a restart), with no instance left, whose restores copy the recorded write set in. ", len(r.shipped.again))
-	w("The shipped snapshots (images of their own) and those made from a shared base image (`--snapshot-base`, with copies of the tenants and a snapshot folder of their own) take turns: both first rounds, then a round of each, which of them goes first alternating.\n\n")
-	w("| snapshots | tenants | p50 | p90 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
+	w("The shipped snapshots (images of their own) and those made from a shared base image (`--snapshot-base`, with copies of the tenants and a snapshot folder of their own) take turns: both first rounds, then a round of each, which of them goes first alternating. ")
+	w("The warm-up row is a third copy of the tenants, whose tenant.toml sets `warmup = \"/\"`: once a snapshot is built, the server requests that path of an instance restored from it and records the write set, so that the first real request restores with one. ")
+	w("The last column is what the machine read from disk while the requests ran (`pgpgin` in `/proc/vmstat`): where it pages out file pages no process maps once they are cold (see the memory line at the top), a tenant idle that long has its snapshot's pages read from disk again, and its restore (the write set's copy first) waits for them. ")
+	w("Rounds that are slow with little read from disk are slow in the restore's copying of pages (the write set's copy, timed apart while these figures were investigated), after a phase that allocated and freed much memory: the balloon has handed those pages to the host, which must back them again when they are written.\n\n")
+	w("| snapshots | tenants | p50 | p90 | p99 | max | read from disk |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	type row struct {
-		name  string
-		times []time.Duration
+		name string
+		run  tenantsRun
 	}
 	var rows []row
 	for _, c := range []struct {
-		name   string
-		first  []time.Duration
-		rounds [][]time.Duration
-	}{{"on", r.shipped.first, r.shipped.again}, {"on, shared base (--snapshot-base)", r.shared.first, r.shared.again}} {
-		rows = append(rows, row{c.name + ", first request since the build", c.first})
-		for i, times := range c.rounds {
-			rows = append(rows, row{fmt.Sprintf("%s, served before, round %d", c.name, i+1), times})
+		name string
+		figs serverFigures
+	}{{"on", r.shipped}, {"on, shared base (--snapshot-base)", r.shared}} {
+		rows = append(rows, row{c.name + ", first request since the build", c.figs.first})
+		for i, run := range c.figs.again {
+			rows = append(rows, row{fmt.Sprintf("%s, served before, round %d", c.name, i+1), run})
 		}
-		rows = append(rows, row{c.name + ", served before, all rounds", slices.Concat(c.rounds...)})
+		rows = append(rows, row{c.name + ", served before, all rounds", concatRuns(c.figs.again)})
 	}
-	rows = append(rows, row{"off", r.coldOff})
+	rows = append(rows, row{"on, warm-up path (`warmup = \"/\"`), first request since the build", r.warmedFirst}, row{"off", r.off})
 	for _, row := range rows {
-		w("| %s | %d | %s | %s | %s | %s |\n", row.name, len(row.times), ms(pct(row.times, 50)), ms(pct(row.times, 90)), ms(pct(row.times, 99)), ms(pct(row.times, 100)))
+		t := row.run.times
+		w("| %s | %d | %s | %s | %s | %s | %s |\n", row.name, len(t), ms(pct(t, 50)), ms(pct(t, 90)), ms(pct(t, 99)), ms(pct(t, 100)), mib(row.run.readBack))
 	}
 	w("\n")
 
@@ -93,27 +97,30 @@ func (r *report) markdown() string {
 	for _, row := range []struct {
 		name string
 		pts  []densityPoint
-	}{{"on", r.shipped.density}, {"on, shared base", r.shared.density}, {"off", r.densityFresh}} {
+	}{{"on", r.shipped.first.density}, {"on, shared base", r.shared.first.density}, {"off", r.off.density}} {
 		for _, pt := range row.pts {
 			w("| %s | %d | %s | %s | %s | %s |\n", row.name, pt.tenants, mib(pt.pss), mib(pt.anon), mib(pt.filePSS), mib(pt.rss))
 		}
 	}
-	slopeOn, baseOn := fit(r.shipped.density)
-	slopeBase, baseBase := fit(r.shared.density)
-	slopeOff, baseOff := fit(r.densityFresh)
+	slopeOn, baseOn := fit(r.shipped.first.density)
+	slopeBase, baseBase := fit(r.shared.first.density)
+	slopeOff, baseOff := fit(r.off.density)
 	fitsOn, fitsBase, fitsOff := tenantsIn(eightGiB, slopeOn, baseOn), tenantsIn(eightGiB, slopeBase, baseBase), tenantsIn(eightGiB, slopeOff, baseOff)
 	w("\nLeast-squares line of PSS through the points: %s per added tenant with snapshots (%s at zero), %s with a shared base (%s at zero), %s without snapshots (%s at zero). ",
 		mib(uint64(slopeOn)), mib(uint64(max(baseOn, 0))), mib(uint64(slopeBase)), mib(uint64(max(baseBase, 0))), mib(uint64(slopeOff)), mib(uint64(max(baseOff, 0))))
 	w("Extrapolated to 8 GiB: **%d** tenants with snapshots, %d with a shared base, %d without (the extrapolation goes %.0fx beyond the largest measured count).\n\n",
-		fitsOn, fitsBase, fitsOff, float64(fitsOn)/float64(max(1, lastTenants(r.shipped.density))))
+		fitsOn, fitsBase, fitsOff, float64(fitsOn)/float64(max(1, lastTenants(r.shipped.first.density))))
 
 	w("## Reading\n\n")
-	again, first := pct(slices.Concat(r.shipped.again...), 50), pct(r.shipped.first, 50)
+	again, first := pct(concatRuns(r.shipped.again).times, 50), pct(r.shipped.first.times, 50)
 	w("- Idle Flask tenant to first response, p50: %s when it has served before (rounds from %s to %s) and %s for its first request since its snapshot was built, against %s without snapshots. The target (<= %s) is %s for a tenant that has served and %s for a first request; the stretch (1 ms) is %s.\n",
-		ms(again), ms(roundP50(r.shipped.again, slices.Min)), ms(roundP50(r.shipped.again, slices.Max)), ms(first), ms(pct(r.coldOff, 50)),
+		ms(again), ms(roundP50(r.shipped.again, slices.Min)), ms(roundP50(r.shipped.again, slices.Max)), ms(first), ms(pct(r.off.times, 50)),
 		ms(targetFirstResponse), metOrNot(again <= targetFirstResponse), metOrNot(first <= targetFirstResponse), metOrNot(max(again, first) <= time.Millisecond))
 	w("  Over the target: %.0f%% of those first responses (served before) and %.0f%% of first requests took longer than %s.\n",
-		100*over(slices.Concat(r.shipped.again...), targetFirstResponse), 100*over(r.shipped.first, targetFirstResponse), ms(targetFirstResponse))
+		100*over(concatRuns(r.shipped.again).times, targetFirstResponse), 100*over(r.shipped.first.times, targetFirstResponse), ms(targetFirstResponse))
+	warmed := pct(r.warmedFirst.times, 50)
+	w("  A tenant that sets a warm-up path (tenant.toml's `warmup`), whose write set the server records when it builds the snapshot, answers its first request since the build in %s p50 (%.0f%% over the target): the target is %s for it.\n",
+		ms(warmed), 100*over(r.warmedFirst.times, targetFirstResponse), metOrNot(warmed <= targetFirstResponse))
 	if i := slices.IndexFunc(r.modes, func(f startFigures) bool { return f.shipped }); i >= 0 {
 		f := r.modes[i]
 		share := float64(medianUsage(f.after1, priv)) / float64(max(1, medianUsage(r.fresh.after1, priv)))
@@ -125,7 +132,7 @@ func (r *report) markdown() string {
 		w("- Mapping modes: %s.\n", r.modeReading())
 	}
 	w("- Warm Flask tenants in 8 GiB (extrapolated from the measured line): %d against a target of %d: %s.\n", fitsOn, targetTenants8GiB, metOrNot(fitsOn >= targetTenants8GiB))
-	sharedAgain := pct(slices.Concat(r.shared.again...), 50)
+	sharedAgain := pct(concatRuns(r.shared.again).times, 50)
 	w("- Shared base image (`--snapshot-base`, off by default): a Flask tenant's snapshot takes %s on disk against %s as an image of its own (%.0f%%) and builds in %s against %s; a warm tenant adds %s of PSS against %s (%.0f%%); ",
 		mib(uint64(r.fromBaseDisk)), mib(uint64(r.snapDisk)), 100*float64(r.fromBaseDisk)/float64(max(1, r.snapDisk)),
 		r.fromBaseTime.Round(time.Millisecond), r.buildTime.Round(time.Millisecond),
@@ -171,15 +178,25 @@ func over(ds []time.Duration, limit time.Duration) float64 {
 }
 
 // roundP50 picks (with pick, e.g. slices.Min) among the rounds' medians.
-func roundP50(rounds [][]time.Duration, pick func([]time.Duration) time.Duration) time.Duration {
+func roundP50(rounds []tenantsRun, pick func([]time.Duration) time.Duration) time.Duration {
 	if len(rounds) == 0 {
 		return 0
 	}
 	p50s := make([]time.Duration, len(rounds))
-	for i, times := range rounds {
-		p50s[i] = pct(times, 50)
+	for i, run := range rounds {
+		p50s[i] = pct(run.times, 50)
 	}
 	return pick(p50s)
+}
+
+// concatRuns is runs as one: every time, and all that was read back.
+func concatRuns(runs []tenantsRun) tenantsRun {
+	var all tenantsRun
+	for _, run := range runs {
+		all.times = append(all.times, run.times...)
+		all.readBack += run.readBack
+	}
+	return all
 }
 
 func priv(u runtime.MemoryUsage) uint64 { return u.Private }
@@ -283,6 +300,35 @@ func kernel() string {
 
 // guestMemoryFacts names what on this machine hands freed memory back to a
 // hypervisor: a virtio balloon with free page reporting, DAMON reclaim.
+// damonScheme says what a DAMON pageout scheme (its sysfs folder) takes:
+// which pages (its filters) and after how long unaccessed.
+func damonScheme(dir string) string {
+	read := func(rel string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, rel))
+		return strings.TrimSpace(string(b))
+	}
+	var what []string
+	filters, _ := filepath.Glob(filepath.Join(dir, "ops_filters/*"))
+	for _, f := range filters {
+		rel := filepath.Join("ops_filters", filepath.Base(f))
+		switch t, allow := read(filepath.Join(rel, "type")), read(filepath.Join(rel, "allow")); {
+		case t == "anon" && allow == "N":
+			what = append(what, "not anonymous memory")
+		case t == "unmapped" && allow == "Y":
+			what = append(what, "only file pages that no process maps")
+		}
+	}
+	age, _ := strconv.ParseUint(read("access_pattern/age/min"), 10, 64)
+	aggr, _ := strconv.ParseUint(read("../../monitoring_attrs/intervals/aggr_us"), 10, 64)
+	if age > 0 && aggr > 0 {
+		what = append(what, fmt.Sprintf("once unaccessed for %d s", age*aggr/1e6))
+	}
+	if len(what) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(what, ", ") + ")"
+}
+
 func guestMemoryFacts() []string {
 	var facts []string
 	devices, _ := filepath.Glob("/sys/bus/virtio/devices/*")
@@ -300,7 +346,7 @@ func guestMemoryFacts() []string {
 			actions, _ := filepath.Glob(filepath.Join(filepath.Dir(k), "contexts/*/schemes/*/action"))
 			for _, a := range actions {
 				if b, _ := os.ReadFile(a); strings.TrimSpace(string(b)) == "pageout" {
-					facts = append(facts, "DAMON pages out memory it finds cold")
+					facts = append(facts, "DAMON pages out memory it finds cold"+damonScheme(filepath.Dir(a)))
 				}
 			}
 		}
