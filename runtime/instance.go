@@ -276,9 +276,11 @@ type InitError struct {
 }
 
 func (e *InitError) Error() string {
-	msg := fmt.Sprintf("runtime: %s of %s failed (result %d)", e.Export, e.App, e.Result)
+	var msg string
 	if e.Trap != nil {
 		msg = fmt.Sprintf("runtime: %s of %s: %v", e.Export, e.App, e.Trap)
+	} else {
+		msg = fmt.Sprintf("runtime: %s of %s failed (result %d)", e.Export, e.App, e.Result)
 	}
 	if e.Output != "" {
 		msg += ":\n" + e.Output

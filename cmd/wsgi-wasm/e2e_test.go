@@ -104,13 +104,20 @@ func startServe(t *testing.T, tree string, args ...string) *serveProc {
 		p.cmd.Process.Kill()
 		p.wait()
 	})
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if code, _, err := get("", "http://"+p.admin+"/readyz"); err == nil && code == 200 {
-			return p
+	p.waitFor200(t, "server ready", "", "http://"+p.admin+"/readyz", 90*time.Second)
+	return p
+}
+
+// waitFor200 polls url (with the given Host) until it answers 200, and
+// fails the test with the server's log if that takes longer than timeout.
+func (p *serveProc) waitFor200(t *testing.T, what, host, url string, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; {
+		if code, _, err := get(host, url); err == nil && code == 200 {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server not ready; log:\n%s", p.logs.String())
+			t.Fatalf("%s: no 200 from %s within %v; log:\n%s", what, url, timeout, p.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -270,15 +277,7 @@ func TestServeLimits(t *testing.T) {
 	// The tenant's first request starts its first instance, which the
 	// 1s request_timeout covers (a 504 if it is late): wait for one to
 	// serve before testing the limits.
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		if code, _, err := get("limits.test", base+"/"); err == nil && code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("limits tenant not serving; log:\n%s", p.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	p.waitFor200(t, "limits tenant serving", "limits.test", base+"/", 60*time.Second)
 	many := http.Header{}
 	huge := http.Header{} // each field within 8190 bytes, all together well over net/http's MaxHeaderBytes
 	for i := 0; i < 101; i++ {
