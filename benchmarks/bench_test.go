@@ -54,7 +54,7 @@ func instance(tb testing.TB, variant, dir, app string) *runtime.Instance {
 	var pyc string
 	if _, err := os.Stat(filepath.Join(dir, "site-packages")); err == nil {
 		var err error
-		if pyc, err = e.CompileApp(context.Background(), dir); err != nil {
+		if pyc, err = e.CompileApp(context.Background(), dir, 0); err != nil {
 			tb.Fatal(err)
 		}
 	} else if strings.Contains(dir, "examples") {
@@ -306,7 +306,7 @@ func BenchmarkFlaskColdStart(b *testing.B) {
 	if _, err := os.Stat(filepath.Join(flaskDir, "site-packages")); err != nil {
 		b.Skip("flask not vendored")
 	}
-	pyc, err := e.CompileApp(context.Background(), flaskDir)
+	pyc, err := e.CompileApp(context.Background(), flaskDir, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

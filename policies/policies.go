@@ -10,13 +10,15 @@ import (
 	"time"
 )
 
-// Policy is what one tenant may use.
+// Policy is what one tenant may use. Every limit means what it says,
+// zero included, and is checked against the ceiling as it is used: no
+// value is a stand-in for "no limit" or "the default".
 type Policy struct {
-	RequestTimeout time.Duration // per request, from its arrival: the wait for an instance counts
-	MemoryMB       int           // linear memory cap of each instance
-	MaxBodyBytes   int64         // request body limit (413 above)
-	MaxInstances   int           // concurrent instances
-	QueueLength    int           // requests waiting for an instance (503 above)
+	RequestTimeout time.Duration // per request, from its arrival: the wait for an instance counts (more than 0)
+	MemoryMB       int           // linear memory cap of each instance (at least 32)
+	MaxBodyBytes   int64         // request body limit (413 above; 0: no body accepted)
+	MaxInstances   int           // concurrent instances (at least 1)
+	QueueLength    int           // requests waiting for an instance (503 above; 0: none wait)
 	WritableData   bool          // a writable data folder at /data
 }
 

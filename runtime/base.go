@@ -168,7 +168,7 @@ func (s *SnapshotStore) baseImage(ctx context.Context, e *Engine, cfg AppConfig)
 			return nil, fmt.Errorf("runtime: base image: %w", err)
 		}
 		defer inst.Close(ctx)
-		return s.Save(inst, key)
+		return s.Save(ctx, inst, key)
 	})
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
@@ -18,19 +19,47 @@ import (
 // Here the guest can create neither symlinks nor hard links, and every path
 // is refused (ENOENT, as if absent) when any of its components on the host
 // is a symlink, so links placed by someone else are not followed either.
+// Only regular files and folders are opened (a FIFO would block the host
+// thread, out of reach of the deadline), and every open counts against the
+// instance's fileBudget.
 type confinedFS struct {
-	root string
-	fs   experimentalsys.FS
+	root   string
+	fs     experimentalsys.FS
+	budget *fileBudget
 }
 
-// newConfinedFS mounts root, read-only unless writable.
-func newConfinedFS(root string, writable bool) experimentalsys.FS {
+// newConfinedFS mounts root, read-only unless writable; its open files
+// count against budget.
+func newConfinedFS(root string, writable bool, budget *fileBudget) experimentalsys.FS {
 	var inner experimentalsys.FS = sysfs.DirFS(root)
 	if !writable {
 		inner = &sysfs.ReadFS{FS: inner}
 	}
-	return &confinedFS{root: root, fs: inner}
+	return &confinedFS{root: root, fs: inner, budget: budget}
 }
+
+// MaxOpenFiles bounds the files and folders one instance holds open at
+// once, its mounts' roots included; past it an open fails with EAGAIN
+// (BlockingIOError, an OSError, in Python: wazero's errors lack EMFILE).
+// Open files outlive requests,
+// so without a bound one request could take every descriptor of the
+// process and stop accept() for every tenant.
+const MaxOpenFiles = 128
+
+// fileBudget counts one instance's open files.
+type fileBudget struct {
+	open atomic.Int32
+}
+
+func (b *fileBudget) take() bool {
+	if b.open.Add(1) > MaxOpenFiles {
+		b.open.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (b *fileBudget) give() { b.open.Add(-1) }
 
 // check reports ENOENT unless every existing component of p below the root
 // is a plain file or folder; ".." may not climb out of the root.
@@ -56,11 +85,68 @@ func (c *confinedFS) check(p string) experimentalsys.Errno {
 	return 0
 }
 
+// OpenFile opens non-blocking, refuses what is neither a regular file nor a
+// folder (EACCES), then restores the blocking mode the guest asked for.
 func (c *confinedFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
 	if e := c.check(p); e != 0 {
 		return nil, e
 	}
-	return c.fs.OpenFile(p, flag|experimentalsys.O_NOFOLLOW, perm)
+	if !c.budget.take() {
+		return nil, experimentalsys.EAGAIN
+	}
+	f, e := c.fs.OpenFile(p, flag|experimentalsys.O_NOFOLLOW|experimentalsys.O_NONBLOCK, perm)
+	if e != 0 {
+		c.budget.give()
+		return nil, e
+	}
+	st, e := f.Stat()
+	if e == 0 && !st.Mode.IsRegular() && !st.Mode.IsDir() {
+		e = experimentalsys.EACCES
+	}
+	if pf, ok := f.(experimentalsys.PollableFile); e == 0 && ok && flag&experimentalsys.O_NONBLOCK == 0 && st.Mode.IsRegular() {
+		e = pf.SetNonblock(false)
+	}
+	if e != 0 {
+		f.Close()
+		c.budget.give()
+		return nil, e
+	}
+	return &budgetedFile{File: f, budget: c.budget}, 0
+}
+
+// budgetedFile gives its place in the budget back when closed.
+type budgetedFile struct {
+	experimentalsys.File
+	budget *fileBudget
+	closed atomic.Bool
+}
+
+func (f *budgetedFile) Close() experimentalsys.Errno {
+	if f.closed.CompareAndSwap(false, true) {
+		f.budget.give()
+	}
+	return f.File.Close()
+}
+
+// Poll, IsNonblock and SetNonblock pass through to the file, as wazero
+// looks for them (experimentalsys.PollableFile).
+func (f *budgetedFile) Poll(flag experimentalsys.Pflag, timeoutMillis int32) (bool, experimentalsys.Errno) {
+	if pf, ok := f.File.(experimentalsys.PollableFile); ok {
+		return pf.Poll(flag, timeoutMillis)
+	}
+	return false, experimentalsys.ENOSYS
+}
+
+func (f *budgetedFile) IsNonblock() bool {
+	pf, ok := f.File.(experimentalsys.PollableFile)
+	return ok && pf.IsNonblock()
+}
+
+func (f *budgetedFile) SetNonblock(enable bool) experimentalsys.Errno {
+	if pf, ok := f.File.(experimentalsys.PollableFile); ok {
+		return pf.SetNonblock(enable)
+	}
+	return experimentalsys.ENOSYS
 }
 
 func (c *confinedFS) Lstat(p string) (sys.Stat_t, experimentalsys.Errno) {

@@ -98,8 +98,11 @@ type Engine struct {
 	reactorPath string
 	zoneinfo    string
 	rt          wazero.Runtime
-	cacheDir    string
-	log         *slog.Logger
+	// cmdRT runs command modules (RunCommand): it closes a module whose
+	// context is done, since the command module has no interrupt checks.
+	cmdRT    wazero.Runtime
+	cacheDir string
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	compiled map[string]wazero.CompiledModule
@@ -134,12 +137,12 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("runtime: compilation cache %s: %w", cacheDir, err)
 	}
 	cfg := wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
-	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		rt.Close(ctx)
-		return nil, fmt.Errorf("runtime: instantiate WASI: %w", err)
+	rt, err := newRuntime(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
-	if err := hostabi.Instantiate(ctx, rt); err != nil {
+	cmdRT, err := newRuntime(ctx, cfg.WithCloseOnContextDone(true))
+	if err != nil {
 		rt.Close(ctx)
 		return nil, err
 	}
@@ -159,33 +162,58 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		interp:      opts.Interpreter,
 		reactorPath: reactorPath,
 		rt:          rt,
+		cmdRT:       cmdRT,
 		cacheDir:    cacheDir,
 		log:         logger,
 		compiled:    map[string]wazero.CompiledModule{},
 	}, nil
 }
 
-// Close releases the runtime and every module compiled or instantiated in it.
+// newRuntime makes a wazero runtime with WASI and the host ABI.
+func newRuntime(ctx context.Context, cfg wazero.RuntimeConfig) (wazero.Runtime, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("runtime: instantiate WASI: %w", err)
+	}
+	if err := hostabi.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return rt, nil
+}
+
+// Close releases the runtimes and every module compiled or instantiated in
+// them.
 func (e *Engine) Close(ctx context.Context) error {
-	return e.rt.Close(ctx)
+	return errors.Join(e.cmdRT.Close(ctx), e.rt.Close(ctx))
 }
 
 // compile returns the compiled module at path, compiling it on first use.
 // A compile that misses the on-disk cache takes seconds, so it is logged with
 // its duration and whether the cache served it.
 func (e *Engine) compile(ctx context.Context, path string) (wazero.CompiledModule, error) {
+	return e.compileIn(ctx, e.rt, path)
+}
+
+// compileIn is compile for the runtime rt (e.rt or e.cmdRT).
+func (e *Engine) compileIn(ctx context.Context, rt wazero.Runtime, path string) (wazero.CompiledModule, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if m, ok := e.compiled[path]; ok {
+	key := path
+	if rt == e.cmdRT {
+		key = "command " + path
+	}
+	if m, ok := e.compiled[key]; ok {
 		return m, nil
 	}
 	bin, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: read module: %w", err)
 	}
-	m, err := e.compileBinary(ctx, filepath.Base(path), bin)
+	m, err := e.compileBinary(ctx, rt, filepath.Base(path), bin)
 	if err == nil {
-		e.compiled[path] = m
+		e.compiled[key] = m
 	}
 	return m, err
 }
@@ -193,7 +221,7 @@ func (e *Engine) compile(ctx context.Context, path string) (wazero.CompiledModul
 // compileBinary compiles a module. A compile that misses the on-disk cache
 // takes seconds, so progress is logged while it runs, then its duration
 // and whether the cache served it.
-func (e *Engine) compileBinary(ctx context.Context, name string, bin []byte) (wazero.CompiledModule, error) {
+func (e *Engine) compileBinary(ctx context.Context, rt wazero.Runtime, name string, bin []byte) (wazero.CompiledModule, error) {
 	before := countEntries(e.cacheDir)
 	start := time.Now()
 	// A compile that misses the cache takes seconds: say so while it runs.
@@ -213,7 +241,7 @@ func (e *Engine) compileBinary(ctx context.Context, name string, bin []byte) (wa
 		}
 	}()
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0))
-	m, err := e.rt.CompileModule(ctx, bin)
+	m, err := rt.CompileModule(ctx, bin)
 	close(done)
 	<-progress
 	if err != nil {
@@ -255,6 +283,9 @@ type Command struct {
 	Stdout, Stderr io.Writer
 	// Mounts are further host folders the guest sees.
 	Mounts []Mount
+	// MemoryLimit caps the guest's linear memory in bytes (0: wasm32's
+	// 4 GiB); past it, allocations fail with MemoryError.
+	MemoryLimit uint64
 }
 
 // Mount maps a host folder into the guest, read-only unless Writable.
@@ -284,9 +315,10 @@ func ParseMount(s string) (Mount, error) {
 
 // RunCommand runs the command module to completion and returns its exit code.
 // The guest gets the real wall and monotonic clocks, a sleep that sleeps,
-// crypto/rand as its random source and the stdlib zip read-only.
+// crypto/rand as its random source and the stdlib zip read-only. It is
+// stopped when ctx is done (an error, not an exit code).
 func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
-	compiled, err := e.compile(ctx, e.interp.CommandModule())
+	compiled, err := e.compileIn(ctx, e.cmdRT, e.interp.CommandModule())
 	if err != nil {
 		return 0, err
 	}
@@ -320,12 +352,23 @@ func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 	if c.Stderr != nil {
 		cfg = cfg.WithStderr(c.Stderr)
 	}
-	mod, err := e.rt.InstantiateModule(ctx, compiled, cfg)
+	var mem *linearMemory
+	if c.MemoryLimit > 0 {
+		if mem, err = newLinearMemory(c.MemoryLimit, nil, memoryImage{}); err != nil {
+			return 0, err
+		}
+		ctx = withLinearMemory(ctx, mem)
+	}
+	mod, err := e.cmdRT.InstantiateModule(ctx, compiled, cfg)
 	if mod != nil {
 		defer mod.Close(ctx)
+	} else if mem != nil {
+		defer mem.Free()
 	}
 	var exit *sys.ExitError
 	switch {
+	case err != nil && ctx.Err() != nil:
+		return 0, fmt.Errorf("runtime: python: %w", context.Cause(ctx))
 	case err == nil:
 		return 0, nil
 	case errors.As(err, &exit):

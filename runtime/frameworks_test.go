@@ -76,7 +76,7 @@ func vendoredTenant(t *testing.T, tenant string) (eng *runtime.Engine, dir, pyc 
 		t.Skipf("run examples/vendor.sh first: %v", err)
 	}
 	eng = testEngine(t)
-	pyc, err := eng.CompileApp(context.Background(), dir)
+	pyc, err := eng.CompileApp(context.Background(), dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,19 +124,20 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if err != nil {
 		return nil, err
 	}
-	fsc := mount(wazero.NewFSConfig(), newConfinedFS(e.interp.LibDir(), false), pythonwasi.GuestLibDir)
+	files := &fileBudget{}
+	fsc := mount(wazero.NewFSConfig(), newConfinedFS(e.interp.LibDir(), false, files), pythonwasi.GuestLibDir)
 	if cfg.Dir != "" {
-		fsc = mount(fsc, newConfinedFS(cfg.Dir, false), GuestAppDir)
+		fsc = mount(fsc, newConfinedFS(cfg.Dir, false, files), GuestAppDir)
 	}
 	if cfg.DataDir != "" {
 		// A base image is made on an empty folder, read-only.
-		fsc = mount(fsc, newConfinedFS(cfg.DataDir, from != asBase), GuestDataDir)
+		fsc = mount(fsc, newConfinedFS(cfg.DataDir, from != asBase, files), GuestDataDir)
 	}
 	if e.zoneinfo != "" {
-		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false), GuestZoneinfoDir)
+		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false, files), GuestZoneinfoDir)
 	}
 	if cfg.PycacheDir != "" {
-		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false), GuestPycacheDir)
+		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false, files), GuestPycacheDir)
 	}
 	// The interrupter needs the memory, which exists only once instantiated;
 	// the sleep closure reaches it through this pointer.
@@ -439,7 +440,7 @@ func (e *Engine) reactor(ctx context.Context) (*restorable, wazero.CompiledModul
 			e.reactorErr = fmt.Errorf("runtime: %s: %w", e.reactorPath, err)
 			return
 		}
-		m, err := e.compileBinary(ctx, filepath.Base(e.reactorPath), r.module)
+		m, err := e.compileBinary(ctx, e.rt, filepath.Base(e.reactorPath), r.module)
 		if err == nil {
 			err = hostabi.Validate(m)
 		}

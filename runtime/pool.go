@@ -26,7 +26,7 @@ type PoolConfig struct {
 	// MaxRequestsJitter more, as gunicorn's max_requests (0: never).
 	MaxRequests, MaxRequestsJitter int
 	// QueueLength bounds the requests waiting for an instance; more get 503
-	// with Retry-After (default 64).
+	// with Retry-After (0: the default 64; NoQueue: none wait).
 	QueueLength int
 	// IdleTimeout closes instances idle this long beyond MinWarm (default 5m).
 	IdleTimeout time.Duration
@@ -52,7 +52,7 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	if c.MinWarm > c.MaxInstances {
 		c.MinWarm = c.MaxInstances
 	}
-	if c.QueueLength <= 0 {
+	if c.QueueLength == 0 {
 		c.QueueLength = 64
 	}
 	if c.IdleTimeout <= 0 {
@@ -70,6 +70,9 @@ func (c PoolConfig) withDefaults() PoolConfig {
 // initRetryDelay is how long a pool whose app failed to start answers 503
 // before trying again.
 const initRetryDelay = 5 * time.Second
+
+// NoQueue as PoolConfig.QueueLength lets no request wait for an instance.
+const NoQueue = -1
 
 // ErrQueueFull is returned by Acquire when the wait queue is full.
 var ErrQueueFull = errors.New("runtime: too many requests waiting for an instance")
@@ -272,7 +275,7 @@ func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool
 		return inst, false, err
 	}
 	start := time.Now()
-	if snap, err = p.cfg.Snapshots.Save(inst, p.snapKey); err != nil {
+	if snap, err = p.cfg.Snapshots.Save(ctx, inst, p.snapKey); err != nil {
 		p.log.Warn("snapshot not saved; instances start fresh", "err", err)
 		p.setSnapshot(snapDisabled, nil)
 		if inst.Broken() {

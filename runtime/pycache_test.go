@@ -22,7 +22,7 @@ func TestCompileAppRejectsSymlinks(t *testing.T) {
 	if err := os.Symlink("/etc", link); err != nil {
 		t.Fatal(err)
 	}
-	_, err := testEngine(t).CompileApp(context.Background(), dir)
+	_, err := testEngine(t).CompileApp(context.Background(), dir, 0)
 	if !errors.Is(err, runtime.ErrSymlinkInApp) || !strings.Contains(err.Error(), link) {
 		t.Fatalf("err = %v, want ErrSymlinkInApp naming %s", err, link)
 	}
@@ -37,21 +37,21 @@ func TestCompileAppCachesByContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng := testEngine(t)
-	first, err := eng.CompileApp(context.Background(), dir)
+	first, err := eng.CompileApp(context.Background(), dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(first, "app", "app.cpython-311.pyc")); err != nil {
 		t.Fatalf("no .pyc in %s: %v", first, err)
 	}
-	again, _ := eng.CompileApp(context.Background(), dir)
+	again, _ := eng.CompileApp(context.Background(), dir, 0)
 	if again != first {
 		t.Fatalf("unchanged sources compiled again: %s vs %s", again, first)
 	}
 	if err := os.WriteFile(src, []byte("x = 2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	changed, _ := eng.CompileApp(context.Background(), dir)
+	changed, _ := eng.CompileApp(context.Background(), dir, 0)
 	if changed == first {
 		t.Fatal("changed sources reused the old .pyc folder")
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/internal/tenantfs"
 )
 
 // A snapshot file is one instance's state right after its app was imported
@@ -338,16 +338,8 @@ func (e *Engine) SnapshotKey(ctx context.Context, cfg AppConfig) (string, error)
 		fmt.Fprintf(h, "env %q=%q\n", k, cfg.Env[k])
 	}
 	if cfg.Dir != "" {
-		err := filepath.WalkDir(cfg.Dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(cfg.Dir, p)
-			fmt.Fprintf(h, "file %q %v %d %d\n", rel, info.Mode(), info.Size(), info.ModTime().UnixNano())
+		err := tenantfs.Walk(cfg.Dir, func(e tenantfs.Entry) error {
+			fmt.Fprintf(h, "file %q %v %d %d\n", e.Rel, e.Info.Mode(), e.Info.Size(), e.Info.ModTime().UnixNano())
 			return nil
 		})
 		if err != nil {
@@ -360,12 +352,16 @@ func (e *Engine) SnapshotKey(ctx context.Context, cfg AppConfig) (string, error)
 // saveSnapshot readies a fresh instance (wsgi_before_snapshot) and writes
 // its state to path for key, returning the snapshot open. It must be called
 // before the instance serves any request; the instance stays usable.
-func (i *Instance) saveSnapshot(path, key string) (*Snapshot, error) {
+func (i *Instance) saveSnapshot(ctx context.Context, path, key string) (*Snapshot, error) {
 	if i.restored || i.served.Load() > 0 {
 		return nil, errors.New("runtime: only a fresh instance that has served nothing can be saved")
 	}
-	ctx := i.callContext(context.Background())
+	// wsgi_before_snapshot runs the app's finalizers and gc callbacks: it is
+	// stopped at ctx's deadline like a request.
+	ctx = i.callContext(ctx)
+	release := i.interrupt.watch(ctx)
 	res, err := i.mod.ExportedFunction(hostabi.ExportBeforeSnapshot).Call(ctx)
+	release()
 	if err != nil {
 		i.close()
 		return nil, fmt.Errorf("runtime: wsgi_before_snapshot: %w", describeCallError(err))

@@ -167,9 +167,10 @@ func (s *SnapshotStore) Close() error {
 
 // Save readies a fresh instance that has served nothing
 // (wsgi_before_snapshot), writes its snapshot under key and returns it
-// open, owned by the store as Open's are; the instance stays usable.
-func (s *SnapshotStore) Save(inst *Instance, key string) (*Snapshot, error) {
-	snap, err := inst.saveSnapshot(s.Path(key), key)
+// open, owned by the store as Open's are; the instance stays usable. The
+// guest's part ends at ctx's deadline (the instance is then closed).
+func (s *SnapshotStore) Save(ctx context.Context, inst *Instance, key string) (*Snapshot, error) {
+	snap, err := inst.saveSnapshot(ctx, s.Path(key), key)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +200,7 @@ func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (st
 			return nil, err
 		}
 		defer inst.Close(ctx)
-		_, err = s.Save(inst, key)
+		_, err = s.Save(ctx, inst, key)
 		return nil, err
 	})
 	return key, err

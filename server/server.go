@@ -24,7 +24,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/internal/tenantfs"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 	"github.com/wsgi-wasm/wsgi-wasm/tenants"
@@ -42,6 +45,9 @@ type Config struct {
 	// X-Forwarded-Proto are trusted (gunicorn's forwarded_allow_ips);
 	// "*" trusts every peer. Others' forwarded headers are ignored.
 	ForwardedAllowIPs []string
+	// HostAssignments, if not nil, are the host patterns each tenant may
+	// claim (the server config's [hosts]); see hosts.go.
+	HostAssignments map[string][]string
 	// AccessLog receives one line per request in gunicorn's format (see
 	// AccessLog); nil writes none.
 	AccessLog io.Writer
@@ -128,15 +134,11 @@ func (s *Server) load(ctx context.Context) error {
 	s.mu.RUnlock()
 	loadedTenants := map[string]*loaded{}
 	broken := map[string]string{}
-	var routes []route
 	keep := func(name string, err error) bool {
 		// A broken new version leaves the old one serving.
 		if old, ok := previous[name]; ok {
 			s.log.Error("tenant reload failed; the previous version keeps serving", "tenant", name, "err", err)
 			loadedTenants[name] = old
-			for _, h := range old.tenant.Hosts {
-				routes = append(routes, route{host: strings.ToLower(h), prefix: old.tenant.PathPrefix, name: name})
-			}
 			return true
 		}
 		return false
@@ -146,10 +148,13 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		dir := filepath.Join(s.cfg.TenantDir, e.Name())
-		if _, err := os.Stat(filepath.Join(dir, tenants.FileName)); err != nil {
+		if _, err := os.Lstat(filepath.Join(dir, tenants.FileName)); err != nil {
 			continue
 		}
 		t, err := tenants.Load(dir, s.cfg.Ceiling)
+		if err == nil {
+			err = s.hostsAssigned(t)
+		}
 		if err != nil && keep(e.Name(), err) {
 			continue
 		}
@@ -179,10 +184,28 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		loadedTenants[t.Name] = l
-		for _, h := range t.Hosts {
-			routes = append(routes, route{host: strings.ToLower(h), prefix: t.PathPrefix, name: t.Name})
+	}
+	refused := s.refuseHostConflicts(loadedTenants, previous, broken)
+	for _, name := range slices.Sorted(maps.Keys(refused)) {
+		delete(loadedTenants, name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(refused)) {
+		if old, ok := previous[name]; ok && s.keepsNoConflict(name, old, loadedTenants) {
+			s.log.Error("tenant reload refused; the previous version keeps serving", "tenant", name, "err", refused[name])
+			loadedTenants[name] = old
+			continue
 		}
-		s.log.Info("tenant loaded", "tenant", t.Name, "app", t.App, "hosts", t.Hosts, "prefix", t.PathPrefix)
+		s.log.Error("tenant not loaded", "tenant", name, "err", refused[name])
+	}
+	var routes []route
+	for _, name := range slices.Sorted(maps.Keys(loadedTenants)) {
+		l := loadedTenants[name]
+		for _, h := range l.tenant.Hosts {
+			routes = append(routes, route{host: strings.ToLower(h), prefix: l.tenant.PathPrefix, name: name})
+		}
+		if prev := previous[name]; prev != l {
+			s.log.Info("tenant loaded", "tenant", name, "app", l.tenant.App, "hosts", l.tenant.Hosts, "prefix", l.tenant.PathPrefix)
+		}
 	}
 	sort.SliceStable(routes, func(i, j int) bool {
 		if a, b := hostRank(routes[i].host), hostRank(routes[j].host); a != b {
@@ -201,6 +224,14 @@ func (s *Server) load(ctx context.Context) error {
 	s.maintainSnapshots(loadedTenants)
 	return nil
 }
+
+// compileTimeout bounds compiling a tenant's sources to .pyc (Django and
+// its dependencies take seconds); a tenant whose compile does not end by
+// then is not loaded.
+const compileTimeout = 2 * time.Minute
+
+// snapshotBuilders is how many tenants' snapshots are built at once.
+const snapshotBuilders = 2
 
 // retire closes a version that is no longer routed once the requests routed
 // to it have ended, so that they finish on the old version (none of them
@@ -221,7 +252,7 @@ func (s *Server) retire(name string, old *loaded) {
 }
 
 // maintainSnapshots removes the snapshots of versions no longer loaded,
-// then, in the background and one tenant at a time, opens (verifies) the
+// then, in the background and a few tenants at a time, opens (verifies) the
 // existing ones and builds the missing ones, so that a tenant's first
 // request restores its app at once rather than importing it or reading its
 // image.
@@ -240,14 +271,22 @@ func (s *Server) maintainSnapshots(current map[string]*loaded) {
 	s.builders.Add(1)
 	go func() {
 		defer s.builders.Done()
+		// Two at a time, each under its tenant's init deadline, so that an
+		// app whose import loops delays the others by one worker at most.
+		var g errgroup.Group
+		g.SetLimit(snapshotBuilders)
 		for _, name := range slices.Sorted(maps.Keys(current)) {
 			if s.background.Err() != nil {
-				return
+				break
 			}
-			if s.buildSnapshot(s.background, current[name]) == nil {
-				s.warmUp(s.background, current[name])
-			}
+			g.Go(func() error {
+				if s.buildSnapshot(s.background, current[name]) == nil {
+					s.warmUp(s.background, current[name])
+				}
+				return nil
+			})
 		}
+		g.Wait()
 	}()
 }
 
@@ -259,6 +298,8 @@ func (s *Server) buildSnapshot(ctx context.Context, l *loaded) error {
 		return nil
 	}
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, l.pool.InitTimeout)
+	defer cancel()
 	key, err := s.cfg.Snapshots.Build(ctx, s.engine, l.app)
 	if err == nil && key != l.pool.SnapshotKey {
 		err = fmt.Errorf("server: the tenant changed while its snapshot was built")
@@ -358,16 +399,42 @@ func (s *Server) BuildSnapshots(ctx context.Context) (int, error) {
 }
 
 // Reload reads the tenant folder again and swaps in the new routes
-// atomically; unchanged tenants keep their warm instances.
+// atomically; unchanged tenants keep their warm instances. The tenants'
+// sources are compiled first, outside the reload lock, so that the load
+// under it finds them in the .pyc cache.
 func (s *Server) Reload(ctx context.Context) error {
+	s.precompile(ctx)
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	return s.load(ctx)
 }
 
+// precompile compiles the sources of every tenant that loads, into the
+// .pyc cache; errors are left for the load to report.
+func (s *Server) precompile(ctx context.Context) {
+	entries, err := os.ReadDir(s.cfg.TenantDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || ctx.Err() != nil {
+			continue
+		}
+		t, err := tenants.Load(filepath.Join(s.cfg.TenantDir, e.Name()), s.cfg.Ceiling)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, compileTimeout)
+		s.engine.CompileApp(cctx, t.Dir, uint64(t.Policy.MemoryMB)<<20)
+		cancel()
+	}
+}
+
 // prepare compiles the tenant's code and derives its runtime config.
 func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error) {
-	pyc, err := s.engine.CompileApp(ctx, t.Dir)
+	cctx, cancel := context.WithTimeout(ctx, compileTimeout)
+	defer cancel()
+	pyc, err := s.engine.CompileApp(cctx, t.Dir, uint64(t.Policy.MemoryMB)<<20)
 	if err != nil {
 		return nil, err
 	}
@@ -399,8 +466,9 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 	version := sha256.Sum256(append(toml, snapKey...))
 	pool := runtime.PoolConfig{
 		Snapshots: s.cfg.Snapshots, SnapshotKey: snapKey,
-		MinWarm: t.Pool.MinWarm, MaxInstances: t.Policy.MaxInstances, QueueLength: t.Policy.QueueLength,
+		MinWarm: t.Pool.MinWarm, MaxInstances: t.Policy.MaxInstances, QueueLength: queueLength(t.Policy.QueueLength),
 		MaxRequests: t.Pool.MaxRequests, MaxRequestsJitter: t.Pool.MaxRequestsJitter, RequestTimeout: t.Policy.RequestTimeout,
+		InitTimeout: initTimeout(t.Policy),
 	}
 	key := t.Name + "@" + hex.EncodeToString(version[:6])
 	return &loaded{key: key, tenant: t, app: app, pool: pool, guestLg: guestLog}, nil
@@ -415,7 +483,7 @@ func (s *Server) trial(ctx context.Context, l, old *loaded) error {
 	if old == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, l.pool.InitTimeout)
 	defer cancel()
 	inst, err := s.engine.NewInstance(ctx, l.app)
 	if err != nil {
@@ -426,11 +494,34 @@ func (s *Server) trial(ctx context.Context, l, old *loaded) error {
 	// version's snapshot, which the background work would otherwise build
 	// with a start of its own.
 	if store := s.cfg.Snapshots; store != nil {
-		if _, err := store.Save(inst, l.pool.SnapshotKey); err != nil {
+		if _, err := store.Save(ctx, inst, l.pool.SnapshotKey); err != nil {
 			s.log.Warn("snapshot not built; the tenant's instances start fresh", "tenant", l.tenant.Name, "err", err)
 		}
 	}
 	return nil
+}
+
+// Starting an instance (the interpreter and the app's import, or a
+// snapshot's build) may take the tenant's request timeout, but never less
+// than minInitTimeout (a large app's first import on a busy machine) nor
+// more than maxInitTimeout: an import that loops is stopped then, whatever
+// the policy says.
+const (
+	minInitTimeout = 10 * time.Second
+	maxInitTimeout = time.Minute
+)
+
+func initTimeout(p policies.Policy) time.Duration {
+	return min(max(p.RequestTimeout, minInitTimeout), maxInitTimeout)
+}
+
+// queueLength is the pool's setting for a policy's queue_length, which
+// means what it says: 0 lets no request wait.
+func queueLength(n int) int {
+	if n == 0 {
+		return runtime.NoQueue
+	}
+	return n
 }
 
 // hostRank orders exact hosts before wildcards before the catch-all, and
@@ -460,7 +551,7 @@ func hostMatches(pattern, host string) bool {
 // hostsOf reads the hosts of a tenant.toml that did not validate, so that
 // its hosts answer 503 instead of falling through to another tenant.
 func hostsOf(dir string) []string {
-	b, err := os.ReadFile(filepath.Join(dir, tenants.FileName))
+	b, err := tenantfs.ReadFile(dir, tenants.FileName, tenants.MaxFileSize)
 	if err != nil {
 		return nil
 	}
@@ -562,15 +653,14 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	if len(l.tenant.Static) > 0 && serveStatic(w, r, l.tenant.Dir, match.prefix, l.tenant.Static) {
 		return match.name
 	}
-	if l.tenant.Policy.MaxBodyBytes > 0 {
-		if r.ContentLength > l.tenant.Policy.MaxBodyBytes {
-			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
-			return match.name
-		}
-		// The net/http writer itself, so that passing the limit also ends
-		// the connection after the reply.
-		r.Body = http.MaxBytesReader(w.ResponseWriter, r.Body, l.tenant.Policy.MaxBodyBytes)
+	// The policy's limit as it reads: 0 takes no body at all.
+	if r.ContentLength > l.tenant.Policy.MaxBodyBytes {
+		http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
+		return match.name
 	}
+	// The net/http writer itself, so that passing the limit also ends the
+	// connection after the reply.
+	r.Body = http.MaxBytesReader(w.ResponseWriter, r.Body, l.tenant.Policy.MaxBodyBytes)
 	start := time.Now()
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()

@@ -68,7 +68,13 @@ func TestRoutingAndBrokenTenants(t *testing.T) {
 		"broken":  "app = \"app:application\"\nhosts = [\"broken.test\"]\nworkers = 2\n",
 		"noimprt": "app = \"missing_module:app\"\nhosts = [\"noimport.test\"]\n",
 	})
-	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
+	// shop and blog share shop.test, split by path prefix: the operator
+	// assigns it to both.
+	assigned := map[string][]string{
+		"shop": {"shop.test"}, "blog": {"shop.test"}, "wild": {"*.wild.test"}, "files": {"files.test"},
+		"broken": {"broken.test"}, "noimprt": {"noimport.test"},
+	}
+	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30, HostAssignments: assigned})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,17 +3,20 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/tenantfs"
 )
 
 // serveStatic answers r from the tenant's static mapping (URL prefix ->
 // folder in the tenant) without entering the interpreter. It reports
-// whether the path belonged to a mapping. Paths are cleaned before they are
-// joined, never leave the folder, and links are not followed; content type,
-// Last-Modified, ETag and ranges come from http.ServeContent.
+// whether the path belonged to a mapping. Paths are cleaned, and the file is
+// opened component by component inside the tenant's folder (tenantfs), so
+// no link planted anywhere on the way is followed, even after load, and
+// only regular files are served; content type, Last-Modified, ETag and
+// ranges come from http.ServeContent.
 func serveStatic(w http.ResponseWriter, r *http.Request, tenantDir, scriptName string, static map[string]string) bool {
 	rel := strings.TrimPrefix(r.URL.Path, scriptName)
 	for prefix, folder := range static {
@@ -27,19 +30,14 @@ func serveStatic(w http.ResponseWriter, r *http.Request, tenantDir, scriptName s
 			return true
 		}
 		name := path.Clean("/" + strings.TrimPrefix(rel, p))
-		root := filepath.Join(tenantDir, filepath.Clean(folder))
-		full := filepath.Join(root, filepath.FromSlash(name))
-		if !strings.HasPrefix(full, root+string(filepath.Separator)) {
-			http.NotFound(w, r)
-			return true
-		}
-		st, err := os.Lstat(full)
-		if err != nil || !st.Mode().IsRegular() {
-			http.NotFound(w, r)
-			return true
-		}
-		f, err := os.Open(full)
+		f, err := tenantfs.Open(tenantDir, path.Join(filepath.ToSlash(filepath.Clean(folder)), name))
 		if err != nil {
+			http.NotFound(w, r)
+			return true
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
 			http.NotFound(w, r)
 			return true
 		}

@@ -7,11 +7,15 @@ package serverconfig
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/tomlfile"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/tenants"
 )
 
 // File is a server config file, validated. A nil field was not in the file:
@@ -41,29 +45,34 @@ type File struct {
 
 	// Ceiling is policies.DefaultCeiling with the file's [ceiling] applied.
 	Ceiling policies.Policy
+	// Hosts is the file's [hosts]: tenant name -> the host patterns it may
+	// claim; nil when the file has no [hosts] (tenants claim freely, one
+	// tenant a host).
+	Hosts map[string][]string
 }
 
 // file mirrors the TOML document.
 type file struct {
-	TenantDir         *string            `toml:"tenant_dir"`
-	Bind              *[]string          `toml:"bind"`
-	DataDir           *string            `toml:"data_dir"`
-	MemoryBudgetMB    *int64             `toml:"memory_budget_mb"`
-	ForwardedAllowIPs *[]string          `toml:"forwarded_allow_ips"`
-	CertFile          *string            `toml:"certfile"`
-	KeyFile           *string            `toml:"keyfile"`
-	AdminBind         *string            `toml:"admin_bind"`
-	AccessLogFile     *string            `toml:"access_logfile"`
-	PythonDir         *string            `toml:"python_dir"`
-	CacheDir          *string            `toml:"cache_dir"`
-	Snapshots         *bool              `toml:"snapshots"`
-	SnapshotBase      *bool              `toml:"snapshot_base"`
-	SnapshotDir       *string            `toml:"snapshot_dir"`
-	GracefulTimeout   *tomlfile.Duration `toml:"graceful_timeout"`
-	ReadHeaderTimeout *tomlfile.Duration `toml:"read_header_timeout"`
-	IdleTimeout       *tomlfile.Duration `toml:"idle_timeout"`
-	WriteTimeout      *tomlfile.Duration `toml:"write_timeout"`
-	Ceiling           policies.Keys      `toml:"ceiling"`
+	TenantDir         *string             `toml:"tenant_dir"`
+	Bind              *[]string           `toml:"bind"`
+	DataDir           *string             `toml:"data_dir"`
+	MemoryBudgetMB    *int64              `toml:"memory_budget_mb"`
+	ForwardedAllowIPs *[]string           `toml:"forwarded_allow_ips"`
+	CertFile          *string             `toml:"certfile"`
+	KeyFile           *string             `toml:"keyfile"`
+	AdminBind         *string             `toml:"admin_bind"`
+	AccessLogFile     *string             `toml:"access_logfile"`
+	PythonDir         *string             `toml:"python_dir"`
+	CacheDir          *string             `toml:"cache_dir"`
+	Snapshots         *bool               `toml:"snapshots"`
+	SnapshotBase      *bool               `toml:"snapshot_base"`
+	SnapshotDir       *string             `toml:"snapshot_dir"`
+	GracefulTimeout   *tomlfile.Duration  `toml:"graceful_timeout"`
+	ReadHeaderTimeout *tomlfile.Duration  `toml:"read_header_timeout"`
+	IdleTimeout       *tomlfile.Duration  `toml:"idle_timeout"`
+	WriteTimeout      *tomlfile.Duration  `toml:"write_timeout"`
+	Ceiling           policies.Keys       `toml:"ceiling"`
+	Hosts             map[string][]string `toml:"hosts"`
 }
 
 // Error is a problem in the server config file: the file, the line when
@@ -111,8 +120,15 @@ func Read(path string) (*File, error) {
 		}
 		return nil, err
 	}
+	for _, name := range slices.Sorted(maps.Keys(f.Hosts)) {
+		for _, h := range f.Hosts[name] {
+			if !tenants.ValidHost(h) {
+				return bad("hosts."+name, fmt.Sprintf("%q is not a host name, \"*.domain\" or \"*\"", h))
+			}
+		}
+	}
 	dir := filepath.Dir(abs)
-	out := &File{
+	out := &File{Hosts: f.Hosts,
 		Path: abs, Bind: f.Bind, MemoryBudgetMB: f.MemoryBudgetMB, ForwardedAllowIPs: f.ForwardedAllowIPs,
 		AdminBind: f.AdminBind, Ceiling: ceiling,
 		TenantDir: under(dir, f.TenantDir), DataDir: under(dir, f.DataDir),

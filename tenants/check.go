@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/wsgi-wasm/wsgi-wasm/internal/tenantfs"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 )
 
@@ -35,37 +36,41 @@ func (p Problem) String() string {
 var sandboxImports = regexp.MustCompile(`^\s*(?:import|from)\s+(subprocess|multiprocessing|ctypes|threading|socket|ssl|_thread|concurrent\.futures)\b`)
 
 // Check validates a tenant folder without serving it: tenant.toml, no
-// symbolic links (refused at load), no compiled extension modules (the
-// sandbox loads none), and warnings for imports that will fail at run time.
-// It does not look inside site-packages for imports (libraries often import
-// such modules lazily or optionally).
+// symbolic links or special files anywhere (refused at load), no compiled
+// extension modules (the sandbox loads none), and warnings for imports that
+// will fail at run time. It reads the folder as the server does (tenantfs:
+// no link followed, no FIFO waited on), in lexical order. It does not look
+// inside site-packages for imports (libraries often import such modules
+// lazily or optionally).
 func Check(dir string, ceiling policies.Policy) []Problem {
 	var out []Problem
 	if _, err := Load(dir, ceiling); err != nil {
 		out = append(out, Problem{Error: true, Path: filepath.Join(dir, FileName), What: err.Error()})
 	}
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			out = append(out, Problem{Error: true, Path: path, What: err.Error()})
-			return nil
-		}
+	err := tenantfs.Walk(dir, func(e tenantfs.Entry) error {
+		path := filepath.Join(dir, filepath.FromSlash(e.Rel))
+		inSitePackages := strings.HasPrefix(e.Rel, "site-packages/")
 		switch {
-		case d.Type()&fs.ModeSymlink != 0:
+		case e.Type&fs.ModeSymlink != 0:
 			out = append(out, Problem{Error: true, Path: path, What: "symbolic link: tenant folders may not contain links"})
+		case !e.Type.IsDir() && !e.Type.IsRegular():
+			out = append(out, Problem{Error: true, Path: path, What: fmt.Sprintf("special file (%v): tenant folders hold only files and folders", e.Type)})
 		case strings.HasSuffix(path, ".so") || strings.HasSuffix(path, ".pyd") || strings.HasSuffix(path, ".dylib"):
 			out = append(out, Problem{Error: true, Path: path, What: "compiled extension module: the sandbox runs pure Python only (delete it; most packages fall back to Python)"})
-		case d.IsDir() && d.Name() == "site-packages":
-			return filepath.SkipDir
-		case strings.HasSuffix(path, ".py"):
-			out = append(out, importWarnings(path)...)
+		case strings.HasSuffix(path, ".py") && !inSitePackages && e.Type.IsRegular():
+			out = append(out, importWarnings(dir, e.Rel)...)
 		}
 		return nil
 	})
+	if err != nil {
+		out = append(out, Problem{Error: true, Path: dir, What: err.Error()})
+	}
 	return out
 }
 
-func importWarnings(path string) []Problem {
-	f, err := os.Open(path)
+func importWarnings(dir, rel string) []Problem {
+	path := filepath.Join(dir, filepath.FromSlash(rel))
+	f, err := tenantfs.Open(dir, rel)
 	if err != nil {
 		return []Problem{{Error: true, Path: path, What: err.Error()}}
 	}

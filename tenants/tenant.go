@@ -12,12 +12,16 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/wsgi-wasm/wsgi-wasm/internal/tenantfs"
 	"github.com/wsgi-wasm/wsgi-wasm/internal/tomlfile"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 )
 
 // FileName is the tenant's configuration file inside its folder.
 const FileName = "tenant.toml"
+
+// MaxFileSize bounds tenant.toml: a larger one is refused unread.
+const MaxFileSize = 1 << 20
 
 // Tenant is one app folder, validated.
 type Tenant struct {
@@ -80,12 +84,16 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 		return nil, err
 	}
 	path := filepath.Join(abs, FileName)
+	data, err := tenantfs.ReadFile(abs, FileName, MaxFileSize)
+	if err != nil {
+		return nil, &Error{File: path, Reason: err.Error()}
+	}
 	var f file
-	if err := tomlfile.Decode(path, &f); err != nil {
+	if err := tomlfile.DecodeData(path, data, &f); err != nil {
 		return nil, err
 	}
 	bad := func(key, format string, args ...any) (*Tenant, error) {
-		return nil, &Error{File: path, Line: tomlfile.Line(path, key), Key: key, Reason: fmt.Sprintf(format, args...)}
+		return nil, &Error{File: path, Line: tomlfile.LineIn(data, key), Key: key, Reason: fmt.Sprintf(format, args...)}
 	}
 	if f.App == "" {
 		return bad("app", "missing; want \"module:callable\"")
@@ -97,7 +105,7 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 		return bad("hosts", "missing; list the host names this tenant serves (\"*\" for a default tenant)")
 	}
 	for _, h := range f.Hosts {
-		if !hostPattern.MatchString(strings.ToLower(h)) {
+		if !ValidHost(h) {
 			return bad("hosts", "%q is not a host name, \"*.domain\" or \"*\"", h)
 		}
 	}
@@ -132,7 +140,7 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 		if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
 			return bad("static."+prefix, "folder %q must be inside the tenant folder", folder)
 		}
-		if st, err := os.Stat(filepath.Join(abs, clean)); err != nil || !st.IsDir() {
+		if st, err := os.Lstat(filepath.Join(abs, clean)); err != nil || !st.IsDir() {
 			return bad("static."+prefix, "folder %q does not exist in the tenant folder", folder)
 		}
 	}
@@ -153,6 +161,10 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 		Pool: Pool{MinWarm: f.Pool.MinWarm, MaxRequests: f.Pool.MaxRequests, MaxRequestsJitter: f.Pool.MaxRequestsJitter},
 	}, nil
 }
+
+// ValidHost reports whether h is a host name, "*.domain" or "*" (any
+// case), as tenant.toml's hosts and the server config's [hosts] take them.
+func ValidHost(h string) bool { return hostPattern.MatchString(strings.ToLower(h)) }
 
 // PathUnder reports whether a request path falls under a tenant's
 // path_prefix ("" takes every path): the prefix itself or below it, never

@@ -171,7 +171,7 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 		return err
 	}
 	defer eng.Close(ctx)
-	pyc, err := eng.CompileApp(ctx, p.FlaskDir)
+	pyc, err := eng.CompileApp(ctx, p.FlaskDir, 0)
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			defer eng.Close(context.Background())
 			// The same rate limit as serve's tenants.
 			guestLog := server.NewTenantLog(logger.With("app", c.Args().Get(1)))
-			pycache, err := eng.CompileApp(c.Context, dir)
+			pycache, err := eng.CompileApp(c.Context, dir, 0)
 			if err != nil {
 				return err
 			}

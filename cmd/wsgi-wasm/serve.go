@@ -61,6 +61,7 @@ type serveSettings struct {
 	gracefulTimeout                                                         time.Duration
 	timeouts                                                                httpTimeouts
 	ceiling                                                                 policies.Policy
+	hosts                                                                   map[string][]string // the file's [hosts]; nil: none
 }
 
 // serveSettingsOf resolves each setting: a flag given on the command line
@@ -96,8 +97,8 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 			idle:       pick(c, "idle-timeout", f.IdleTimeout, c.Duration),
 			write:      pick(c, "write-timeout", f.WriteTimeout, c.Duration),
 		},
-		ceiling: f.Ceiling,
-		pprof:   c.Bool("pprof"),
+		ceiling: f.Ceiling, hosts: f.Hosts,
+		pprof: c.Bool("pprof"),
 	}
 	if s.tenantDir == "" {
 		return serveSettings{}, errors.New("serve: no tenant folder: give --tenant-dir or tenant_dir in the --config file")
@@ -137,7 +138,7 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 	}
 	defer eng.Close(context.Background())
 	srv, err := server.New(ctx, eng, server.Config{
-		TenantDir: s.tenantDir, Ceiling: s.ceiling, DataDir: s.dataDir,
+		TenantDir: s.tenantDir, Ceiling: s.ceiling, HostAssignments: s.hosts, DataDir: s.dataDir,
 		MemoryBudget: s.memoryBudgetMB << 20, Logger: logger,
 		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store,
 	})

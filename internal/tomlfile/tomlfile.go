@@ -46,6 +46,12 @@ func Decode(path string, v any) error {
 	if err != nil {
 		return err
 	}
+	return DecodeData(path, data, v)
+}
+
+// DecodeData is Decode of a file already read (data), named path in
+// errors.
+func DecodeData(path string, data []byte, v any) error {
 	md, err := toml.Decode(string(data), v)
 	if err != nil {
 		var pe toml.ParseError
@@ -75,6 +81,9 @@ func Line(path, key string) int {
 	}
 	return keyLine(data, key)
 }
+
+// LineIn is Line of a file already read.
+func LineIn(data []byte, key string) int { return keyLine(data, key) }
 
 // keyLine finds the line that defines want (a table header or a key = value
 // line, dotted or quoted keys included), or 0. BurntSushi/toml keeps key

@@ -1,0 +1,225 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
+	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/server"
+)
+
+// get sends GET host+path to base and returns the status and body.
+func get(t *testing.T, base, host, path string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+path, nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestStaticLinksPlantedAfterLoad: links a tenant plants in its static
+// folder after it was loaded (a deploy that the reload then refuses, while
+// the old version keeps serving from the same folder) lead nowhere: not to
+// the host's files, not to another tenant's tenant.toml; a FIFO is not
+// waited on.
+func TestStaticLinksPlantedAfterLoad(t *testing.T) {
+	eng := testEngine(t)
+	root := tenantDir(t, map[string]string{
+		"files":  "app = \"app:application\"\nhosts = [\"files.test\"]\n[static]\n\"/static\" = \"assets\"\n",
+		"victim": "app = \"app:application\"\nhosts = [\"victim.test\"]\n[env]\nTOKEN = \"victim-secret\"\n",
+	})
+	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	if code, body := get(t, hs.URL, "files.test", "/static/css/site.css"); code != 200 || body != "body{}" {
+		t.Fatalf("static file before: %d %q", code, body)
+	}
+	assets := filepath.Join(root, "files", "assets")
+	for link, target := range map[string]string{
+		"victim": filepath.Join(root, "victim"), // a folder of another tenant
+		"etc":    "/etc",                        // the host's
+		"passwd": "/etc/passwd",                 // a file, as the last component
+		"css2":   filepath.Join(assets, "css"),  // inside, but still a link
+		"toml":   filepath.Join(root, "victim", "tenant.toml"),
+	} {
+		if err := os.Symlink(target, filepath.Join(assets, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(assets, "pipe.css"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		"/static/victim/tenant.toml", "/static/etc/passwd", "/static/passwd", "/static/css2/site.css",
+		"/static/toml", "/static/pipe.css", "/static/css/../victim/tenant.toml",
+	} {
+		done := make(chan struct{})
+		var code int
+		var body string
+		go func() { defer close(done); code, body = get(t, hs.URL, "files.test", p) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("GET %s did not answer", p)
+		}
+		if code != 404 || strings.Contains(body, "victim-secret") || strings.Contains(body, "root:") {
+			t.Errorf("GET %s: %d %.80q, want 404", p, code, body)
+		}
+	}
+	if code, _ := get(t, hs.URL, "files.test", "/static/css/site.css"); code != 200 {
+		t.Fatalf("static file after: %d", code)
+	}
+}
+
+// TestHostClaims: a tenant cannot take another tenant's host, neither with
+// the same prefix nor with a longer one; at start both claimants are
+// refused (503), on a reload the tenant that served the host keeps it.
+func TestHostClaims(t *testing.T) {
+	eng := testEngine(t)
+	victim := "app = \"app:application\"\nhosts = [\"victim.test\"]\n"
+	thief := "app = \"app:application\"\nhosts = [\"victim.test\"]\npath_prefix = \"/login\"\n"
+
+	t.Run("at start", func(t *testing.T) {
+		root := tenantDir(t, map[string]string{"victim": victim, "athief": thief, "other": "app = \"app:application\"\nhosts = [\"*\"]\n"})
+		logs := &testlog.Buffer{}
+		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		hs := httptest.NewServer(srv)
+		defer hs.Close()
+		for _, p := range []string{"/", "/login"} {
+			if code, body := get(t, hs.URL, "victim.test", p); code != 503 {
+				t.Errorf("GET victim.test%s: %d %q, want 503 (claimed twice)", p, code, body)
+			}
+		}
+		if code, body := get(t, hs.URL, "else.test", "/"); code != 200 || !strings.HasPrefix(body, "other|") {
+			t.Errorf("the catch-all: %d %q", code, body)
+		}
+		if !strings.Contains(logs.String(), `is also claimed by tenant`) {
+			t.Errorf("no log line names the conflict:\n%s", logs.String())
+		}
+	})
+
+	t.Run("on reload", func(t *testing.T) {
+		root := tenantDir(t, map[string]string{"victim": victim})
+		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		hs := httptest.NewServer(srv)
+		defer hs.Close()
+		os.MkdirAll(filepath.Join(root, "athief"), 0o755)
+		os.WriteFile(filepath.Join(root, "athief", "app.py"), []byte("TAG = \"thief\"\n"+echoApp), 0o644)
+		os.WriteFile(filepath.Join(root, "athief", "tenant.toml"), []byte(thief), 0o644)
+		if err := srv.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := get(t, hs.URL, "victim.test", "/login/form"); code != 200 || !strings.HasPrefix(body, "victim|") {
+			t.Errorf("GET victim.test/login/form after the thief's reload: %d %q, want the victim's", code, body)
+		}
+	})
+
+	t.Run("assigned by the operator", func(t *testing.T) {
+		root := tenantDir(t, map[string]string{"victim": victim, "athief": thief})
+		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30,
+			HostAssignments: map[string][]string{"victim": {"victim.test"}, "athief": {"*.thief.test"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		hs := httptest.NewServer(srv)
+		defer hs.Close()
+		if code, body := get(t, hs.URL, "victim.test", "/login"); code != 200 || !strings.HasPrefix(body, "victim|") {
+			t.Errorf("GET victim.test/login: %d %q, want the victim's (the thief was not assigned victim.test)", code, body)
+		}
+	})
+}
+
+// TestZeroLimitsMeanWhatTheySay: max_body_bytes = 0 takes no body (it
+// passes a 1 KiB ceiling as the stricter value it is), and queue_length = 0
+// lets no request wait for the busy instance.
+func TestZeroLimitsMeanWhatTheySay(t *testing.T) {
+	eng := testEngine(t)
+	ceiling := policies.DefaultCeiling
+	ceiling.MaxBodyBytes = 1024
+	root := tenantDir(t, map[string]string{
+		"nobody": "app = \"app:application\"\nhosts = [\"nobody.test\"]\n[policy]\nmax_body_bytes = 0\n",
+		"noqueue": "app = \"slow:application\"\nhosts = [\"noqueue.test\"]\n[policy]\nmax_body_bytes = 0\nmax_instances = 1\nqueue_length = 0\n" +
+			"[pool]\nmin_warm = 1\n",
+	})
+	slow := "import time\ndef application(environ, start_response):\n    time.sleep(float(environ['QUERY_STRING'] or 0))\n" +
+		"    start_response('200 OK', [])\n    return [b'done']\n"
+	if err := os.WriteFile(filepath.Join(root, "noqueue", "slow.py"), []byte(slow), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: ceiling, MemoryBudget: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+
+	post := func(body string) int {
+		req, _ := http.NewRequest("POST", hs.URL+"/", strings.NewReader(body))
+		req.Host = "nobody.test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("x"); code != 413 {
+		t.Errorf("a 1-byte body with max_body_bytes = 0: %d, want 413", code)
+	}
+	if code := post(""); code != 200 {
+		t.Errorf("no body with max_body_bytes = 0: %d, want 200", code)
+	}
+
+	// Wait for the instance, then keep it busy for a few seconds.
+	deadline := time.Now().Add(time.Minute)
+	for code, _ := get(t, hs.URL, "noqueue.test", "/"); code != 200; code, _ = get(t, hs.URL, "noqueue.test", "/") {
+		if time.Now().After(deadline) {
+			t.Fatalf("noqueue never answered 200 (last %d)", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	busy := make(chan int, 1)
+	go func() { code, _ := get(t, hs.URL, "noqueue.test", "/?4"); busy <- code }()
+	got503 := false
+	for !got503 {
+		select {
+		case code := <-busy:
+			t.Fatalf("the slow request ended (%d) and no request was refused meanwhile: queue_length = 0 queued", code)
+		default:
+		}
+		code, _ := get(t, hs.URL, "noqueue.test", "/")
+		got503 = code == 503
+	}
+	if code := <-busy; code != 200 {
+		t.Errorf("the slow request: %d", code)
+	}
+}
