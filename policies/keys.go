@@ -15,12 +15,13 @@ type Keys struct {
 	MaxInstances   *int               `toml:"max_instances"`
 	QueueLength    *int               `toml:"queue_length"`
 	WritableData   *bool              `toml:"writable_data"`
+	DataMaxMB      *int               `toml:"data_max_mb"`
 }
 
 // Overrides are the keys that were set.
 func (k Keys) Overrides() Overrides {
 	return Overrides{
 		RequestTimeout: (*time.Duration)(k.RequestTimeout), MemoryMB: k.MemoryMB, MaxBodyBytes: k.MaxBodyBytes,
-		MaxInstances: k.MaxInstances, QueueLength: k.QueueLength, WritableData: k.WritableData,
+		MaxInstances: k.MaxInstances, QueueLength: k.QueueLength, WritableData: k.WritableData, DataMaxMB: k.DataMaxMB,
 	}
 }

@@ -20,17 +20,18 @@ type Policy struct {
 	MaxInstances   int           // concurrent instances (at least 1)
 	QueueLength    int           // requests waiting for an instance (503 above; 0: none wait)
 	WritableData   bool          // a writable data folder at /data
+	DataMaxMB      int           // what the data folder may hold (writes past it fail; at least 1)
 }
 
 // Presets are the named policies a tenant can start from.
 var Presets = map[string]Policy{
-	"default": {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 4, QueueLength: 64, WritableData: false},
-	"strict":  {RequestTimeout: 5 * time.Second, MemoryMB: 128, MaxBodyBytes: 1 << 20, MaxInstances: 1, QueueLength: 8, WritableData: false},
-	"data":    {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 2, QueueLength: 64, WritableData: true},
+	"default": {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 4, QueueLength: 64, WritableData: false, DataMaxMB: 1024},
+	"strict":  {RequestTimeout: 5 * time.Second, MemoryMB: 128, MaxBodyBytes: 1 << 20, MaxInstances: 1, QueueLength: 8, WritableData: false, DataMaxMB: 64},
+	"data":    {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 2, QueueLength: 64, WritableData: true, DataMaxMB: 1024},
 }
 
 // DefaultCeiling is the server-wide ceiling when the operator sets none.
-var DefaultCeiling = Policy{RequestTimeout: 5 * time.Minute, MemoryMB: 2048, MaxBodyBytes: 1 << 30, MaxInstances: 16, QueueLength: 1024, WritableData: true}
+var DefaultCeiling = Policy{RequestTimeout: 5 * time.Minute, MemoryMB: 2048, MaxBodyBytes: 1 << 30, MaxInstances: 16, QueueLength: 1024, WritableData: true, DataMaxMB: 10240}
 
 // Overrides are a tenant's changes to its preset; nil fields keep it.
 type Overrides struct {
@@ -40,6 +41,7 @@ type Overrides struct {
 	MaxInstances   *int
 	QueueLength    *int
 	WritableData   *bool
+	DataMaxMB      *int
 }
 
 // FieldError names the policy key that is wrong and why.
@@ -84,6 +86,9 @@ func (o Overrides) Apply(p Policy) Policy {
 	if o.WritableData != nil {
 		p.WritableData = *o.WritableData
 	}
+	if o.DataMaxMB != nil {
+		p.DataMaxMB = *o.DataMaxMB
+	}
 	return p
 }
 
@@ -103,6 +108,7 @@ func Ceiling(o Overrides) (Policy, error) {
 		{"max_body_bytes", c.MaxBodyBytes < 0, "0 or more"},
 		{"max_instances", c.MaxInstances < 1, "at least 1"},
 		{"queue_length", c.QueueLength < 0, "0 or more"},
+		{"data_max_mb", c.DataMaxMB < 1, "at least 1"},
 	} {
 		if ch.bad {
 			return Policy{}, &FieldError{Key: ch.key, Reason: "must be " + ch.want}
@@ -122,6 +128,7 @@ func (p Policy) within(c Policy) error {
 		{"max_body_bytes", p.MaxBodyBytes < 0 || p.MaxBodyBytes > c.MaxBodyBytes, p.MaxBodyBytes, c.MaxBodyBytes},
 		{"max_instances", p.MaxInstances < 1 || p.MaxInstances > c.MaxInstances, p.MaxInstances, c.MaxInstances},
 		{"queue_length", p.QueueLength < 0 || p.QueueLength > c.QueueLength, p.QueueLength, c.QueueLength},
+		{"data_max_mb", p.DataMaxMB < 1 || p.DataMaxMB > c.DataMaxMB, p.DataMaxMB, c.DataMaxMB},
 	}
 	for _, ch := range checks {
 		if ch.bad {

@@ -48,3 +48,25 @@ func TestCeiling(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroMeansWhatItSays: a zero body limit or queue is a real, stricter
+// value and passes a low ceiling as such; a zero data quota is refused,
+// not taken as "no limit".
+func TestZeroMeansWhatItSays(t *testing.T) {
+	ceiling := DefaultCeiling
+	ceiling.MaxBodyBytes, ceiling.QueueLength = 1024, 4
+	var zero64 int64
+	zero := 0
+	p, err := Resolve("default", Overrides{MaxBodyBytes: &zero64, QueueLength: &zero}, ceiling)
+	if err != nil || p.MaxBodyBytes != 0 || p.QueueLength != 0 {
+		t.Fatalf("zero body limit and queue under a low ceiling: %+v, %v", p, err)
+	}
+	var fe *FieldError
+	if _, err := Resolve("data", Overrides{DataMaxMB: &zero}, DefaultCeiling); !errors.As(err, &fe) || fe.Key != "data_max_mb" {
+		t.Fatalf("data_max_mb = 0: %v, want an error on data_max_mb", err)
+	}
+	big := DefaultCeiling.DataMaxMB + 1
+	if _, err := Resolve("data", Overrides{DataMaxMB: &big}, DefaultCeiling); !errors.As(err, &fe) || fe.Key != "data_max_mb" {
+		t.Fatalf("data_max_mb over the ceiling: %v, want an error on data_max_mb", err)
+	}
+}

@@ -30,7 +30,7 @@ type confinedFS struct {
 
 // newConfinedFS mounts root, read-only unless writable; its open files
 // count against budget.
-func newConfinedFS(root string, writable bool, budget *fileBudget) experimentalsys.FS {
+func newConfinedFS(root string, writable bool, budget *fileBudget) *confinedFS {
 	var inner experimentalsys.FS = sysfs.DirFS(root)
 	if !writable {
 		inner = &sysfs.ReadFS{FS: inner}

@@ -107,8 +107,9 @@ type Engine struct {
 	mu       sync.Mutex
 	compiled map[string]wazero.CompiledModule
 
-	dataLocks sync.Map // host data folder -> chan struct{} (capacity 1)
-	started   atomic.Int64
+	dataLocks  sync.Map // host data folder -> chan struct{} (capacity 1)
+	dataQuotas sync.Map // host data folder -> *dataQuota
+	started    atomic.Int64
 
 	restored atomic.Int64
 

@@ -179,3 +179,55 @@ func TestCompileAppBounded(t *testing.T) {
 		t.Fatalf("CompileApp ended %v after a 200 ms deadline", took)
 	}
 }
+
+// dirBytes sums the sizes of the regular files below dir.
+func dirBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			info, _ := d.Info()
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// TestDataQuota: writes that would take the data folder past its quota
+// fail in the guest with an OSError and a log line, the folder never holds
+// more than the quota, and removing files makes room again.
+func TestDataQuota(t *testing.T) {
+	dir, data := hostileDir(t), t.TempDir()
+	const quota = 1 << 20
+	eng := testEngine(t)
+	logs := &logLines{}
+	inst, err := eng.NewInstance(context.Background(), runtime.AppConfig{App: "filler:application", Dir: dir, DataDir: data, DataMaxBytes: quota, Log: logs.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close(context.Background())
+	step := func(query, want string) {
+		t.Helper()
+		rec, o := do(inst, httptest.NewRequest("GET", "/?"+query, nil), logs)
+		if o.Err != nil || !strings.HasPrefix(rec.Body.String(), want) {
+			t.Fatalf("%s: %q %+v, want %q\n%s", query, rec.Body.String(), o, want, logs)
+		}
+		if used := dirBytes(t, data); used > quota {
+			t.Fatalf("after %s the data folder holds %d bytes, over its quota of %d", query, used, quota)
+		}
+	}
+	step("write=a:600000", "ok")
+	step("write=b:600000", "OSError")
+	step("append=a:500000", "OSError")
+	step("remove=b", "ok")
+	step("write=a:900000", "ok") // rewriting a file frees what it held
+	step("remove=a", "ok")
+	step("write=c:1000000", "ok")
+	if !strings.Contains(logs.String(), "data folder is full") {
+		t.Fatalf("no log line says the data folder is full:\n%s", logs)
+	}
+	if _, _, refused, ok := eng.DataUsage(data); !ok || refused == 0 {
+		t.Fatalf("DataUsage reports %d refusals (ok %v)", refused, ok)
+	}
+}

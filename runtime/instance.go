@@ -45,6 +45,10 @@ type AppConfig struct {
 	Env map[string]string
 	// DataDir, if set, is a host folder mounted writable at /data.
 	DataDir string
+	// DataMaxBytes, if more than 0, is what DataDir may hold: its files'
+	// sizes summed (and at most MaxDataFiles entries); writes past it fail
+	// with an OSError and a line in Log.
+	DataMaxBytes int64
 	// PycacheDir, if set, holds the app's compiled .pyc (from CompileApp),
 	// mounted read-only at /pyc.
 	PycacheDir string
@@ -131,7 +135,11 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	}
 	if cfg.DataDir != "" {
 		// A base image is made on an empty folder, read-only.
-		fsc = mount(fsc, newConfinedFS(cfg.DataDir, from != asBase, files), GuestDataDir)
+		data := newConfinedFS(cfg.DataDir, from != asBase, files)
+		if cfg.DataMaxBytes > 0 && from != asBase {
+			data.fs = &quotaFS{FS: data.fs, q: e.dataQuota(cfg.DataDir, cfg.DataMaxBytes), log: cfg.Log}
+		}
+		fsc = mount(fsc, data, GuestDataDir)
 	}
 	if e.zoneinfo != "" {
 		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false, files), GuestZoneinfoDir)

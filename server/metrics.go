@@ -54,8 +54,42 @@ func newMetrics(s *Server) *metrics {
 			func() float64 { return float64(s.snapshotsReady()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_instances_restored_total", Help: "Instances restored from a snapshot of their app."},
 			func() float64 { return float64(s.engine.InstancesRestored()) }),
+		dataCollector{s},
 	)
 	return m
+}
+
+var (
+	dataBytesDesc = prometheus.NewDesc("wsgi_wasm_data_bytes", "What a tenant's data folder holds (its files' sizes summed), for folders mounted since start.", []string{"tenant"}, nil)
+	dataLimitDesc = prometheus.NewDesc("wsgi_wasm_data_limit_bytes", "A tenant's data folder quota (policy data_max_mb).", []string{"tenant"}, nil)
+	dataFullDesc  = prometheus.NewDesc("wsgi_wasm_data_writes_refused_total", "Writes to a tenant's data folder refused by its quota.", []string{"tenant"}, nil)
+)
+
+// dataCollector reports the data folders' quotas, one series each per
+// tenant with a writable data folder.
+type dataCollector struct{ s *Server }
+
+func (c dataCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- dataBytesDesc
+	ch <- dataLimitDesc
+	ch <- dataFullDesc
+}
+
+func (c dataCollector) Collect(ch chan<- prometheus.Metric) {
+	c.s.mu.RLock()
+	defer c.s.mu.RUnlock()
+	for name, l := range c.s.tenants {
+		if l.app.DataDir == "" {
+			continue
+		}
+		used, limit, refused, ok := c.s.engine.DataUsage(l.app.DataDir)
+		if !ok {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(dataBytesDesc, prometheus.GaugeValue, float64(used), name)
+		ch <- prometheus.MustNewConstMetric(dataLimitDesc, prometheus.GaugeValue, float64(limit), name)
+		ch <- prometheus.MustNewConstMetric(dataFullDesc, prometheus.CounterValue, float64(refused), name)
+	}
 }
 
 func (m *metrics) observe(tenant string, status int, d time.Duration, o runtime.Outcome) {

@@ -449,6 +449,7 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 			return nil, errors.New("server: tenant wants a writable data folder but the server has no --data-dir")
 		}
 		app.DataDir = filepath.Join(s.cfg.DataDir, t.Name)
+		app.DataMaxBytes = int64(t.Policy.DataMaxMB) << 20
 		if err := os.MkdirAll(app.DataDir, 0o750); err != nil {
 			return nil, err
 		}
