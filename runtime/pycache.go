@@ -30,17 +30,16 @@ var ErrSpecialFileInApp = errors.New("runtime: app folder contains a special fil
 // CompileApp checks an app folder (no symbolic links or special files
 // anywhere in it) and compiles its .py files to .pyc with the guest's own
 // interpreter, once per content: the result is cached outside the folder,
-// in a directory named by a hash of the folder's path, its Python sources
-// and the interpreter, and returned for AppConfig.PycacheDir. Importing
-// Flask from compiled files takes a fraction of compiling it at every
-// start.
+// in a directory named by a hash of the folder's Python sources and the
+// interpreter, and returned for AppConfig.PycacheDir. Importing Flask from
+// compiled files takes a fraction of compiling it at every start.
 //
 // The sources are read once, through tenantfs (no link followed, nothing
 // but regular files opened): hashed and copied aside, and the copy is what
-// is compiled, so the cache holds exactly what was hashed even if the
-// folder changes meanwhile; the folder's path in the key keeps tenants
-// with the same sources from sharing it. The compiler runs under
-// memoryLimit (0: DefaultMemoryLimit) and stops when ctx is done.
+// is compiled, so a cache entry holds exactly what its name hashes, even if
+// the folder changes meanwhile; tenants with the same sources can then
+// share it safely. The compiler runs under memoryLimit (0:
+// DefaultMemoryLimit) and stops when ctx is done.
 func (e *Engine) CompileApp(ctx context.Context, appDir string, memoryLimit uint64) (string, error) {
 	root := filepath.Join(e.cacheDir, "..", "pyc")
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -101,13 +100,13 @@ func (e *Engine) CompileApp(ctx context.Context, appDir string, memoryLimit uint
 	return out, nil
 }
 
-// sourceHash names a folder's Python sources, the folder's path and the
-// interpreter that compiles them. With copyTo set, every .py file is
+// sourceHash names a folder's Python sources and the interpreter that
+// compiles them. With copyTo set, every .py file is
 // copied there as it is hashed (same relative path, size and mtime), so
 // the hash names the copy.
 func (e *Engine) sourceHash(dir, copyTo string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "interpreter %s\ndir %s\n", e.interp.Dir, dir)
+	fmt.Fprintf(h, "interpreter %s\n", e.interp.Dir)
 	err := tenantfs.Walk(dir, func(ent tenantfs.Entry) error {
 		switch {
 		case ent.Type&fs.ModeSymlink != 0:
