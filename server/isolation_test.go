@@ -99,6 +99,7 @@ func TestHostClaims(t *testing.T) {
 	thief := "app = \"app:application\"\nhosts = [\"victim.test\"]\npath_prefix = \"/login\"\n"
 
 	t.Run("at start", func(t *testing.T) {
+		thief := "app = \"app:application\"\nhosts = [\"victim.test\", \"thief.test\"]\npath_prefix = \"/login\"\n"
 		root := tenantDir(t, map[string]string{"victim": victim, "athief": thief, "other": "app = \"app:application\"\nhosts = [\"*\"]\n"})
 		logs := &testlog.Buffer{}
 		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30, Logger: slog.New(slog.NewTextHandler(logs, nil))})
@@ -112,6 +113,9 @@ func TestHostClaims(t *testing.T) {
 			if code, body := get(t, hs.URL, "victim.test", p); code != 503 {
 				t.Errorf("GET victim.test%s: %d %q, want 503 (claimed twice)", p, code, body)
 			}
+		}
+		if code, body := get(t, hs.URL, "thief.test", "/login"); code != 503 {
+			t.Errorf("GET thief.test/login, the refused tenant's other host: %d %q, want 503", code, body)
 		}
 		if code, body := get(t, hs.URL, "else.test", "/"); code != 200 || !strings.HasPrefix(body, "other|") {
 			t.Errorf("the catch-all: %d %q", code, body)

@@ -186,7 +186,9 @@ func (s *Server) load(ctx context.Context) error {
 		loadedTenants[t.Name] = l
 	}
 	refused := s.refuseHostConflicts(loadedTenants, previous, broken)
+	refusedVersions := map[string]*loaded{}
 	for _, name := range slices.Sorted(maps.Keys(refused)) {
+		refusedVersions[name] = loadedTenants[name]
 		delete(loadedTenants, name)
 	}
 	for _, name := range slices.Sorted(maps.Keys(refused)) {
@@ -196,6 +198,13 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		s.log.Error("tenant not loaded", "tenant", name, "err", refused[name])
+		// Its other hosts answer 503 rather than reach a wildcard.
+		claims := hostClaims(loadedTenants)
+		for _, h := range refusedVersions[name].tenant.Hosts {
+			if h = strings.ToLower(h); len(claims[h]) == 0 && broken[h] == "" {
+				broken[h] = refused[name].Error()
+			}
+		}
 	}
 	var routes []route
 	for _, name := range slices.Sorted(maps.Keys(loadedTenants)) {

@@ -47,7 +47,7 @@ func Open(root, rel string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(dir)
+	defer func() { unix.Close(dir) }() // the last folder opened, not the root
 	for _, part := range parts[:len(parts)-1] {
 		next, err := openat(dir, part, unix.O_DIRECTORY)
 		if err != nil {

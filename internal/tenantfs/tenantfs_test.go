@@ -148,3 +148,54 @@ func TestWalkSkipDir(t *testing.T) {
 		t.Fatalf("Walk with SkipDir (-want +got):\n%s", diff)
 	}
 }
+
+// TestOpenClosesWhatItOpened: Open of a nested path leaves no descriptor
+// open and closes none twice (a second close would hit a descriptor that
+// another goroutine opened meanwhile).
+func TestOpenClosesWhatItOpened(t *testing.T) {
+	root, _ := layout(t)
+	count := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "a/b/c/d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "a/b/c/d/f.py"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "a/b/c/f.py"), nil, 0o644)
+	keep, err := os.Open(filepath.Join(root, "app.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Close()
+	before := count()
+	for i := range 100 {
+		f, err := tenantfs.Open(root, []string{"a/b/c/f.py", "a/b/c/d/f.py", "app.py"}[i%3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Stat(); err != nil {
+			t.Fatalf("the file Open returned is closed: %v", err)
+		}
+		f.Close()
+		// A descriptor opened now takes the number a double close would
+		// close under it.
+		probe, err := os.Open(filepath.Join(root, "app.py"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := probe.Stat(); err != nil {
+			t.Fatalf("a descriptor opened after Open was closed under it: %v", err)
+		}
+		probe.Close()
+	}
+	if _, err := keep.Stat(); err != nil {
+		t.Fatalf("a descriptor opened before Open was closed: %v", err)
+	}
+	if after := count(); after != before {
+		t.Fatalf("descriptors %d -> %d", before, after)
+	}
+}
