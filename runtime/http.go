@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,6 +148,17 @@ type bodyReader struct {
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.read(p)
 	b.got += int64(n)
+	if deadline, ok := b.ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's read deadline is the request's: let the
+		// context catch up (microseconds), so that input_read stops the
+		// guest (504) rather than failing the read for the app.
+		t := time.NewTimer(time.Until(deadline) + 50*time.Millisecond)
+		select {
+		case <-b.ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	var limit *http.MaxBytesError
 	switch {
 	case err == nil || err == io.EOF:

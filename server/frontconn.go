@@ -94,6 +94,7 @@ type framingConn struct {
 	head    headFacts
 	excess  int64 // net/http's chunk-overhead count (internal/chunked.go)
 	problem atomic.Pointer[string]
+	ended   atomic.Bool // no request after the current one (FinishBody)
 }
 
 // headFacts are what a head says about framing.
@@ -116,7 +117,7 @@ func (c *framingConn) Problem() string {
 }
 
 func (c *framingConn) Read(p []byte) (int, error) {
-	if c.state == refused {
+	if c.state == refused || c.ended.Load() {
 		return 0, io.EOF
 	}
 	n, err := c.Conn.Read(p)

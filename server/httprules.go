@@ -100,6 +100,20 @@ func CheckRequest(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// FinishBody closes r's body once the app is done, which reads (drains)
+// what the app left unread, by the read deadline at the latest. If the body
+// cannot be read to its end (the client stalled past the deadline, or cut
+// it short), the connection ends after this answer: net/http would
+// otherwise keep it open for a next request, waiting out the idle timeout.
+func FinishBody(r *http.Request) {
+	if r.Body.Close() == nil {
+		return
+	}
+	if fc, ok := r.Context().Value(connKey{}).(*framingConn); ok {
+		fc.ended.Store(true)
+	}
+}
+
 // refuse answers 400 with why and closes the connection after the answer.
 func refuse(w http.ResponseWriter, why string) bool {
 	w.Header().Set("Connection", "close")

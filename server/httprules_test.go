@@ -317,4 +317,12 @@ func TestConnLimits(t *testing.T) {
 	if open != 2 {
 		t.Errorf("%d open connections counted, want 2", open)
 	}
+	// The total cap: one connection at most.
+	limits2 := &ConnLimits{Max: 1}
+	addr, _ = frontServer(t, limits2)
+	c4, b4 := dial()
+	c5, b5 := dial()
+	if !answered(c4, b4) || answered(c5, b5) {
+		t.Error("total cap of 1: want the first connection answered, the second closed")
+	}
 }

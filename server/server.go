@@ -576,6 +576,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	tenant := s.serve(sw, r)
+	// The instance (if any) is back in its pool: what the app left unread
+	// is drained here (full duplex needs the body closed, see
+	// runtime.Instance.ServeHTTP), by the read deadline.
+	FinishBody(r)
 	client := ""
 	if tenant != "-" {
 		client = s.requestInfo(r, "").RemoteAddr
@@ -640,9 +644,6 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()
 	o := s.warm.ServeHTTP(l.key, l.app, l.pool, w, r, s.requestInfo(r, match.prefix), l.guestLg)
-	// The instance is back in its pool: what the app left unread is drained
-	// here (full duplex needs the body closed, see runtime.Instance.ServeHTTP).
-	r.Body.Close()
 	if o.ClientError != nil {
 		s.log.Warn("request body incomplete (the client's error; a failing app's answer became 400)", "tenant", match.name, "err", o.ClientError)
 	}

@@ -102,7 +102,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 				}
 				http.NewResponseController(w).SetReadDeadline(time.Now().Add(c.Duration("timeout")))
 				o := pool.ServeHTTP(w, r, runtime.RequestInfo{}, guestLog)
-				r.Body.Close()
+				server.FinishBody(r)
 				if o.ClientError != nil {
 					logger.Warn("request body incomplete (the client's error; a failing app's answer became 400)", "err", o.ClientError)
 				}
