@@ -3,10 +3,17 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -324,5 +331,54 @@ func TestConnLimits(t *testing.T) {
 	c5, b5 := dial()
 	if !answered(c4, b4) || answered(c5, b5) {
 		t.Error("total cap of 1: want the first connection answered, the second closed")
+	}
+}
+
+// Over TLS the framing checks read the decrypted stream, and CheckRequest
+// gives the handler r.TLS back (wsgi.url_scheme https).
+func TestFramingListenerTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"h"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{
+		ConnContext: ConnContext,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if CheckRequest(w, r) {
+				io.WriteString(w, strconv.FormatBool(r.TLS != nil))
+			}
+		}),
+	}
+	go hs.Serve(FramingListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	t.Cleanup(func() { hs.Close() })
+	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "true" || c.ConnectionState().NegotiatedProtocol != "http/1.1" {
+		t.Errorf("r.TLS set: %q; protocol %q, want http/1.1", b, c.ConnectionState().NegotiatedProtocol)
+	}
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 400 {
+		t.Errorf("Content-Length and chunked over TLS: %v, want 400", err)
 	}
 }
