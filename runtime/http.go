@@ -3,10 +3,12 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,20 +134,44 @@ type httpResponder struct {
 // supports one, else by reading in a goroutine into a private buffer (never
 // into guest memory, which may be gone when that read returns).
 type bodyReader struct {
-	ctx      context.Context
-	r        io.Reader
-	rc       *http.ResponseController
-	prepared bool
-	fallback bool
-	set      bool
-	tooLarge bool // a read passed the tenant's body limit (http.MaxBytesReader)
+	ctx       context.Context
+	r         io.Reader
+	rc        *http.ResponseController
+	declared  int64 // Content-Length, or -1
+	got       int64
+	prepared  bool
+	fallback  bool
+	tooLarge  bool  // a read passed the tenant's body limit (http.MaxBytesReader)
+	clientErr error // the client's fault: the body ended early or was malformed
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.read(p)
+	b.got += int64(n)
+	if deadline, ok := b.ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's read deadline is the request's: let the
+		// context catch up (microseconds), so that input_read stops the
+		// guest (504) rather than failing the read for the app.
+		t := time.NewTimer(time.Until(deadline) + 50*time.Millisecond)
+		select {
+		case <-b.ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	var limit *http.MaxBytesError
-	if err != nil && errors.As(err, &limit) {
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.As(err, &limit):
 		b.tooLarge = true
+	case b.ctx.Err() == nil && b.clientErr == nil:
+		// Not the deadline (the guest is stopped then): the connection
+		// ended or the framing was wrong.
+		if errors.Is(err, io.ErrUnexpectedEOF) && b.declared >= 0 {
+			b.clientErr = fmt.Errorf("runtime: the client sent %d bytes of the %d its Content-Length declared: %w", b.got, b.declared, err)
+		} else {
+			b.clientErr = fmt.Errorf("runtime: reading the request body after %d bytes: %w", b.got, err)
+		}
 	}
 	return n, err
 }
@@ -156,8 +182,6 @@ func (b *bodyReader) read(p []byte) (int, error) {
 		if deadline, ok := b.ctx.Deadline(); ok {
 			if err := b.rc.SetReadDeadline(deadline); err != nil {
 				b.fallback = true
-			} else {
-				b.set = true
 			}
 		}
 	}
@@ -182,19 +206,28 @@ func (b *bodyReader) read(p []byte) (int, error) {
 	}
 }
 
-func (b *bodyReader) reset() {
-	if b.set {
-		b.rc.SetReadDeadline(time.Time{})
+// clientStatus is the status for an app that failed after the client's
+// error in its body (413 past the limit, 400 cut short or malformed), or 0.
+func (b *bodyReader) clientStatus() int {
+	switch {
+	case b.tooLarge:
+		return http.StatusRequestEntityTooLarge
+	case b.clientErr != nil:
+		return http.StatusBadRequest
 	}
+	return 0
 }
 
 func (h *httpResponder) Start(status int, headers []hostabi.Header) error {
-	if status >= 500 && h.body.tooLarge {
-		// The app failed reading a body (chunked, so not refused up front)
-		// past the tenant's limit: that is the client's error.
-		h.replaced = true
-		http.Error(h.w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
-		return nil
+	if status >= 500 {
+		if code := h.body.clientStatus(); code != 0 {
+			// The app failed reading a body past the tenant's limit
+			// (chunked, so not refused up front) or one the client cut
+			// short: that is the client's error.
+			h.replaced = true
+			http.Error(h.w, http.StatusText(code), code)
+			return nil
+		}
 	}
 	hdr := h.w.Header()
 	for _, kv := range headers {
@@ -240,10 +273,12 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 		rc.SetWriteDeadline(deadline)
 		defer rc.SetWriteDeadline(time.Time{})
 	}
-	body := &bodyReader{ctx: ctx, r: r.Body, rc: rc}
-	defer body.reset()
+	// The read deadline set here stays after the app returns, so that
+	// what net/http drains of the body ends by the deadline too.
+	body := &bodyReader{ctx: ctx, r: r.Body, rc: rc, declared: r.ContentLength}
 	x := &hostabi.Exchange{Environ: env, Body: body, Response: &httpResponder{w: w, rc: rc, body: body}}
 	o := i.Serve(ctx, x, log)
+	o.ClientError = body.clientErr
 	if o.Err != nil {
 		if !x.HeadersSent() {
 			status := http.StatusBadGateway
@@ -255,11 +290,11 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 		return o
 	}
 	if sent, _ := x.Finish(); !sent {
-		if body.tooLarge {
-			http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
-		} else {
-			http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		code := body.clientStatus()
+		if code == 0 {
+			code = http.StatusInternalServerError
 		}
+		http.Error(w, http.StatusText(code), code)
 	}
 	return o
 }

@@ -341,6 +341,11 @@ type Outcome struct {
 	// GuestTime is how long the wsgi_handle call took, host functions it
 	// called included; the rest of a request's time is the host's own.
 	GuestTime time.Duration
+	// ClientError is why the request body could not be read in full when
+	// that was the client's fault (it sent fewer bytes than it declared,
+	// a malformed chunk, a reset); an app that failed on it was answered
+	// 400. Set by ServeHTTP.
+	ClientError error
 }
 
 // Reusable reports whether the instance may serve another request.

@@ -580,43 +580,15 @@ func hostsOf(dir string) []string {
 	return hosts
 }
 
-// Request limits, as gunicorn's defaults (limit_request_line,
-// limit_request_fields, limit_request_field_size). net/http only bounds the
-// whole header block (MaxHeaderBytes), so the rest is checked here.
-const (
-	MaxRequestLine  = 4094 // longer: 414 URI Too Long
-	MaxHeaderFields = 100  // more: 431 Request Header Fields Too Large
-	MaxFieldSize    = 8190 // a longer name+value: 431
-)
-
-// checkLimits answers a request over the limits and reports whether it did.
-func checkLimits(w http.ResponseWriter, r *http.Request) bool {
-	if len(r.Method)+len(r.RequestURI)+len(r.Proto)+2 > MaxRequestLine {
-		http.Error(w, "URI Too Long", http.StatusRequestURITooLong)
-		return true
-	}
-	fields := 0
-	for name, values := range r.Header {
-		for _, v := range values {
-			fields++
-			if len(name)+len(v)+2 > MaxFieldSize {
-				http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
-				return true
-			}
-		}
-	}
-	if fields > MaxHeaderFields {
-		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
-		return true
-	}
-	return false
-}
-
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	tenant := s.serve(sw, r)
+	// The instance (if any) is back in its pool: what the app left unread
+	// is drained here (full duplex needs the body closed, see
+	// runtime.Instance.ServeHTTP), by the read deadline.
+	FinishBody(r)
 	client := ""
 	if tenant != "-" {
 		client = s.requestInfo(r, "").RemoteAddr
@@ -626,10 +598,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve answers r and returns the name of the tenant that matched, or "-".
 func (s *Server) serve(w *statusWriter, r *http.Request) string {
-	if checkLimits(w, r) {
+	if !CheckRequest(w, r) {
 		return "-"
 	}
-	host := strings.ToLower(r.Host)
+	host := r.Host // normalised by CheckRequest
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
@@ -660,6 +632,12 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 		return "-"
 	}
 	defer l.inFlight.Done()
+	// The body (and what net/http drains of it after the answer) is read
+	// by the tenant's deadline at the latest, so a stalled client cannot
+	// hold the connection past it.
+	if d := l.tenant.Policy.RequestTimeout; d > 0 {
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+	}
 	if len(l.tenant.Static) > 0 && serveStatic(w, r, l.tenant.Dir, match.prefix, l.tenant.Static) {
 		return match.name
 	}
@@ -675,9 +653,9 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()
 	o := s.warm.ServeHTTP(l.key, l.app, l.pool, w, r, s.requestInfo(r, match.prefix), l.guestLg)
-	// The instance is back in its pool: what the app left unread is drained
-	// here (full duplex needs the body closed, see runtime.Instance.ServeHTTP).
-	r.Body.Close()
+	if o.ClientError != nil {
+		s.log.Warn("request body incomplete (the client's error; a failing app's answer became 400)", "tenant", match.name, "err", o.ClientError)
+	}
 	inFlight.Dec()
 	s.metrics.observe(match.name, w.status, time.Since(start), o)
 	return match.name

@@ -37,6 +37,10 @@ type File struct {
 	Snapshots         *bool
 	SnapshotBase      *bool
 	SnapshotDir       *string
+	// MaxConnections and MaxConnectionsPerIP cap the front's open
+	// connections (0: no cap).
+	MaxConnections      *int
+	MaxConnectionsPerIP *int
 
 	GracefulTimeout   *time.Duration
 	ReadHeaderTimeout *time.Duration
@@ -67,6 +71,8 @@ type file struct {
 	Snapshots         *bool               `toml:"snapshots"`
 	SnapshotBase      *bool               `toml:"snapshot_base"`
 	SnapshotDir       *string             `toml:"snapshot_dir"`
+	MaxConnections    *int                `toml:"max_connections"`
+	MaxConnsPerIP     *int                `toml:"max_connections_per_ip"`
 	GracefulTimeout   *tomlfile.Duration  `toml:"graceful_timeout"`
 	ReadHeaderTimeout *tomlfile.Duration  `toml:"read_header_timeout"`
 	IdleTimeout       *tomlfile.Duration  `toml:"idle_timeout"`
@@ -104,6 +110,11 @@ func Read(path string) (*File, error) {
 	if (f.CertFile == nil) != (f.KeyFile == nil) {
 		return bad("certfile", "certfile and keyfile go together")
 	}
+	for key, n := range map[string]*int{"max_connections": f.MaxConnections, "max_connections_per_ip": f.MaxConnsPerIP} {
+		if n != nil && *n < 0 {
+			return bad(key, "cannot be negative (0 is no cap)")
+		}
+	}
 	for key, d := range map[string]*tomlfile.Duration{
 		"graceful_timeout": f.GracefulTimeout, "read_header_timeout": f.ReadHeaderTimeout,
 		"idle_timeout": f.IdleTimeout, "write_timeout": f.WriteTimeout,
@@ -135,6 +146,7 @@ func Read(path string) (*File, error) {
 		CertFile: under(dir, f.CertFile), KeyFile: under(dir, f.KeyFile),
 		PythonDir: under(dir, f.PythonDir), CacheDir: under(dir, f.CacheDir),
 		Snapshots: f.Snapshots, SnapshotBase: f.SnapshotBase, SnapshotDir: under(dir, f.SnapshotDir),
+		MaxConnections: f.MaxConnections, MaxConnectionsPerIP: f.MaxConnsPerIP,
 		GracefulTimeout: (*time.Duration)(f.GracefulTimeout), ReadHeaderTimeout: (*time.Duration)(f.ReadHeaderTimeout),
 		IdleTimeout: (*time.Duration)(f.IdleTimeout), WriteTimeout: (*time.Duration)(f.WriteTimeout),
 	}

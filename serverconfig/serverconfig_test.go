@@ -32,6 +32,7 @@ admin_bind = ""
 graceful_timeout = "10s"
 idle_timeout = "5s"
 access_logfile = "-"
+max_connections_per_ip = 16
 [ceiling]
 request_timeout = "1m"
 max_instances = 8
@@ -57,6 +58,8 @@ writable_data = false
 		t.Errorf("timeouts %v %v %v", *f.GracefulTimeout, *f.IdleTimeout, f.ReadHeaderTimeout)
 	case f.Ceiling != want:
 		t.Errorf("ceiling %+v, want %+v", f.Ceiling, want)
+	case f.MaxConnectionsPerIP == nil || *f.MaxConnectionsPerIP != 16 || f.MaxConnections != nil:
+		t.Errorf("max_connections %v, max_connections_per_ip %v", f.MaxConnections, f.MaxConnectionsPerIP)
 	case f.CertFile != nil || f.PythonDir != nil:
 		t.Errorf("keys not in the file must stay nil: %v %v", f.CertFile, f.PythonDir)
 	}
@@ -78,6 +81,7 @@ func TestReadErrors(t *testing.T) {
 		"zero budget":      {"memory_budget_mb = 0\n", "memory_budget_mb", "more than 0", 1},
 		"cert without key": {"certfile = \"c.pem\"\n", "certfile", "go together", 1},
 		"negative timeout": {"idle_timeout = \"-1s\"\n", "idle_timeout", "negative", 1},
+		"negative cap":     {"max_connections = -1\n", "max_connections", "negative", 1},
 		"bad ceiling":      {"[ceiling]\nmax_instances = 0\n", "ceiling.max_instances", "at least 1", 2},
 		"syntax":           {"bind = [\"a\"\n", "", "expected", 1},
 	} {
@@ -113,7 +117,8 @@ func TestReadmeExample(t *testing.T) {
 		t.Fatalf("README example: %v", err)
 	}
 	if f.Ceiling != policies.DefaultCeiling || f.TenantDir == nil || len(*f.Bind) != 2 ||
-		f.Snapshots == nil || !*f.Snapshots || f.SnapshotBase == nil || *f.SnapshotBase || f.SnapshotDir == nil {
+		f.Snapshots == nil || !*f.Snapshots || f.SnapshotBase == nil || *f.SnapshotBase || f.SnapshotDir == nil ||
+		f.MaxConnections == nil || *f.MaxConnections != 10000 || f.MaxConnectionsPerIP == nil || *f.MaxConnectionsPerIP != 256 {
 		t.Fatalf("README example read as %+v (ceiling %+v, want the default %+v)", f, f.Ceiling, policies.DefaultCeiling)
 	}
 }

@@ -45,6 +45,7 @@ python_dir = "/opt/python-wasi"
 forwarded_allow_ips = []
 snapshots = false
 snapshot_base = true
+max_connections_per_ip = 64
 [ceiling]
 max_instances = 2
 `
@@ -66,7 +67,7 @@ func TestServeSettingsPrecedence(t *testing.T) {
 	want := serveSettings{
 		configFile: cfg, tenantDir: filepath.Join(dir, "tenants"), binds: []string{"127.0.0.1:8100", "127.0.0.1:8101"},
 		adminBind: "127.0.0.1:9100", memoryBudgetMB: 512, gracefulTimeout: 7 * time.Second, pythonDir: "/opt/python-wasi",
-		forwardedAllowIPs: []string{}, accessLog: "-", ceiling: ceiling,
+		forwardedAllowIPs: []string{}, accessLog: "-", ceiling: ceiling, maxConns: 10000, maxConnsPerIP: 64,
 		snapshots: false, snapshotBase: true, snapshotDir: os.Getenv("WSGI_WASM_SNAPSHOT_DIR"), // TestMain's folder
 		timeouts: httpTimeouts{readHeader: 10 * time.Second, idle: 3 * time.Second},
 	}
@@ -77,12 +78,12 @@ func TestServeSettingsPrecedence(t *testing.T) {
 	// Flags and environment variables override the file, global flags too.
 	t.Setenv("WSGI_WASM_ADMIN_BIND", "")
 	t.Setenv("WSGI_WASM_IDLE_TIMEOUT", "9s")
-	s, err = settingsFor(t, "--config", cfg, "--bind", "127.0.0.1:8200", "--tenant-dir", "/srv/t", "--graceful-timeout", "1s")
+	s, err = settingsFor(t, "--config", cfg, "--bind", "127.0.0.1:8200", "--tenant-dir", "/srv/t", "--graceful-timeout", "1s", "--max-connections-per-ip", "0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(s.binds, []string{"127.0.0.1:8200"}) || s.tenantDir != "/srv/t" || s.gracefulTimeout != time.Second ||
-		s.adminBind != "" || s.timeouts.idle != 9*time.Second || s.memoryBudgetMB != 512 {
+		s.adminBind != "" || s.timeouts.idle != 9*time.Second || s.memoryBudgetMB != 512 || s.maxConnsPerIP != 0 {
 		t.Fatalf("flags and environment over the file: %+v", s)
 	}
 	t.Setenv("WSGI_WASM_PYTHON_DIR", "/env/python")

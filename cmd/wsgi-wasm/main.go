@@ -5,9 +5,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -20,6 +22,7 @@ import (
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 	"github.com/wsgi-wasm/wsgi-wasm/python-wasi/embedded"
 	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
 // version is set at link time (-ldflags "-X main.version=...").
@@ -121,13 +124,40 @@ func httpFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "read-header-timeout", Value: 10 * time.Second, Usage: "a client has `DURATION` to send the request line and headers", EnvVars: []string{"WSGI_WASM_READ_HEADER_TIMEOUT"}},
 		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "a keep-alive connection waits `DURATION` for its next request (gunicorn's --keep-alive)", EnvVars: []string{"WSGI_WASM_IDLE_TIMEOUT"}},
 		&cli.DurationFlag{Name: "write-timeout", Usage: "a response must be written within `DURATION` of the end of the request's headers (0: no limit; the tenant's request_timeout still applies)", EnvVars: []string{"WSGI_WASM_WRITE_TIMEOUT"}},
+		&cli.IntFlag{Name: "max-connections", Value: 10000, Usage: "open client connections at most, in total; more are accepted and closed at once (0: no cap)", EnvVars: []string{"WSGI_WASM_MAX_CONNECTIONS"}},
+		&cli.IntFlag{Name: "max-connections-per-ip", Value: 256, Usage: "open connections at most from one client address (behind a proxy, the proxy's); more are accepted and closed at once (0: no cap)", EnvVars: []string{"WSGI_WASM_MAX_CONNECTIONS_PER_IP"}},
 		&cli.StringFlag{Name: "access-logfile", Value: "-", Usage: "access log `FILE`, one line per request in gunicorn's format plus tenant and seconds (\"-\": standard output, \"\": none)", EnvVars: []string{"WSGI_WASM_ACCESS_LOGFILE"}},
 	}
 }
 
-// newHTTPServer is the front's net/http server for run and serve.
+// newHTTPServer is the front's net/http server for run and serve. Its
+// handler calls server.CheckRequest, which answers "OPTIONS *" itself and
+// finds each connection's framing checks through server.ConnContext; serve
+// it on a frontListener.
 func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: t.readHeader, IdleTimeout: t.idle, WriteTimeout: t.write, MaxHeaderBytes: 1 << 16}
+	return &http.Server{
+		Handler: h, ReadHeaderTimeout: t.readHeader, IdleTimeout: t.idle, WriteTimeout: t.write, MaxHeaderBytes: 1 << 16,
+		ConnContext: server.ConnContext, DisableGeneralOptionsHandler: true,
+	}
+}
+
+// frontListener listens on addr for the front: the connection caps (shared
+// by all listeners of caps), TLS if certFile is set, and the framing checks
+// of server.FramingListener.
+func frontListener(addr string, caps *server.ConnLimits, certFile, keyFile string) (net.Listener, error) {
+	var tlsConfig *tls.Config
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return server.FramingListener(caps.Listener(ln), tlsConfig), nil
 }
 
 // openAccessLog opens the access log: "-" is standard output, "" none. The

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -96,12 +95,23 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			})
 			defer pool.Close()
 			app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				pool.ServeHTTP(w, r, runtime.RequestInfo{}, guestLog)
+				// serve's HTTP rules, then the body read bounded by the
+				// request's deadline, as serve's Server does for a tenant.
+				if !server.CheckRequest(w, r) {
+					return
+				}
+				http.NewResponseController(w).SetReadDeadline(time.Now().Add(c.Duration("timeout")))
+				o := pool.ServeHTTP(w, r, runtime.RequestInfo{}, guestLog)
+				server.FinishBody(r)
+				if o.ClientError != nil {
+					logger.Warn("request body incomplete (the client's error; a failing app's answer became 400)", "err", o.ClientError)
+				}
 			})
 			srv := newHTTPServer(server.NewAccessLog(access).Handler(filepath.Base(dir), app), httpTimeouts{
 				readHeader: c.Duration("read-header-timeout"), idle: c.Duration("idle-timeout"), write: c.Duration("write-timeout"),
 			})
-			ln, err := net.Listen("tcp", c.String("bind"))
+			caps := &server.ConnLimits{Max: c.Int("max-connections"), MaxPerIP: c.Int("max-connections-per-ip"), Logger: logger}
+			ln, err := frontListener(c.String("bind"), caps, "", "")
 			if err != nil {
 				return err
 			}

@@ -58,6 +58,7 @@ type serveSettings struct {
 	snapshots, snapshotBase, pprof                                          bool
 	binds, forwardedAllowIPs                                                []string
 	memoryBudgetMB                                                          int64
+	maxConns, maxConnsPerIP                                                 int
 	gracefulTimeout                                                         time.Duration
 	timeouts                                                                httpTimeouts
 	ceiling                                                                 policies.Policy
@@ -92,6 +93,8 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 		snapshotBase:      pick(c, "snapshot-base", f.SnapshotBase, c.Bool),
 		snapshotDir:       pick(c, "snapshot-dir", f.SnapshotDir, c.String),
 		gracefulTimeout:   pick(c, "graceful-timeout", f.GracefulTimeout, c.Duration),
+		maxConns:          pick(c, "max-connections", f.MaxConnections, c.Int),
+		maxConnsPerIP:     pick(c, "max-connections-per-ip", f.MaxConnectionsPerIP, c.Int),
 		timeouts: httpTimeouts{
 			readHeader: pick(c, "read-header-timeout", f.ReadHeaderTimeout, c.Duration),
 			idle:       pick(c, "idle-timeout", f.IdleTimeout, c.Duration),
@@ -102,6 +105,9 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 	}
 	if s.tenantDir == "" {
 		return serveSettings{}, errors.New("serve: no tenant folder: give --tenant-dir or tenant_dir in the --config file")
+	}
+	if s.maxConns < 0 || s.maxConnsPerIP < 0 {
+		return serveSettings{}, fmt.Errorf("serve: --max-connections and --max-connections-per-ip cannot be negative (0 is no cap)")
 	}
 	if s.memoryBudgetMB <= 0 {
 		return serveSettings{}, fmt.Errorf("serve: --memory-budget-mb must be more than 0, not %d", s.memoryBudgetMB)
@@ -147,21 +153,17 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 	}
 	defer srv.Close()
 	hs := newHTTPServer(srv, s.timeouts)
+	caps := &server.ConnLimits{Max: s.maxConns, MaxPerIP: s.maxConnsPerIP, Logger: logger}
 	g, ctx := errgroup.WithContext(ctx)
 	for _, addr := range s.binds {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := frontListener(addr, caps, s.certFile, s.keyFile)
 		if err != nil {
 			return err
 		}
-		logger.Info("serving", "bind", ln.Addr().String(), "tenant_dir", s.tenantDir, "config", s.configFile)
+		logger.Info("serving", "bind", ln.Addr().String(), "tenant_dir", s.tenantDir, "config", s.configFile,
+			"max_connections", s.maxConns, "max_connections_per_ip", s.maxConnsPerIP)
 		g.Go(func() error {
-			var err error
-			if s.certFile != "" || s.keyFile != "" {
-				err = hs.ServeTLS(ln, s.certFile, s.keyFile)
-			} else {
-				err = hs.Serve(ln)
-			}
-			if !errors.Is(err, http.ErrServerClosed) {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

@@ -1,4 +1,5 @@
-"""/sleep?S sleeps S seconds, /spin never ends, anything else reads the body."""
+"""/sleep?S sleeps S seconds, /spin never ends, /unread answers without reading
+the body, anything else reads the body."""
 import time
 
 
@@ -9,6 +10,9 @@ def application(environ, start_response):
     elif path == "/spin":
         while True:
             pass
+    elif path == "/unread":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"unread"]
     body = environ["wsgi.input"].read()
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"read %d bytes" % len(body)]
