@@ -304,7 +304,8 @@ func verifySnapshot(f *os.File, key string) (*Snapshot, error) {
 	}
 	vars = vars[nGlobals*8:]
 	if got := string(vars[:keyLen]); got != key {
-		return nil, fmt.Errorf("made for %q, not %q", got, key)
+		// Keys are short; a long one is quoted only in part.
+		return nil, fmt.Errorf("made for %.64q, not %q", got, key)
 	}
 	s.key, s.baseKey = key, string(vars[keyLen:keyLen+baseKeyLen])
 	vars = vars[keyLen+baseKeyLen:]
