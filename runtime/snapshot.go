@@ -246,13 +246,14 @@ func peekBaseKey(path string) string {
 	}
 	defer f.Close()
 	head := make([]byte, snapshotDataOffset)
-	if n, _ := io.ReadFull(f, head); n < snapshotFixed || string(head[:8]) != snapshotMagic {
+	n, _ := io.ReadFull(f, head)
+	if n < snapshotFixed || string(head[:8]) != snapshotMagic {
 		return ""
 	}
 	le := binary.LittleEndian
 	at := snapshotFixed + 8*uint64(le.Uint32(head[48:])) + uint64(le.Uint32(head[52:]))
 	end := at + uint64(le.Uint32(head[56:]))
-	if end > snapshotDataOffset {
+	if end > uint64(n) { // past the header, or past the end of a short file
 		return ""
 	}
 	return string(head[at:end])
@@ -304,7 +305,8 @@ func verifySnapshot(f *os.File, key string) (*Snapshot, error) {
 	}
 	vars = vars[nGlobals*8:]
 	if got := string(vars[:keyLen]); got != key {
-		return nil, fmt.Errorf("made for %q, not %q", got, key)
+		// Keys are short; a long one is quoted only in part.
+		return nil, fmt.Errorf("made for %.64q, not %q", got, key)
 	}
 	s.key, s.baseKey = key, string(vars[keyLen:keyLen+baseKeyLen])
 	vars = vars[keyLen+baseKeyLen:]
