@@ -15,7 +15,7 @@ import (
 // value is a stand-in for "no limit" or "the default".
 type Policy struct {
 	RequestTimeout time.Duration // per request, from its arrival: the wait for an instance counts (more than 0)
-	MemoryMB       int           // linear memory cap of each instance (at least 32)
+	MemoryMB       int           // linear memory cap of each instance (32 to MaxMemoryMB)
 	MaxBodyBytes   int64         // request body limit (413 above; 0: no body accepted)
 	MaxInstances   int           // concurrent instances (at least 1)
 	QueueLength    int           // requests waiting for an instance (503 above; 0: none wait)
@@ -29,6 +29,9 @@ var Presets = map[string]Policy{
 	"strict":  {RequestTimeout: 5 * time.Second, MemoryMB: 128, MaxBodyBytes: 1 << 20, MaxInstances: 1, QueueLength: 8, WritableData: false, DataMaxMB: 64},
 	"data":    {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 2, QueueLength: 64, WritableData: true, DataMaxMB: 1024},
 }
+
+// MaxMemoryMB is the most linear memory a wasm32 instance can address.
+const MaxMemoryMB = 4096
 
 // DefaultCeiling is the server-wide ceiling when the operator sets none.
 var DefaultCeiling = Policy{RequestTimeout: 5 * time.Minute, MemoryMB: 2048, MaxBodyBytes: 1 << 30, MaxInstances: 16, QueueLength: 1024, WritableData: true, DataMaxMB: 10240}
@@ -104,7 +107,7 @@ func Ceiling(o Overrides) (Policy, error) {
 		want string
 	}{
 		{"request_timeout", c.RequestTimeout <= 0, "more than 0"},
-		{"memory_mb", c.MemoryMB < 32, "at least 32"},
+		{"memory_mb", c.MemoryMB < 32 || c.MemoryMB > MaxMemoryMB, "from 32 to 4096 (wasm32's whole address space)"},
 		{"max_body_bytes", c.MaxBodyBytes < 0, "0 or more"},
 		{"max_instances", c.MaxInstances < 1, "at least 1"},
 		{"queue_length", c.QueueLength < 0, "0 or more"},

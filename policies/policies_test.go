@@ -2,6 +2,7 @@ package policies
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,13 +38,14 @@ func TestCeiling(t *testing.T) {
 	if _, err := Resolve("strict", Overrides{}, c); err != nil {
 		t.Fatalf("strict (1 instance) fits a ceiling of 2: %v", err)
 	}
-	zero, small := 0, 16
+	zero, small, huge := 0, 16, 1<<44
 	var fe *FieldError
 	for key, o := range map[string]Overrides{
 		"max_instances": {MaxInstances: &zero},
 		"memory_mb":     {MemoryMB: &small},
+		"memory_mb ":    {MemoryMB: &huge},
 	} {
-		if _, err := Ceiling(o); !errors.As(err, &fe) || fe.Key != key {
+		if _, err := Ceiling(o); !errors.As(err, &fe) || fe.Key != strings.TrimSpace(key) {
 			t.Errorf("ceiling with a bad %s: %v", key, err)
 		}
 	}

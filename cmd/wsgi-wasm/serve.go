@@ -109,11 +109,14 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 	if s.maxConns < 0 || s.maxConnsPerIP < 0 {
 		return serveSettings{}, fmt.Errorf("serve: --max-connections and --max-connections-per-ip cannot be negative (0 is no cap)")
 	}
-	if s.memoryBudgetMB <= 0 {
-		return serveSettings{}, fmt.Errorf("serve: --memory-budget-mb must be more than 0, not %d", s.memoryBudgetMB)
+	if s.memoryBudgetMB <= 0 || s.memoryBudgetMB > maxMemoryBudgetMB {
+		return serveSettings{}, fmt.Errorf("serve: --memory-budget-mb must be from 1 to %d, not %d", maxMemoryBudgetMB, s.memoryBudgetMB)
 	}
 	return s, nil
 }
+
+// maxMemoryBudgetMB (1 PiB) keeps the budget in bytes within an int64.
+const maxMemoryBudgetMB = 1 << 30
 
 // pick is the config file's value unless the flag was given (on the command
 // line or by its environment variable) or the file lacks the key.
