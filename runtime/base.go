@@ -72,6 +72,11 @@ func (p pageRuns) bytes() uint64 {
 // equalRuns compares mem with the base image s, page by page, and returns
 // the runs of at least baseMinRun pages that are equal.
 func (s *Snapshot) equalRuns(mem []byte) (pageRuns, error) {
+	release, err := s.hold()
+	if err != nil {
+		return pageRuns{}, err
+	}
+	defer release()
 	page := os.Getpagesize()
 	runs := pageRuns{pageSize: uint32(page)}
 	n := min(uint64(len(mem)), s.memSize) / uint64(page)

@@ -72,6 +72,14 @@ func newLinearMemory(capBytes uint64, peak *atomic.Uint64, img memoryImage) (*li
 		return nil, fmt.Errorf("runtime: reserve %d bytes of linear memory: %w", capBytes, err)
 	}
 	m := &linearMemory{reserved: b, peak: peak}
+	if img.snap != nil {
+		release, err := img.snap.hold()
+		if err != nil {
+			syscall.Munmap(b)
+			return nil, err
+		}
+		defer release()
+	}
 	if img.snap != nil && initial > 0 && img.mapping != CopyImage {
 		// Replaces the start of the reservation in place.
 		flags, prot := syscall.MAP_PRIVATE|syscall.MAP_FIXED, syscall.PROT_READ|syscall.PROT_WRITE

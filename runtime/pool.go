@@ -256,12 +256,19 @@ func (p *Pool) create() {
 func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool, err error) {
 	snap, save := p.snapshot(ctx)
 	if snap != nil {
-		if inst, err = p.engine.Restore(ctx, p.app, snap); err == nil {
+		inst, err = p.engine.Restore(ctx, p.app, snap)
+		switch {
+		case err == nil:
 			return inst, true, nil
+		case errors.Is(err, ErrSnapshotClosed):
+			// Retired by a reload, or replaced by a newer save: this start
+			// is fresh, the next one asks the store again.
+			p.setSnapshot(snapUnknown, nil)
+		default:
+			p.log.Warn("restore from snapshot failed; discarded it, starting instances fresh", "err", err, "snapshot", snap.Path())
+			p.cfg.Snapshots.Discard(p.snapKey)
+			p.setSnapshot(snapDisabled, nil)
 		}
-		p.log.Warn("restore from snapshot failed; discarded it, starting instances fresh", "err", err, "snapshot", snap.Path())
-		p.cfg.Snapshots.Discard(p.snapKey)
-		p.setSnapshot(snapDisabled, nil)
 	}
 	if p.cfg.Snapshots != nil {
 		inst, err = p.cfg.Snapshots.NewInstance(ctx, p.engine, p.app)

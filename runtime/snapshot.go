@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/api"
@@ -55,8 +56,13 @@ var ErrSnapshotInvalid = errors.New("runtime: invalid snapshot")
 // Snapshot is a verified snapshot file, open for restoring; its
 // SnapshotStore closes it. Instances restored from it map the file
 // privately, so they share its unchanged pages; they keep working after the
-// file is closed.
+// file is closed. A restore holds the file (hold) while it maps or reads
+// it, so that a close (a reload retiring the snapshot, a newer save of the
+// same key) waits for it: a closed file's descriptor number may already
+// name another file.
 type Snapshot struct {
+	fileMu  sync.RWMutex
+	closed  bool // under fileMu
 	file    *os.File
 	path    string
 	key     string
@@ -82,7 +88,36 @@ func (s *Snapshot) MemorySize() uint64 { return s.memSize }
 // with every other tenant's (0 without a base).
 func (s *Snapshot) SharedBytes() uint64 { return s.baseRuns.bytes() }
 
-func (s *Snapshot) close() { s.file.Close() }
+func (s *Snapshot) close() {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	if !s.closed {
+		s.closed = true
+		s.file.Close()
+	}
+}
+
+// ErrSnapshotClosed is returned by a restore from a snapshot whose store
+// closed it meanwhile; the store may hold a newer one for the same key.
+var ErrSnapshotClosed = errors.New("runtime: snapshot closed")
+
+// hold keeps the file (and its base image's) open until release.
+func (s *Snapshot) hold() (release func(), err error) {
+	s.fileMu.RLock()
+	if s.closed {
+		s.fileMu.RUnlock()
+		return nil, ErrSnapshotClosed
+	}
+	if s.base == nil {
+		return s.fileMu.RUnlock, nil
+	}
+	releaseBase, err := s.base.hold()
+	if err != nil {
+		s.fileMu.RUnlock()
+		return nil, err
+	}
+	return func() { releaseBase(); s.fileMu.RUnlock() }, nil
+}
 
 // writeSnapshot writes a snapshot file atomically (to a temporary file in
 // the same folder, synced, then renamed over path) and returns it open. It

@@ -287,3 +287,27 @@ func TestSnapshotMappingsAnswerAlike(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreFromClosedSnapshot: a snapshot the store closed meanwhile (a
+// reload retired it, a newer save replaced it) is never mapped through its
+// old descriptor, which may name another file by then: the restore says
+// ErrSnapshotClosed, and the pool starts fresh without discarding the key.
+func TestRestoreFromClosedSnapshot(t *testing.T) {
+	cfg := runtime.AppConfig{App: "snap:app", Dir: "testdata/apps"}
+	store, _, snap := snapshotOf(t, cfg)
+	store.Close()
+	// Whatever opens next may take the closed descriptor's number.
+	other, err := os.Open("testdata/apps/snap.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	inst, err := testEngine(t).Restore(context.Background(), cfg, snap)
+	if err == nil {
+		inst.Close(context.Background())
+		t.Fatal("restored from a closed snapshot")
+	}
+	if !errors.Is(err, runtime.ErrSnapshotClosed) {
+		t.Fatalf("Restore from a closed snapshot: %v, want ErrSnapshotClosed", err)
+	}
+}
