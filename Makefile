@@ -18,7 +18,7 @@ help:
 	@echo "make bench-snapshots  snapshot-restore: cold start, memory, density -> benchmarks/SNAPSHOTS.md"
 	@echo "make build-embedded  one binary with the interpreter inside -> bin/wsgi-wasm-embedded"
 	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"
-	@echo "make fuzz         each fuzz target for FUZZTIME (default 30s); crashers land in testdata/fuzz/"
+	@echo "make fuzz         every fuzz target for FUZZTIME each (default 30s); crashers land in testdata/fuzz/"
 
 python-wasi:
 	@bash python-wasi/build.sh >/dev/null
@@ -64,14 +64,15 @@ bench-go: python-wasi vendor
 bench-snapshots: python-wasi vendor
 	$(GO) run ./benchmarks/snapbench
 
-# Each fuzz target in turn (go test -fuzz takes one target per run); their
-# seed corpora run in every `go test` already.
+# Every fuzz target of the module in turn (go test -fuzz takes one target
+# per run); their seed corpora run in every `go test` already.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := hostabi:FuzzDecodeStart hostabi:FuzzEncodeEnviron hostabi:FuzzHostCalls runtime:FuzzBuildEnviron
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "== $${t#*:} ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}/; \
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -c6-); do \
+			echo "== $$t in $$(dirname $$f) ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$(dirname $$f)/; \
+		done; \
 	done
 
 check:
