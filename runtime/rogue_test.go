@@ -10,14 +10,28 @@ import (
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 )
+
+// newRogue starts an instance of an app of testdata/rogue (a folder of its
+// own, so that the pools' .pyc of testdata/apps do not change with it).
+func newRogue(t *testing.T, app string) (*runtime.Instance, *logLines) {
+	t.Helper()
+	logs := &logLines{}
+	inst, err := testEngine(t).NewInstance(context.Background(), runtime.AppConfig{App: app, Dir: "testdata/rogue", Log: logs.log})
+	if err != nil {
+		t.Fatalf("NewInstance(%s): %v", app, err)
+	}
+	t.Cleanup(func() { inst.Close(context.Background()) })
+	return inst, logs
+}
 
 // TestRefusedResponseIs502: status and headers the host refuses (ABI.md
 // "response_start") answer 502 Bad Gateway with one log line naming the
 // reason, whatever the app does next; the instance serves the next
 // request. 2,000,000 headers are refused on their size, at no cost.
 func TestRefusedResponseIs502(t *testing.T) {
-	inst, logs := newInstance(t, "rogue:app")
+	inst, logs := newRogue(t, "rogue:app")
 	cases := []struct{ query, reason string }{
 		{"many_headers", "26000007 bytes of status and headers, over the limit of 65536"},
 		{"one_over_count", "101 headers, over the limit of 100"},
@@ -73,7 +87,7 @@ func TestRefusedResponseIs502(t *testing.T) {
 // TestLogWriteBoundedEndToEnd: an app that writes 50 MB to stdout in one
 // call costs the host about the 8 KiB it keeps of it, not the 50 MB.
 func TestLogWriteBoundedEndToEnd(t *testing.T) {
-	inst, logs := newInstance(t, "rogue:loud")
+	inst, logs := newRogue(t, "rogue:loud")
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)
 	allocated, heap := ms.TotalAlloc, ms.HeapInuse
@@ -99,7 +113,7 @@ func TestLogWriteBoundedEndToEnd(t *testing.T) {
 // a guest that reads into 100 MB gets what there is, and the host's buffer
 // stays small.
 func TestInputReadBufferBounded(t *testing.T) {
-	inst, logs := newInstance(t, "rogue:big_read")
+	inst, logs := newRogue(t, "rogue:big_read")
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)
 	allocated := ms.TotalAlloc
