@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BUILD_PYTHON ?= /usr/bin/python3.11
 
-.PHONY: help python-wasi vendor test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots check build
+.PHONY: help python-wasi vendor test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots check build fuzz
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-snapshots  snapshot-restore: cold start, memory, density -> benchmarks/SNAPSHOTS.md"
 	@echo "make build-embedded  one binary with the interpreter inside -> bin/wsgi-wasm-embedded"
 	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"
+	@echo "make fuzz         every fuzz target for FUZZTIME each (default 30s); crashers land in testdata/fuzz/"
 
 python-wasi:
 	@bash python-wasi/build.sh >/dev/null
@@ -62,6 +63,17 @@ bench-go: python-wasi vendor
 
 bench-snapshots: python-wasi vendor
 	$(GO) run ./benchmarks/snapbench
+
+# Every fuzz target of the module in turn (go test -fuzz takes one target
+# per run); their seed corpora run in every `go test` already.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -c6-); do \
+			echo "== $$t in $$(dirname $$f) ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$(dirname $$f)/; \
+		done; \
+	done
 
 check:
 	gofmt -l . | (! grep .)

@@ -209,3 +209,36 @@ func TestDocResultCodes(t *testing.T) {
 		t.Errorf("ABI.md's version and hostabi.Version disagree")
 	}
 }
+
+// docSection returns ABI.md from the heading to the next heading.
+func docSection(t *testing.T, doc, heading string) string {
+	t.Helper()
+	i := strings.Index(doc, "\n"+heading+"\n")
+	if i < 0 {
+		t.Fatalf("ABI.md has no heading %q", heading)
+	}
+	rest := doc[i+len(heading)+2:]
+	if j := strings.Index(rest, "\n#"); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
+}
+
+// TestDocLimits: the limits ABI.md states are the ones the host applies.
+func TestDocLimits(t *testing.T) {
+	doc := readDoc(t)
+	start := docSection(t, doc, "### `response_start`")
+	for _, want := range []string{
+		fmt.Sprintf("| the encoding | at most %d bytes,", hostabi.MaxResponseStart),
+		fmt.Sprintf("| headers | at most %d |", hostabi.MaxResponseHeaders),
+		"three digits from 200 to 599",
+		"502 Bad Gateway",
+	} {
+		if !strings.Contains(start, want) {
+			t.Errorf("ABI.md \"response_start\" does not say %q", want)
+		}
+	}
+	if want := fmt.Sprintf("at most the first %d bytes of a message", hostabi.MaxLogLine); !strings.Contains(docSection(t, doc, "### `log_write`"), want) {
+		t.Errorf("ABI.md \"log_write\" does not say %q", want)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -115,6 +116,7 @@ type Exchange struct {
 	pending     *pendingStart
 	headersSent bool
 	bodyErr     error
+	refused     error
 }
 
 type pendingStart struct {
@@ -124,6 +126,11 @@ type pendingStart struct {
 
 // HeadersSent reports whether Start has been called on the Responder.
 func (x *Exchange) HeadersSent() bool { return x.headersSent }
+
+// Refused is why the host refused the guest's status and headers, or nil.
+// A refusal is final for the request (ABI.md "response_start"): nothing of
+// the guest's response is sent, and the host answers 502 in its stead.
+func (x *Exchange) Refused() error { return x.refused }
 
 // Finish sends the recorded headers if the guest never wrote a body chunk.
 // It reports false when the guest recorded no status at all.
@@ -209,12 +216,11 @@ const (
 // requestEnviron: ABI.md "request_environ".
 func requestEnviron(ctx context.Context, m api.Module, stack []uint64) {
 	x := current(ctx)
-	buf, limit := uint32(stack[0]), uint32(stack[1])
-	n := uint32(len(x.Environ))
-	if n <= limit {
-		guestmem.Write(m.Memory(), buf, x.Environ)
+	dst := guestmem.Read(m.Memory(), uint32(stack[0]), uint32(stack[1]))
+	if len(x.Environ) <= len(dst) {
+		copy(dst, x.Environ)
 	}
-	stack[0] = uint64(n)
+	stack[0] = uint64(uint32(len(x.Environ)))
 }
 
 // inputRead: ABI.md "input_read".
@@ -255,12 +261,13 @@ func inputRead(ctx context.Context, m api.Module, stack []uint64) {
 func responseStart(ctx context.Context, m api.Module, stack []uint64) {
 	x := current(ctx)
 	data := guestmem.Read(m.Memory(), uint32(stack[0]), uint32(stack[1]))
-	if x.headersSent {
+	if x.headersSent || x.refused != nil {
 		stack[0] = resultFailed
 		return
 	}
 	status, headers, err := DecodeStart(data)
 	if err != nil {
+		x.refused, x.pending = err, nil
 		stack[0] = resultFailed
 		return
 	}
@@ -298,13 +305,36 @@ func writeFailed(ctx context.Context, err error) uint64 {
 	return resultFailed
 }
 
+// MaxLogLine is the most bytes of one log_write message the host keeps; the
+// rest is cut and counted in a marker (ABI.md "log_write"). 8 KiB holds a
+// long traceback line or a request dump, and keeps a record within what
+// log shippers take whole (rsyslog's default maxMessageSize is 8 KiB).
+const MaxLogLine = 8 << 10
+
 // logWrite: ABI.md "log_write".
 func logWrite(ctx context.Context, m api.Module, stack []uint64) {
 	level := int32(stack[0])
 	msg := guestmem.Read(m.Memory(), uint32(stack[1]), uint32(stack[2]))
 	if l, ok := ctx.Value(loggerKey{}).(Logger); ok && l != nil {
-		l(level, msg)
+		l(level, TruncateLog(msg))
 	}
+}
+
+// TruncateLog returns msg if it is at most MaxLogLine bytes long, else a new
+// slice of its first MaxLogLine bytes at most (cut before a UTF-8 sequence,
+// never inside one) and the marker "… [truncated N bytes]". Only the kept
+// bytes are copied.
+func TruncateLog(msg []byte) []byte {
+	if len(msg) <= MaxLogLine {
+		return msg
+	}
+	cut := MaxLogLine
+	for i := 0; i < utf8.UTFMax-1 && !utf8.RuneStart(msg[cut]); i++ {
+		cut--
+	}
+	out := make([]byte, 0, cut+32)
+	out = append(out, msg[:cut]...)
+	return fmt.Appendf(out, "… [truncated %d bytes]", len(msg)-cut)
 }
 
 // interrupt: ABI.md "interrupt".

@@ -192,7 +192,8 @@ func (b *bodyReader) read(p []byte) (int, error) {
 		n   int
 		err error
 	}
-	buf := make([]byte, len(p))
+	// The guest chooses len(p): the host's buffer does not follow it.
+	buf := make([]byte, min(len(p), maxFallbackRead))
 	done := make(chan result, 1)
 	go func() {
 		n, err := b.r.Read(buf)
@@ -205,6 +206,10 @@ func (b *bodyReader) read(p []byte) (int, error) {
 		return 0, context.Cause(b.ctx)
 	}
 }
+
+// maxFallbackRead bounds the host buffer of one read without a read
+// deadline; a longer read returns fewer bytes, as io.Reader may.
+const maxFallbackRead = 64 << 10
 
 // clientStatus is the status for an app that failed after the client's
 // error in its body (413 past the limit, 400 cut short or malformed), or 0.
@@ -249,7 +254,9 @@ func (h *httpResponder) Write(p []byte) error {
 
 // ServeHTTP runs r through the instance and writes the response to w. When
 // the guest fails before sending headers, the client gets 502 for a trap or
-// exit, 504 for a passed deadline, and 500 when the app set no status.
+// exit or for status and headers the host refused (ABI.md "response_start";
+// the reason goes to log), 504 for a passed deadline, and 500 when the app
+// set no status.
 func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
 	env, err := BuildEnviron(nil, r, info)
 	if err != nil {
@@ -279,6 +286,10 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 	x := &hostabi.Exchange{Environ: env, Body: body, Response: &httpResponder{w: w, rc: rc, body: body}}
 	o := i.Serve(ctx, x, log)
 	o.ClientError = body.clientErr
+	refused := x.Refused()
+	if refused != nil && log != nil {
+		log(hostabi.LogError, fmt.Appendf(nil, "wsgi-wasm: 502 Bad Gateway: the app's response was refused: %v", refused))
+	}
 	if o.Err != nil {
 		if !x.HeadersSent() {
 			status := http.StatusBadGateway
@@ -287,6 +298,10 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 			}
 			http.Error(w, http.StatusText(status), status)
 		}
+		return o
+	}
+	if refused != nil {
+		http.Error(w, "Bad Gateway", http.StatusBadGateway)
 		return o
 	}
 	if sent, _ := x.Finish(); !sent {
