@@ -67,8 +67,11 @@ func TestPoolReplacesFailedInstance(t *testing.T) {
 func TestPoolTimeoutThenServes(t *testing.T) {
 	logs := &logLines{}
 	p := testEngine(t).NewPool(runtime.AppConfig{App: "runaway:spin", Dir: "testdata/apps", Log: logs.log},
-		runtime.PoolConfig{MaxInstances: 1, RequestTimeout: 300 * time.Millisecond})
+		runtime.PoolConfig{MinWarm: 1, MaxInstances: 1, RequestTimeout: 300 * time.Millisecond})
 	defer p.Close()
+	// The deadline is for the guest's loop, not for a first start on a
+	// cold machine.
+	waitFor(t, "a warm instance", func() bool { return p.Stats().Idle == 1 })
 	if rec := get(p, logs, "/"); rec.Code != 504 {
 		t.Fatalf("status %d, want 504", rec.Code)
 	}
