@@ -3,12 +3,14 @@ package runtime
 import (
 	"io"
 	"io/fs"
+	"math"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/tenantfs"
 )
@@ -24,6 +26,15 @@ type dataQuota struct {
 	used    atomic.Int64 // bytes
 	entries atomic.Int64
 	refused atomic.Int64 // writes refused, for the metric
+	// writeMu makes each write's reserve, write and settle one step, so
+	// that two instances writing at once (a start beside a request) do not
+	// count each other's growth.
+	writeMu sync.Mutex
+	// openMu guards the files open through the quota, by inode, and those
+	// of them removed while open: their space is freed at the last close.
+	openMu  sync.Mutex
+	opens   map[uint64]int
+	orphans map[uint64]bool
 	// warned limits the log line to one a minute.
 	warnedMu sync.Mutex
 	warned   time.Time
@@ -39,15 +50,21 @@ func (e *Engine) dataQuota(dir string, limit int64) *dataQuota {
 	dir = filepath.Clean(dir)
 	v, loaded := e.dataQuotas.Load(dir)
 	if !loaded {
-		q := &dataQuota{dir: dir}
+		q := &dataQuota{dir: dir, opens: map[uint64]int{}, orphans: map[uint64]bool{}}
 		var used, entries int64
-		tenantfs.Walk(dir, func(en tenantfs.Entry) error {
+		err := tenantfs.Walk(dir, func(en tenantfs.Entry) error {
 			entries++
 			if en.Type.IsRegular() {
 				used += en.Info.Size()
 			}
 			return nil
 		})
+		if err != nil {
+			// Not measured (nested too deep, unreadable): counted as full
+			// rather than under-counted.
+			e.log.Warn("data folder not measured; its quota counts it as full", "dir", dir, "err", err)
+			used = math.MaxInt64 / 2
+		}
 		q.used.Store(used)
 		q.entries.Store(entries)
 		v, _ = e.dataQuotas.LoadOrStore(dir, q)
@@ -113,6 +130,7 @@ type quotaFS struct {
 	log func(level int32, msg []byte)
 }
 
+// size is the bytes p holds (0 for a folder) and whether it exists.
 func (f *quotaFS) size(p string) (int64, bool) {
 	st, e := f.FS.Lstat(p)
 	if e != 0 {
@@ -122,6 +140,38 @@ func (f *quotaFS) size(p string) (int64, bool) {
 		return 0, true
 	}
 	return st.Size, true
+}
+
+// removed accounts for the entry at p that is about to go (unlinked, or
+// renamed over), whose stat is st: its bytes are freed now, or at its last
+// close if it is open.
+func (q *dataQuota) removed(st sys.Stat_t) {
+	q.entries.Add(-1)
+	if !st.Mode.IsRegular() {
+		return
+	}
+	q.openMu.Lock()
+	defer q.openMu.Unlock()
+	if q.opens[st.Ino] > 0 {
+		q.orphans[st.Ino] = true
+		return
+	}
+	q.grow(-st.Size, nil)
+}
+
+// closed forgets one open of ino, freeing size bytes if it was the last
+// open of a removed file.
+func (q *dataQuota) closed(ino uint64, size int64) {
+	q.openMu.Lock()
+	defer q.openMu.Unlock()
+	if q.opens[ino]--; q.opens[ino] > 0 {
+		return
+	}
+	delete(q.opens, ino)
+	if q.orphans[ino] {
+		delete(q.orphans, ino)
+		q.grow(-size, nil)
+	}
 }
 
 func (f *quotaFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
@@ -136,13 +186,21 @@ func (f *quotaFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMod
 		}
 		return nil, e
 	}
+	st, e := file.Stat()
+	if e != 0 {
+		file.Close()
+		return nil, e
+	}
 	if existed && flag&experimentalsys.O_TRUNC != 0 {
 		f.q.grow(-before, nil)
 	}
-	if flag&(experimentalsys.O_WRONLY|experimentalsys.O_RDWR) == 0 {
+	if !st.Mode.IsRegular() {
 		return file, 0
 	}
-	return &quotaFile{File: file, q: f.q, log: f.log, appends: flag&experimentalsys.O_APPEND != 0}, 0
+	f.q.openMu.Lock()
+	f.q.opens[st.Ino]++
+	f.q.openMu.Unlock()
+	return &quotaFile{File: file, q: f.q, log: f.log, ino: st.Ino, appends: flag&experimentalsys.O_APPEND != 0}, 0
 }
 
 func (f *quotaFS) Mkdir(p string, perm fs.FileMode) experimentalsys.Errno {
@@ -157,11 +215,12 @@ func (f *quotaFS) Mkdir(p string, perm fs.FileMode) experimentalsys.Errno {
 }
 
 func (f *quotaFS) Unlink(p string) experimentalsys.Errno {
-	size, existed := f.size(p)
-	e := f.FS.Unlink(p)
-	if e == 0 && existed {
-		f.q.grow(-size, nil)
-		f.q.entries.Add(-1)
+	st, e := f.FS.Lstat(p)
+	if e != 0 {
+		return e
+	}
+	if e = f.FS.Unlink(p); e == 0 {
+		f.q.removed(st)
 	}
 	return e
 }
@@ -174,24 +233,39 @@ func (f *quotaFS) Rmdir(p string) experimentalsys.Errno {
 	return e
 }
 
-// Rename over an existing file frees the file replaced.
+// Rename over an existing entry removes the entry replaced; a rename of a
+// file onto itself (the same inode) changes nothing.
 func (f *quotaFS) Rename(from, to string) experimentalsys.Errno {
-	size, existed := f.size(to)
-	e := f.FS.Rename(from, to)
-	if e == 0 && existed {
-		f.q.grow(-size, nil)
-		f.q.entries.Add(-1)
+	src, e := f.FS.Lstat(from)
+	if e != 0 {
+		return e
+	}
+	dst, de := f.FS.Lstat(to)
+	same := de == 0 && dst.Dev == src.Dev && dst.Ino == src.Ino
+	if e = f.FS.Rename(from, to); e == 0 && de == 0 && !same {
+		f.q.removed(dst)
 	}
 	return e
 }
 
-// quotaFile is a file of the data folder open for writing: what a write
-// or truncate adds past the file's end counts against the quota first.
+// quotaFile is a regular file of the data folder: what a write or truncate
+// adds past the file's end counts against the quota first, and its open
+// keeps a removed file's bytes counted until it is closed.
 type quotaFile struct {
 	experimentalsys.File
 	q       *dataQuota
 	log     func(level int32, msg []byte)
+	ino     uint64
 	appends bool
+	closed  atomic.Bool
+}
+
+func (f *quotaFile) Close() experimentalsys.Errno {
+	if f.closed.CompareAndSwap(false, true) {
+		size, _ := f.end()
+		defer f.q.closed(f.ino, size)
+	}
+	return f.File.Close()
 }
 
 func (f *quotaFile) end() (int64, experimentalsys.Errno) {
@@ -225,6 +299,8 @@ func (f *quotaFile) settle(before, reservedEnd int64) {
 }
 
 func (f *quotaFile) Write(buf []byte) (int, experimentalsys.Errno) {
+	f.q.writeMu.Lock()
+	defer f.q.writeMu.Unlock()
 	off, e := f.File.Seek(0, io.SeekCurrent)
 	if e != 0 {
 		return 0, e
@@ -239,6 +315,8 @@ func (f *quotaFile) Write(buf []byte) (int, experimentalsys.Errno) {
 }
 
 func (f *quotaFile) Pwrite(buf []byte, off int64) (int, experimentalsys.Errno) {
+	f.q.writeMu.Lock()
+	defer f.q.writeMu.Unlock()
 	before, e := f.reserve(off, int64(len(buf)))
 	if e != 0 {
 		return 0, e
@@ -249,6 +327,8 @@ func (f *quotaFile) Pwrite(buf []byte, off int64) (int, experimentalsys.Errno) {
 }
 
 func (f *quotaFile) Truncate(size int64) experimentalsys.Errno {
+	f.q.writeMu.Lock()
+	defer f.q.writeMu.Unlock()
 	before, e := f.end()
 	if e != 0 {
 		return e

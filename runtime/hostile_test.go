@@ -224,6 +224,19 @@ func TestDataQuota(t *testing.T) {
 	step("write=a:900000", "ok") // rewriting a file frees what it held
 	step("remove=a", "ok")
 	step("write=c:1000000", "ok")
+	step("remove=c", "ok")
+	// A rename onto itself frees nothing.
+	step("write=a:600000", "ok")
+	step("selfrename=a", "ok")
+	step("write=b:600000", "OSError")
+	step("remove=b", "ok")
+	step("remove=a", "ok")
+	// A removed file still open holds its bytes until closed.
+	step("hold=h:700000", "ok")
+	step("write=c:600000", "OSError")
+	step("remove=c", "ok")
+	step("release", "ok")
+	step("write=d:900000", "ok")
 	if !strings.Contains(logs.String(), "data folder is full") {
 		t.Fatalf("no log line says the data folder is full:\n%s", logs)
 	}

@@ -33,7 +33,14 @@ var (
 	ErrTooLarge = errors.New("tenantfs: file too large")
 	// ErrOutside: the path is absolute or climbs out with "..".
 	ErrOutside = errors.New("tenantfs: path leaves the folder")
+	// ErrTooDeep: Walk met folders nested deeper than MaxDepth.
+	ErrTooDeep = errors.New("tenantfs: folders nested too deep")
 )
+
+// MaxDepth bounds how deep Walk descends: it holds one descriptor per
+// level, so a tree nested without end must not take the process's
+// descriptors (Python packages nest a dozen levels at most).
+const MaxDepth = 128
 
 // Open opens the regular file at rel (slash-separated, relative) inside
 // root. No component may be a symbolic link, and the file is opened
@@ -109,13 +116,17 @@ func Walk(root string, fn func(Entry) error) error {
 	if err != nil {
 		return err
 	}
-	return walk(dir, root, "", fn)
+	return walk(dir, root, "", 0, fn)
 }
 
-// walk reads the folder open at fd (which it closes), named rel below root.
-func walk(fd int, root, rel string, fn func(Entry) error) error {
+// walk reads the folder open at fd (which it closes), named rel below root
+// and depth levels down.
+func walk(fd int, root, rel string, depth int, fn func(Entry) error) error {
 	f := os.NewFile(uintptr(fd), filepath.Join(root, filepath.FromSlash(rel)))
 	defer f.Close()
+	if depth > MaxDepth {
+		return fmt.Errorf("%w: %s is %d levels down", ErrTooDeep, f.Name(), depth)
+	}
 	names, err := f.Readdirnames(-1)
 	if err != nil {
 		return fmt.Errorf("tenantfs: %w", err)
@@ -156,7 +167,7 @@ func walk(fd int, root, rel string, fn func(Entry) error) error {
 		if err != nil {
 			return fmt.Errorf("tenantfs: %s: %w", filepath.Join(f.Name(), name), err)
 		}
-		if err := walk(sub, root, e.Rel, fn); err != nil {
+		if err := walk(sub, root, e.Rel, depth+1, fn); err != nil {
 			return err
 		}
 	}

@@ -199,3 +199,19 @@ func TestOpenClosesWhatItOpened(t *testing.T) {
 		t.Fatalf("descriptors %d -> %d", before, after)
 	}
 }
+
+// TestWalkDepthBounded: a tree nested deeper than MaxDepth is an error,
+// not a descriptor per level without end.
+func TestWalkDepthBounded(t *testing.T) {
+	root := t.TempDir()
+	deep := root
+	for range tenantfs.MaxDepth + 5 {
+		deep = filepath.Join(deep, "d")
+		if err := os.Mkdir(deep, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tenantfs.Walk(root, func(tenantfs.Entry) error { return nil }); !errors.Is(err, tenantfs.ErrTooDeep) {
+		t.Fatalf("Walk of a tree %d levels deep = %v, want ErrTooDeep", tenantfs.MaxDepth+5, err)
+	}
+}
