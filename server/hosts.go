@@ -13,10 +13,12 @@ import (
 // without a rule a tenant could name another's host and take its requests
 // (and their cookies). Two rules prevent that:
 //
-//   - A host pattern belongs to one tenant. When a second tenant claims it,
-//     the newcomer is refused and the tenant that served it before keeps
-//     it; when neither served it before (at start), both are refused and
-//     the host answers 503 until the operator resolves it.
+//   - A host pattern belongs to one tenant, and so do the names below a
+//     wildcard ("*.shop.example" reserves "pay.shop.example"; only the
+//     catch-all "*" reserves nothing). When a second tenant claims one, the
+//     newcomer is refused and the tenant that claimed it before keeps it;
+//     when neither did (at start), both are refused and the host answers
+//     503 until the operator resolves it.
 //   - The operator may assign hosts in the server config ([hosts]: tenant
 //     -> patterns it may claim). Then a tenant may claim only what it is
 //     assigned, and hosts assigned to several tenants may be shared by
@@ -54,9 +56,34 @@ func assignmentCovers(a, h string) bool {
 	return false
 }
 
-// claim is one tenant's claim on a host pattern.
+// mayHold reports whether a tenant that failed to load may keep host
+// answering 503 (rather than reaching a wildcard or the catch-all): with
+// the operator's [hosts], only for hosts assigned to it, so that a tenant
+// cannot take down a name it merely lists.
+func (s *Server) mayHold(name, host string) bool {
+	if s.cfg.HostAssignments == nil {
+		return true
+	}
+	return slices.ContainsFunc(s.cfg.HostAssignments[name], func(a string) bool { return assignmentCovers(a, host) })
+}
+
+// ownedByAnother reports whether a tenant of current names host or a
+// wildcard over it (the catch-all "*" does not count).
+func ownedByAnother(current map[string]*loaded, host string) bool {
+	for _, l := range current {
+		for _, h := range l.tenant.Hosts {
+			if h = strings.ToLower(h); h != "*" && assignmentCovers(h, host) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// claim is one tenant's claim on a host: the pattern it names (the host
+// itself, or a wildcard over it) and its path prefix.
 type claim struct {
-	name, prefix string
+	name, pattern, prefix string
 }
 
 // refuseHostConflicts finds the tenants of current whose host claims
@@ -65,12 +92,15 @@ type claim struct {
 // than falling through to a wildcard or the catch-all.
 func (s *Server) refuseHostConflicts(current, previous map[string]*loaded, broken map[string]string) map[string]error {
 	claims := hostClaims(current)
+	if s.cfg.HostAssignments == nil {
+		addCoveringClaims(claims)
+	}
 	refused := map[string]error{}
 	for _, host := range slices.Sorted(maps.Keys(claims)) {
 		for _, group := range s.conflictGroups(claims[host]) {
 			var incumbents, newcomers []string
 			for _, c := range group {
-				if old, ok := previous[c.name]; ok && claimsHost(old, host, c.prefix, s.cfg.HostAssignments != nil) {
+				if old, ok := previous[c.name]; ok && claimsHost(old, c.pattern, c.prefix, s.cfg.HostAssignments != nil) {
 					incumbents = append(incumbents, c.name)
 				} else {
 					newcomers = append(newcomers, c.name)
@@ -83,7 +113,7 @@ func (s *Server) refuseHostConflicts(current, previous map[string]*loaded, broke
 			}
 			for _, name := range losers {
 				others := slices.DeleteFunc(names(group), func(n string) bool { return n == name })
-				refused[name] = fmt.Errorf("hosts: %q is also claimed by tenant %s; a host belongs to one tenant unless the server config's [hosts] assigns it to several (with different path_prefix)", host, strings.Join(others, ", "))
+				refused[name] = fmt.Errorf("hosts: %q is also claimed by tenant %s (a wildcard reserves the names below it); a host belongs to one tenant unless the server config's [hosts] assigns it to several (with different path_prefix)", host, strings.Join(others, ", "))
 			}
 		}
 	}
@@ -120,10 +150,29 @@ func hostClaims(current map[string]*loaded) map[string][]claim {
 		t := current[name].tenant
 		for _, h := range t.Hosts {
 			h = strings.ToLower(h)
-			claims[h] = append(claims[h], claim{name: name, prefix: t.PathPrefix})
+			claims[h] = append(claims[h], claim{name: name, pattern: h, prefix: t.PathPrefix})
 		}
 	}
 	return claims
+}
+
+// addCoveringClaims adds to each host the claims of other tenants'
+// wildcards over it ("*" excepted), so that a name below another tenant's
+// wildcard conflicts with it.
+func addCoveringClaims(claims map[string][]claim) {
+	var wildcards []claim
+	for _, h := range slices.Sorted(maps.Keys(claims)) {
+		if strings.HasPrefix(h, "*.") {
+			wildcards = append(wildcards, claims[h]...)
+		}
+	}
+	for h, cs := range claims {
+		for _, w := range wildcards {
+			if w.pattern != h && assignmentCovers(w.pattern, h) && !slices.ContainsFunc(cs, func(c claim) bool { return c.name == w.name }) {
+				claims[h] = append(claims[h], w)
+			}
+		}
+	}
 }
 
 // claimsHost reports whether l claims host (with prefix, when prefixes
@@ -149,7 +198,12 @@ func names(cs []claim) []string {
 // serve beside current without sharing a host that the rules above would
 // refuse.
 func (s *Server) keepsNoConflict(name string, l *loaded, current map[string]*loaded) bool {
-	claims := hostClaims(current)
+	withOld := maps.Clone(current)
+	withOld[name] = l
+	claims := hostClaims(withOld)
+	if s.cfg.HostAssignments == nil {
+		addCoveringClaims(claims)
+	}
 	for _, h := range l.tenant.Hosts {
 		for _, c := range claims[strings.ToLower(h)] {
 			if c.name != name && (s.cfg.HostAssignments == nil || c.prefix == l.tenant.PathPrefix) {

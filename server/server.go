@@ -161,7 +161,9 @@ func (s *Server) load(ctx context.Context) error {
 		if err != nil {
 			s.log.Error("tenant not loaded", "tenant", e.Name(), "err", err)
 			for _, h := range hostsOf(dir) {
-				broken[h] = err.Error()
+				if s.mayHold(e.Name(), h) {
+					broken[h] = err.Error()
+				}
 			}
 			continue
 		}
@@ -179,7 +181,9 @@ func (s *Server) load(ctx context.Context) error {
 		if err != nil {
 			s.log.Error("tenant not loaded", "tenant", t.Name, "err", err)
 			for _, h := range t.Hosts {
-				broken[strings.ToLower(h)] = err.Error()
+				if s.mayHold(t.Name, h) {
+					broken[strings.ToLower(h)] = err.Error()
+				}
 			}
 			continue
 		}
@@ -198,10 +202,10 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		s.log.Error("tenant not loaded", "tenant", name, "err", refused[name])
-		// Its other hosts answer 503 rather than reach a wildcard.
-		claims := hostClaims(loadedTenants)
+		// Its hosts that no other tenant owns answer 503 rather than reach
+		// the catch-all.
 		for _, h := range refusedVersions[name].tenant.Hosts {
-			if h = strings.ToLower(h); len(claims[h]) == 0 && broken[h] == "" {
+			if h = strings.ToLower(h); !ownedByAnother(loadedTenants, h) && broken[h] == "" && s.mayHold(name, h) {
 				broken[h] = refused[name].Error()
 			}
 		}
