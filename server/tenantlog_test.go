@@ -42,7 +42,9 @@ func TestTenantLogRateLimit(t *testing.T) {
 	rec.mu.Lock()
 	n := len(rec.list)
 	rec.mu.Unlock()
-	if n < 200 || n > 260 {
+	// The burst, plus 50 lines a second for however long the loop took
+	// (4 s on the slowest machine allowed for).
+	if n < 200 || n > 400 {
 		t.Fatalf("%d of 1000 lines logged; want about the burst of 200", n)
 	}
 	time.Sleep(100 * time.Millisecond) // a few tokens come back

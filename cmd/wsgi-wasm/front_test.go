@@ -154,6 +154,8 @@ func TestServeStalledBody(t *testing.T) {
 // accepted and closed at once, unanswered; closing one frees its place.
 func TestServeConnectionCaps(t *testing.T) {
 	p := startServe(t, copyTenants(t, "limits"), "--max-connections-per-ip", "2", "--max-connections", "3")
+	// The tenant's first instance is up before the connections are timed.
+	p.waitFor200(t, "limits tenant", "limits.test", "http://"+p.addr+"/sleep?0", time.Minute)
 	http.DefaultClient.CloseIdleConnections()
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", p.addr)
@@ -175,9 +177,16 @@ func TestServeConnectionCaps(t *testing.T) {
 		resp.Body.Close()
 		return true
 	}
+	// The readiness probe's connection may take a moment to be counted
+	// closed: poll until two connections within the cap are answered.
 	first, second := dial(), dial()
-	if !answered(first) || !answered(second) {
-		t.Fatalf("connections within the cap are not answered; log:\n%s", p.logs.String())
+	for deadline := time.Now().Add(10 * time.Second); !answered(first) || !answered(second); first, second = dial(), dial() {
+		first.Close()
+		second.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("connections within the cap are not answered; log:\n%s", p.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	third := dial()
 	start := time.Now()
@@ -187,8 +196,11 @@ func TestServeConnectionCaps(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the connection past the cap was closed after %v; want at once", d)
 	}
-	if !strings.Contains(p.logs.String(), "max_connections_per_ip") {
-		t.Errorf("no log line about the cap:\n%s", p.logs.String())
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.logs.String(), "max_connections_per_ip"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("no log line about the cap:\n%s", p.logs.String())
+			break
+		}
 	}
 	first.Close()
 	for deadline := time.Now().Add(10 * time.Second); !answered(dial()); {
