@@ -109,7 +109,10 @@ type Engine struct {
 
 	dataLocks  sync.Map // host data folder -> chan struct{} (capacity 1)
 	dataQuotas sync.Map // host data folder -> *dataQuota
-	started    atomic.Int64
+	// compileFailures are the source hashes whose compile passed its
+	// deadline -> the error (CompileApp).
+	compileFailures sync.Map
+	started         atomic.Int64
 
 	restored atomic.Int64
 

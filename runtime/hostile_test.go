@@ -178,6 +178,15 @@ func TestCompileAppBounded(t *testing.T) {
 	if took := time.Since(start); took > 30*time.Second {
 		t.Fatalf("CompileApp ended %v after a 200 ms deadline", took)
 	}
+	// The same sources are not compiled again (a reload's load after its
+	// precompile must not wait twice), even with time to spare.
+	start = time.Now()
+	if _, err := eng.CompileApp(context.Background(), dir, 0); err == nil {
+		t.Fatal("sources whose compile passed its deadline compiled on the second try")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the second CompileApp took %v; want the remembered failure at once", took)
+	}
 }
 
 // dirBytes sums the sizes of the regular files below dir.

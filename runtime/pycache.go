@@ -53,6 +53,34 @@ func (e *Engine) CompileApp(ctx context.Context, appDir string, memoryLimit uint
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
+	if v, ok := e.compileFailures.Load(key); ok {
+		// Sources that did not compile within their deadline are not tried
+		// again for a while (a reload's load after its precompile must not
+		// wait twice); an edit changes the key.
+		if f := v.(compileFailure); time.Since(f.at) < compileFailureMemory {
+			return "", f.err
+		}
+		e.compileFailures.Delete(key)
+	}
+	out, err = e.compileInto(ctx, root, key, appDir, memoryLimit)
+	if err != nil && ctx.Err() != nil {
+		e.compileFailures.Store(key, compileFailure{err: err, at: time.Now()})
+	}
+	return out, err
+}
+
+// compileFailureMemory is how long a compile that passed its deadline is
+// remembered.
+const compileFailureMemory = 10 * time.Minute
+
+type compileFailure struct {
+	err error
+	at  time.Time
+}
+
+// compileInto copies appDir's sources aside, compiles the copy and stores
+// the result in root under the copy's hash.
+func (e *Engine) compileInto(ctx context.Context, root, key, appDir string, memoryLimit uint64) (string, error) {
 	tmp, err := os.MkdirTemp(root, key+".tmp-")
 	if err != nil {
 		return "", fmt.Errorf("runtime: pyc cache: %w", err)
@@ -66,7 +94,7 @@ func (e *Engine) CompileApp(ctx context.Context, appDir string, memoryLimit uint
 	if key, err = e.sourceHash(appDir, src); err != nil {
 		return "", err
 	}
-	out = filepath.Join(root, key)
+	out := filepath.Join(root, key)
 	if memoryLimit == 0 {
 		memoryLimit = DefaultMemoryLimit
 	}
