@@ -89,21 +89,33 @@ func importWarnings(dir, rel string) []Problem {
 // CheckTree checks dir as one tenant when it has a tenant.toml, else every
 // folder below it that has one.
 func CheckTree(dir string, ceiling policies.Policy) ([]Problem, int, error) {
-	if _, err := os.Stat(filepath.Join(dir, FileName)); err == nil {
-		return Check(dir, ceiling), 1, nil
-	}
-	entries, err := os.ReadDir(dir)
+	dirs, err := Folders(dir)
 	if err != nil {
 		return nil, 0, err
 	}
 	var out []Problem
-	n := 0
+	for _, d := range dirs {
+		out = append(out, Check(d, ceiling)...)
+	}
+	return out, len(dirs), nil
+}
+
+// Folders lists the tenant folders of dir: dir itself when it has a
+// tenant.toml, else the folders below it that have one, in name order.
+func Folders(dir string) ([]string, error) {
+	if _, err := os.Lstat(filepath.Join(dir, FileName)); err == nil {
+		return []string{dir}, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
 	for _, e := range entries {
 		sub := filepath.Join(dir, e.Name())
-		if _, err := os.Stat(filepath.Join(sub, FileName)); e.IsDir() && err == nil {
-			out = append(out, Check(sub, ceiling)...)
-			n++
+		if _, err := os.Lstat(filepath.Join(sub, FileName)); e.IsDir() && err == nil {
+			out = append(out, sub)
 		}
 	}
-	return out, n, nil
+	return out, nil
 }

@@ -73,7 +73,7 @@ func newApp(logger *slog.Logger, level *slog.LevelVar, exitCode *int) *cli.App {
 		Commands: []*cli.Command{
 			serveCommand(logger),
 			runCommand(logger),
-			checkCommand(exitCode),
+			checkCommand(logger, exitCode),
 			snapshotCommand(logger, exitCode),
 			pythonCommand(logger, exitCode),
 			{
