@@ -111,12 +111,12 @@ func (c *confinedFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.File
 		c.budget.give()
 		return nil, e
 	}
-	return &budgetedFile{File: f, budget: c.budget}, 0
+	return &budgetedFile{pollable: pollable{f}, budget: c.budget}, 0
 }
 
 // budgetedFile gives its place in the budget back when closed.
 type budgetedFile struct {
-	experimentalsys.File
+	pollable
 	budget *fileBudget
 	closed atomic.Bool
 }
@@ -128,21 +128,23 @@ func (f *budgetedFile) Close() experimentalsys.Errno {
 	return f.File.Close()
 }
 
-// Poll, IsNonblock and SetNonblock pass through to the file, as wazero
-// looks for them (experimentalsys.PollableFile).
-func (f *budgetedFile) Poll(flag experimentalsys.Pflag, timeoutMillis int32) (bool, experimentalsys.Errno) {
+// pollable wraps a file, passing Poll, IsNonblock and SetNonblock through
+// to it, as wazero looks for them (experimentalsys.PollableFile).
+type pollable struct{ experimentalsys.File }
+
+func (f pollable) Poll(flag experimentalsys.Pflag, timeoutMillis int32) (bool, experimentalsys.Errno) {
 	if pf, ok := f.File.(experimentalsys.PollableFile); ok {
 		return pf.Poll(flag, timeoutMillis)
 	}
 	return false, experimentalsys.ENOSYS
 }
 
-func (f *budgetedFile) IsNonblock() bool {
+func (f pollable) IsNonblock() bool {
 	pf, ok := f.File.(experimentalsys.PollableFile)
 	return ok && pf.IsNonblock()
 }
 
-func (f *budgetedFile) SetNonblock(enable bool) experimentalsys.Errno {
+func (f pollable) SetNonblock(enable bool) experimentalsys.Errno {
 	if pf, ok := f.File.(experimentalsys.PollableFile); ok {
 		return pf.SetNonblock(enable)
 	}

@@ -200,7 +200,7 @@ func (f *quotaFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMod
 	f.q.openMu.Lock()
 	f.q.opens[st.Ino]++
 	f.q.openMu.Unlock()
-	return &quotaFile{File: file, q: f.q, log: f.log, ino: st.Ino, appends: flag&experimentalsys.O_APPEND != 0}, 0
+	return &quotaFile{pollable: pollable{file}, q: f.q, log: f.log, ino: st.Ino, appends: flag&experimentalsys.O_APPEND != 0}, 0
 }
 
 func (f *quotaFS) Mkdir(p string, perm fs.FileMode) experimentalsys.Errno {
@@ -252,7 +252,7 @@ func (f *quotaFS) Rename(from, to string) experimentalsys.Errno {
 // adds past the file's end counts against the quota first, and its open
 // keeps a removed file's bytes counted until it is closed.
 type quotaFile struct {
-	experimentalsys.File
+	pollable
 	q       *dataQuota
 	log     func(level int32, msg []byte)
 	ino     uint64
@@ -350,24 +350,4 @@ func reservedEnd(appends bool, size, off int64, n int) int64 {
 		off = size
 	}
 	return max(size, off+int64(n))
-}
-
-// Poll, IsNonblock and SetNonblock pass through (see budgetedFile).
-func (f *quotaFile) Poll(flag experimentalsys.Pflag, timeoutMillis int32) (bool, experimentalsys.Errno) {
-	if pf, ok := f.File.(experimentalsys.PollableFile); ok {
-		return pf.Poll(flag, timeoutMillis)
-	}
-	return false, experimentalsys.ENOSYS
-}
-
-func (f *quotaFile) IsNonblock() bool {
-	pf, ok := f.File.(experimentalsys.PollableFile)
-	return ok && pf.IsNonblock()
-}
-
-func (f *quotaFile) SetNonblock(enable bool) experimentalsys.Errno {
-	if pf, ok := f.File.(experimentalsys.PollableFile); ok {
-		return pf.SetNonblock(enable)
-	}
-	return experimentalsys.ENOSYS
 }

@@ -15,8 +15,29 @@ import (
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/runtime"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
+
+// serveTree serves the tenants below root (with the default ceiling and a
+// 1 GiB budget unless cfg says otherwise) until the test ends.
+func serveTree(t *testing.T, eng *runtime.Engine, root string, cfg server.Config) (*server.Server, *httptest.Server) {
+	t.Helper()
+	cfg.TenantDir = root
+	if cfg.Ceiling == (policies.Policy{}) {
+		cfg.Ceiling = policies.DefaultCeiling
+	}
+	if cfg.MemoryBudget == 0 {
+		cfg.MemoryBudget = 1 << 30
+	}
+	srv, err := server.New(context.Background(), eng, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	return srv, hs
+}
 
 // get sends GET host+path to base and returns the status and body.
 func get(t *testing.T, base, host, path string) (int, string) {
@@ -43,13 +64,7 @@ func TestStaticLinksPlantedAfterLoad(t *testing.T) {
 		"files":  "app = \"app:application\"\nhosts = [\"files.test\"]\n[static]\n\"/static\" = \"assets\"\n",
 		"victim": "app = \"app:application\"\nhosts = [\"victim.test\"]\n[env]\nTOKEN = \"victim-secret\"\n",
 	})
-	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	_, hs := serveTree(t, eng, root, server.Config{})
 	if code, body := get(t, hs.URL, "files.test", "/static/css/site.css"); code != 200 || body != "body{}" {
 		t.Fatalf("static file before: %d %q", code, body)
 	}
@@ -102,13 +117,7 @@ func TestHostClaims(t *testing.T) {
 		thief := "app = \"app:application\"\nhosts = [\"victim.test\", \"thief.test\"]\npath_prefix = \"/login\"\n"
 		root := tenantDir(t, map[string]string{"victim": victim, "athief": thief, "other": "app = \"app:application\"\nhosts = [\"*\"]\n"})
 		logs := &testlog.Buffer{}
-		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		hs := httptest.NewServer(srv)
-		defer hs.Close()
+		_, hs := serveTree(t, eng, root, server.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 		for _, p := range []string{"/", "/login"} {
 			if code, body := get(t, hs.URL, "victim.test", p); code != 503 {
 				t.Errorf("GET victim.test%s: %d %q, want 503 (claimed twice)", p, code, body)
@@ -127,13 +136,7 @@ func TestHostClaims(t *testing.T) {
 
 	t.Run("on reload", func(t *testing.T) {
 		root := tenantDir(t, map[string]string{"victim": victim})
-		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		hs := httptest.NewServer(srv)
-		defer hs.Close()
+		srv, hs := serveTree(t, eng, root, server.Config{})
 		os.MkdirAll(filepath.Join(root, "athief"), 0o755)
 		os.WriteFile(filepath.Join(root, "athief", "app.py"), []byte("TAG = \"thief\"\n"+echoApp), 0o644)
 		os.WriteFile(filepath.Join(root, "athief", "tenant.toml"), []byte(thief), 0o644)
@@ -147,13 +150,7 @@ func TestHostClaims(t *testing.T) {
 
 	t.Run("a wildcard reserves its names", func(t *testing.T) {
 		root := tenantDir(t, map[string]string{"victim": "app = \"app:application\"\nhosts = [\"*.shop.test\"]\n"})
-		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		hs := httptest.NewServer(srv)
-		defer hs.Close()
+		srv, hs := serveTree(t, eng, root, server.Config{})
 		for _, hosts := range []string{`["pay.shop.test"]`, `["*.eu.shop.test"]`} {
 			os.MkdirAll(filepath.Join(root, "athief"), 0o755)
 			os.WriteFile(filepath.Join(root, "athief", "app.py"), []byte("TAG = \"thief\"\n"+echoApp), 0o644)
@@ -174,14 +171,7 @@ func TestHostClaims(t *testing.T) {
 			"victim": "app = \"app:application\"\nhosts = [\"*.shop.test\"]\n",
 			"athief": "app = \"app:application\"\nhosts = [\"pay.shop.test\"]\n",
 		})
-		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30,
-			HostAssignments: map[string][]string{"victim": {"*.shop.test"}, "athief": {"thief.test"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		hs := httptest.NewServer(srv)
-		defer hs.Close()
+		_, hs := serveTree(t, eng, root, server.Config{HostAssignments: map[string][]string{"victim": {"*.shop.test"}, "athief": {"thief.test"}}})
 		if code, body := get(t, hs.URL, "pay.shop.test", "/"); code != 200 || !strings.HasPrefix(body, "victim|") {
 			t.Errorf("GET pay.shop.test: %d %q, want the victim's (the thief, refused, only listed it)", code, body)
 		}
@@ -189,14 +179,7 @@ func TestHostClaims(t *testing.T) {
 
 	t.Run("assigned by the operator", func(t *testing.T) {
 		root := tenantDir(t, map[string]string{"victim": victim, "athief": thief})
-		srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 30,
-			HostAssignments: map[string][]string{"victim": {"victim.test"}, "athief": {"*.thief.test"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		hs := httptest.NewServer(srv)
-		defer hs.Close()
+		_, hs := serveTree(t, eng, root, server.Config{HostAssignments: map[string][]string{"victim": {"victim.test"}, "athief": {"*.thief.test"}}})
 		if code, body := get(t, hs.URL, "victim.test", "/login"); code != 200 || !strings.HasPrefix(body, "victim|") {
 			t.Errorf("GET victim.test/login: %d %q, want the victim's (the thief was not assigned victim.test)", code, body)
 		}
@@ -220,13 +203,7 @@ func TestZeroLimitsMeanWhatTheySay(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "noqueue", "slow.py"), []byte(slow), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(context.Background(), eng, server.Config{TenantDir: root, Ceiling: ceiling, MemoryBudget: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	_, hs := serveTree(t, eng, root, server.Config{Ceiling: ceiling})
 
 	post := func(body string) int {
 		req, _ := http.NewRequest("POST", hs.URL+"/", strings.NewReader(body))
