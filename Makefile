@@ -2,11 +2,12 @@
 SHELL := /bin/bash
 GO ?= go
 BUILD_PYTHON ?= /usr/bin/python3.11
+BIND ?= 127.0.0.1:8000
 
 .PHONY: help python-wasi vendor test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots check build fuzz
 
 help:
-	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000"
+	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000 (BIND=ADDR for another)"
 	@echo "make test         build what is missing, then run every test (what CI runs)"
 	@echo "make python-wasi  build (or reuse from cache) the CPython WASI interpreter"
 	@echo "make vendor       vendor Flask, Bottle and Django from Debian into examples/tenants/*/site-packages"
@@ -40,7 +41,7 @@ test: python-wasi vendor
 	$(GO) test -race -count=1 -p 1 ./...
 
 serve: python-wasi vendor build
-	./bin/wsgi-wasm serve --tenant-dir examples/tenants --data-dir $${XDG_DATA_HOME:-$$HOME/.local/share}/wsgi-wasm/data --bind 127.0.0.1:8000
+	./bin/wsgi-wasm serve --tenant-dir examples/tenants --data-dir $${XDG_DATA_HOME:-$$HOME/.local/share}/wsgi-wasm/data --bind $(BIND)
 
 regrtest: python-wasi build
 	bash python-wasi/regrtest.sh
