@@ -147,6 +147,8 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if cfg.PycacheDir != "" {
 		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false, files), GuestPycacheDir)
 	}
+	// Last, so that the other mounts keep their descriptor numbers.
+	fsc = mount(fsc, devFS{}, GuestDevDir)
 	// The interrupter needs the memory, which exists only once instantiated;
 	// the sleep closure reaches it through this pointer.
 	var it atomic.Pointer[interrupter]

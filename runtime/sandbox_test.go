@@ -58,6 +58,11 @@ func TestSandbox(t *testing.T) {
 		"make_symlink":     "PermissionError",
 		"make_hardlink":    "PermissionError",
 		"other_tenant":     "PermissionError",
+		// /dev holds null and nothing else of the host's.
+		"devnull_write": "ok",
+		"devnull_read":  float64(0),
+		"dev_listing":   []any{"null"},
+		"dev_other":     "FileNotFoundError",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("sandbox probe (-want +got):\n%s", diff)

@@ -26,6 +26,10 @@ def probe(environ, start_response):
         "make_symlink": _try(lambda: os.symlink("/", data + "/planted")),
         "make_hardlink": _try(lambda: os.link(data + "/ok.txt", data + "/hard")),
         "other_tenant": _try(lambda: os.listdir("/other")),
+        "devnull_write": _try(lambda: open(os.devnull, "w").write("discarded") and None),
+        "devnull_read": _try(lambda: len(open(os.devnull, "rb").read())),
+        "dev_listing": _try(lambda: sorted(os.listdir("/dev"))),
+        "dev_other": _try(lambda: open("/dev/zero", "rb").read(1)),
     }
     body = json.dumps(result, sort_keys=True).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
