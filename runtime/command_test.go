@@ -148,3 +148,14 @@ print(slept >= 0.045, abs(time.time() - NOW) < 60, os.urandom(16) != os.urandom(
 		t.Fatalf("code=%d out=%q err=%q", code, out, errOut)
 	}
 }
+
+// TestCommandDevNull: os.devnull works in a command as in an instance, and
+// /dev holds nothing else.
+func TestCommandDevNull(t *testing.T) {
+	out, stderr, code := runPython(t, "", "-c", `import os
+open(os.devnull, "w").write("gone")
+print(len(open(os.devnull, "rb").read()), os.listdir("/dev"))`)
+	if code != 0 || out != "0 ['null']\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %s", code, out, stderr)
+	}
+}

@@ -338,6 +338,7 @@ func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 		}
 	}
 	fsc = fsc.WithReadOnlyDirMount(e.interp.LibDir(), pythonwasi.GuestLibDir)
+	fsc = mount(fsc, devFS{}, GuestDevDir)
 	cfg := baseModuleConfig().
 		WithName("").
 		WithArgs(append([]string{"python"}, c.Args...)...).
