@@ -15,7 +15,7 @@ help:
 	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
 	@echo "make speed-trials speed of each build variant tried -> python-wasi/TRIALS.md (slow)"
 	@echo "make bench        gunicorn/uWSGI/wsgi-wasm, cold start, density, profile, then bench-go -> benchmarks/ (~20 min)"
-	@echo "make bench-go     Go benchmarks -> benchmarks/RESULTS.md, runtime/README.md"
+	@echo "make bench-go     Go benchmarks -> benchmarks/RESULTS.md, sandbox/README.md"
 	@echo "make bench-snapshots  snapshot-restore: cold start, memory, density -> benchmarks/SNAPSHOTS.md"
 	@echo "make build-embedded  one binary with the interpreter inside -> bin/wsgi-wasm-embedded"
 	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"

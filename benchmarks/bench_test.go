@@ -14,27 +14,27 @@ import (
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
 // engines: "shipped" is the interpreter as served (interrupt checks in);
 // "nointerrupt" the same module before the interrupt pass.
 var (
 	enginesOnce sync.Once
-	engines     map[string]*runtime.Engine
+	engines     map[string]*sandbox.Engine
 	enginesErr  error
 )
 
-func engine(tb testing.TB, variant string) *runtime.Engine {
+func engine(tb testing.TB, variant string) *sandbox.Engine {
 	tb.Helper()
 	in := testinterp.Require(tb)
 	enginesOnce.Do(func() {
-		engines = map[string]*runtime.Engine{}
+		engines = map[string]*sandbox.Engine{}
 		for name, path := range map[string]string{
 			"shipped":     in.ReactorModule(),
 			"nointerrupt": filepath.Join(in.Dir, "debug", "python-reactor.nointerrupt.wasm"),
 		} {
-			e, err := runtime.New(context.Background(), runtime.Options{Interpreter: in, ReactorModule: path})
+			e, err := sandbox.New(context.Background(), sandbox.Options{Interpreter: in, ReactorModule: path})
 			if err != nil {
 				enginesErr = err
 				return
@@ -48,7 +48,7 @@ func engine(tb testing.TB, variant string) *runtime.Engine {
 	return engines[variant]
 }
 
-func instance(tb testing.TB, variant, dir, app string) *runtime.Instance {
+func instance(tb testing.TB, variant, dir, app string) *sandbox.Instance {
 	tb.Helper()
 	e := engine(tb, variant)
 	var pyc string
@@ -63,7 +63,7 @@ func instance(tb testing.TB, variant, dir, app string) *runtime.Instance {
 		}
 		tb.Skipf("%s not vendored: run examples/vendor.sh", dir)
 	}
-	inst, err := e.NewInstance(context.Background(), runtime.AppConfig{App: app, Dir: dir, PycacheDir: pyc})
+	inst, err := e.NewInstance(context.Background(), sandbox.AppConfig{App: app, Dir: dir, PycacheDir: pyc})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -72,9 +72,9 @@ func instance(tb testing.TB, variant, dir, app string) *runtime.Instance {
 }
 
 // serve runs one request and checks its status and body length.
-func serve(tb testing.TB, inst *runtime.Instance, req *http.Request, wantLen int) {
+func serve(tb testing.TB, inst *sandbox.Instance, req *http.Request, wantLen int) {
 	rec := httptest.NewRecorder()
-	o := inst.ServeHTTP(rec, req, runtime.RequestInfo{}, nil)
+	o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, nil)
 	if o.Err != nil || rec.Code != 200 || (wantLen >= 0 && rec.Body.Len() != wantLen) {
 		tb.Fatalf("status %d, %d bytes, err %v: %.200s", rec.Code, rec.Body.Len(), o.Err, rec.Body.String())
 	}
@@ -111,7 +111,7 @@ func TestInterruptOverhead(t *testing.T) {
 	shipped := instance(t, "shipped", flaskDir, "app:app")
 	plain := instance(t, "nointerrupt", flaskDir, "app:app")
 	req := httptest.NewRequest("GET", "/", nil)
-	round := func(inst *runtime.Instance) time.Duration {
+	round := func(inst *sandbox.Instance) time.Duration {
 		const n = 200
 		start := time.Now()
 		for i := 0; i < n; i++ {
@@ -149,7 +149,7 @@ func BenchmarkHostOverhead(b *testing.B) {
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		rec := discardRecorder{header: http.Header{}}
-		o := in.ServeHTTP(&rec, req, runtime.RequestInfo{}, nil)
+		o := in.ServeHTTP(&rec, req, sandbox.RequestInfo{}, nil)
 		if o.Err != nil || rec.n != 1024 {
 			b.Fatalf("%v, %d bytes", o.Err, rec.n)
 		}
@@ -163,7 +163,7 @@ func BenchmarkHostOverhead(b *testing.B) {
 // BenchmarkABI measures the host ABI path: the environ in, response bodies
 // of 1 KiB and 1 MiB out, a 1 MiB body in. Bytes/op gives MB/s.
 func BenchmarkABI(b *testing.B) {
-	inst := func(b *testing.B, app string) *runtime.Instance { return instance(b, "shipped", "testdata", app) }
+	inst := func(b *testing.B, app string) *sandbox.Instance { return instance(b, "shipped", "testdata", app) }
 	b.Run("environ+1KiB-out", func(b *testing.B) {
 		in := inst(b, "abi:out_1k")
 		req := headerRequest()
@@ -193,7 +193,7 @@ func BenchmarkABI(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			rec := discardRecorder{header: http.Header{}}
-			in.ServeHTTP(&rec, req, runtime.RequestInfo{}, nil)
+			in.ServeHTTP(&rec, req, sandbox.RequestInfo{}, nil)
 			if rec.n != 1<<20 {
 				b.Fatalf("%d bytes", rec.n)
 			}
@@ -223,10 +223,10 @@ func headerRequest() *http.Request {
 }
 
 // environEcho serves req with abi:environ_echo and returns the body.
-func environEcho(tb testing.TB, in *runtime.Instance, req *http.Request) string {
+func environEcho(tb testing.TB, in *sandbox.Instance, req *http.Request) string {
 	tb.Helper()
 	rec := httptest.NewRecorder()
-	if o := in.ServeHTTP(rec, req, runtime.RequestInfo{}, nil); o.Err != nil || rec.Code != 200 {
+	if o := in.ServeHTTP(rec, req, sandbox.RequestInfo{}, nil); o.Err != nil || rec.Code != 200 {
 		tb.Fatalf("environ_echo: %d %v", rec.Code, o.Err)
 	}
 	return rec.Body.String()
@@ -275,7 +275,7 @@ func TestABIBenchmarks(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			start := time.Now()
-			o := in.ServeHTTP(rec, req, runtime.RequestInfo{}, nil)
+			o := in.ServeHTTP(rec, req, sandbox.RequestInfo{}, nil)
 			total := time.Since(start)
 			if o.Err != nil || rec.Code != 200 || rec.Body.String() != c.want {
 				t.Fatalf("status %d, %d bytes, err %v", rec.Code, rec.Body.Len(), o.Err)
@@ -313,7 +313,7 @@ func BenchmarkFlaskColdStart(b *testing.B) {
 	for name, dir := range map[string]string{"pyc": pyc, "source": ""} {
 		b.Run(name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				inst, err := e.NewInstance(context.Background(), runtime.AppConfig{App: "app:app", Dir: flaskDir, PycacheDir: dir})
+				inst, err := e.NewInstance(context.Background(), sandbox.AppConfig{App: "app:app", Dir: flaskDir, PycacheDir: dir})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
 // stopTarget is the interruption issue's target: a runaway guest stops
@@ -31,7 +31,7 @@ func BenchmarkStopAfterDeadline(b *testing.B) {
 			late := make([]time.Duration, 0, b.N)
 			b.StopTimer()
 			for i := 0; i < b.N; i++ {
-				inst, err := e.NewInstance(context.Background(), runtime.AppConfig{App: app, Dir: "../runtime/testdata/apps"})
+				inst, err := e.NewInstance(context.Background(), sandbox.AppConfig{App: app, Dir: "../sandbox/testdata/apps"})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -40,12 +40,12 @@ func BenchmarkStopAfterDeadline(b *testing.B) {
 				rec := httptest.NewRecorder()
 				deadline, _ := ctx.Deadline()
 				b.StartTimer()
-				o := inst.ServeHTTP(rec, req, runtime.RequestInfo{}, nil)
+				o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, nil)
 				late = append(late, time.Since(deadline))
 				b.StopTimer()
 				cancel()
 				inst.Close(context.Background())
-				if !errors.Is(o.Err, runtime.ErrDeadline) || rec.Code != 504 {
+				if !errors.Is(o.Err, sandbox.ErrDeadline) || rec.Code != 504 {
 					b.Fatalf("status %d, outcome %+v; want 504 and ErrDeadline", rec.Code, o)
 				}
 			}

@@ -2,7 +2,7 @@
 
 Usage: gobench.py [COUNT]
 Writes benchmarks/RESULTS.md (section go-benchmarks) and the host-overhead
-section of runtime/README.md. Each figure is the median of COUNT runs.
+section of sandbox/README.md. Each figure is the median of COUNT runs.
 """
 import os
 import platform
@@ -80,7 +80,7 @@ def main():
     splice(os.path.join(HERE, "RESULTS.md"), "go-benchmarks", text)
     host = runs.get("BenchmarkHostOverhead", {})
     if host:
-        splice(os.path.join(ROOT, "runtime", "README.md"), "host-overhead",
+        splice(os.path.join(ROOT, "sandbox", "README.md"), "host-overhead",
                "Per request, outside the guest call (BenchmarkHostOverhead, 20 headers, 1 KiB body): "
                "**%.1f µs** host time and %.0f allocations (%.0f B), against %.1f µs in the guest. "
                "Interrupt checks on a hello-Flask request: %s. (`make bench-go`, %s, %d cores.)" % (

@@ -14,7 +14,7 @@ import (
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
 // docTable returns the rows of the first table after the heading, as
@@ -121,7 +121,7 @@ func TestDocMatchesReactorModule(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	cache, err := wazero.NewCompilationCacheWithDir(runtime.DefaultCacheDir())
+	cache, err := wazero.NewCompilationCacheWithDir(sandbox.DefaultCacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,13 +15,13 @@ import (
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
 // serveTree serves the tenants below root (with the default ceiling and a
 // 1 GiB budget unless cfg says otherwise) until the test ends.
-func serveTree(t *testing.T, eng *runtime.Engine, root string, cfg server.Config) (*server.Server, *httptest.Server) {
+func serveTree(t *testing.T, eng *sandbox.Engine, root string, cfg server.Config) (*server.Server, *httptest.Server) {
 	t.Helper()
 	cfg.TenantDir = root
 	if cfg.Ceiling == (policies.Policy{}) {

@@ -29,7 +29,7 @@ import (
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 	"github.com/wsgi-wasm/wsgi-wasm/internal/tenantfs"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/tenants"
 )
 
@@ -56,15 +56,15 @@ type Config struct {
 	// instances are restored from them (milliseconds instead of an import),
 	// and the server opens or builds them in the background after each
 	// load, one tenant at a time.
-	Snapshots *runtime.SnapshotStore
+	Snapshots *sandbox.SnapshotStore
 }
 
 // Server routes requests to tenants. Create it with New; it is an
 // http.Handler.
 type Server struct {
 	cfg    Config
-	engine *runtime.Engine
-	warm   *runtime.WarmSet
+	engine *sandbox.Engine
+	warm   *sandbox.WarmSet
 	log    *slog.Logger
 
 	metrics  *metrics
@@ -84,8 +84,8 @@ type Server struct {
 type loaded struct {
 	key     string // warm-set key: the tenant's name and a hash of its version
 	tenant  *tenants.Tenant
-	app     runtime.AppConfig
-	pool    runtime.PoolConfig
+	app     sandbox.AppConfig
+	pool    sandbox.PoolConfig
 	guestLg hostabi.Logger
 	// inFlight counts the requests routed to this version. Added under
 	// Server.mu's read lock, so once a reload has swapped the routes no
@@ -106,7 +106,7 @@ type route struct {
 // New loads the tenants of cfg.TenantDir. A tenant that fails to load is
 // logged with its file, key and reason, and answers 503 for its hosts;
 // the others serve.
-func New(ctx context.Context, engine *runtime.Engine, cfg Config) (*Server, error) {
+func New(ctx context.Context, engine *sandbox.Engine, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -453,7 +453,7 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 	}
 	log := s.log.With("tenant", t.Name)
 	guestLog := NewTenantLog(log)
-	app := runtime.AppConfig{
+	app := sandbox.AppConfig{
 		App: t.App, Dir: t.Dir, Env: t.Env, PycacheDir: pyc, Log: guestLog,
 		MemoryLimit: uint64(t.Policy.MemoryMB) << 20,
 	}
@@ -478,7 +478,7 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 		return nil, err
 	}
 	version := sha256.Sum256(append(toml, snapKey...))
-	pool := runtime.PoolConfig{
+	pool := sandbox.PoolConfig{
 		Snapshots: s.cfg.Snapshots, SnapshotKey: snapKey,
 		MinWarm: t.Pool.MinWarm, MaxInstances: t.Policy.MaxInstances, QueueLength: queueLength(t.Policy.QueueLength),
 		MaxRequests: t.Pool.MaxRequests, MaxRequestsJitter: t.Pool.MaxRequestsJitter, RequestTimeout: t.Policy.RequestTimeout,
@@ -533,7 +533,7 @@ func initTimeout(p policies.Policy) time.Duration {
 // means what it says: 0 lets no request wait.
 func queueLength(n int) int {
 	if n == 0 {
-		return runtime.NoQueue
+		return sandbox.NoQueue
 	}
 	return n
 }
@@ -591,7 +591,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tenant := s.serve(sw, r)
 	// The instance (if any) is back in its pool: what the app left unread
 	// is drained here (full duplex needs the body closed, see
-	// runtime.Instance.ServeHTTP), by the read deadline.
+	// sandbox.Instance.ServeHTTP), by the read deadline.
 	FinishBody(r)
 	client := ""
 	if tenant != "-" {
@@ -700,8 +700,8 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // requestInfo says how the client reached us: the scheme and peer address,
 // from X-Forwarded-* only when the direct peer is a trusted proxy.
-func (s *Server) requestInfo(r *http.Request, scriptName string) runtime.RequestInfo {
-	info := runtime.RequestInfo{ScriptName: scriptName, Scheme: "http"}
+func (s *Server) requestInfo(r *http.Request, scriptName string) sandbox.RequestInfo {
+	info := sandbox.RequestInfo{ScriptName: scriptName, Scheme: "http"}
 	if r.TLS != nil {
 		info.Scheme = "https"
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
@@ -26,10 +26,10 @@ def application(environ, start_response):
 `
 
 // testEngine starts an engine for one test.
-func testEngine(t *testing.T) *runtime.Engine {
+func testEngine(t *testing.T) *sandbox.Engine {
 	t.Helper()
 	in := testinterp.Require(t)
-	eng, err := runtime.New(context.Background(), runtime.Options{Interpreter: in})
+	eng, err := sandbox.New(context.Background(), sandbox.Options{Interpreter: in})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
@@ -27,7 +27,7 @@ func TestSnapshotsBuiltInTheBackgroundAndFollowReloads(t *testing.T) {
 		"one": "app = \"app:application\"\nhosts = [\"one.test\"]\n[pool]\nmin_warm = 0\n",
 		"two": "app = \"app:application\"\nhosts = [\"two.test\"]\n[pool]\nmin_warm = 0\n",
 	})
-	store, err := runtime.NewSnapshotStore(t.TempDir())
+	store, err := sandbox.NewSnapshotStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ def application(environ, start_response):
 	if err := os.WriteFile(filepath.Join(root, "warm", "check.py"), []byte(check), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store, err := runtime.NewSnapshotStore(t.TempDir())
+	store, err := sandbox.NewSnapshotStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

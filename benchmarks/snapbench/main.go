@@ -33,7 +33,7 @@ import (
 
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 	"golang.org/x/sys/unix"
 )
@@ -148,7 +148,7 @@ type startFigures struct {
 	shipped               bool            // the shipped way: private mapping, write set, an image of its own
 	base                  bool            // the shipped way, but the snapshot made from a shared base image
 	start, first          []time.Duration // to ready; from ready to the end of the first response
-	before, after1, after []runtime.MemoryUsage
+	before, after1, after []sandbox.MemoryUsage
 }
 
 // densityPoint is the process's memory with tenants warm tenants, from
@@ -160,13 +160,13 @@ type densityPoint struct {
 	rss, pss, anon, filePSS uint64
 }
 
-func newEngine(ctx context.Context, interp pythonwasi.Interpreter, mode runtime.SnapshotMapping) (*runtime.Engine, error) {
-	return runtime.New(ctx, runtime.Options{Interpreter: interp, SnapshotMapping: mode, Logger: slog.New(slog.DiscardHandler)})
+func newEngine(ctx context.Context, interp pythonwasi.Interpreter, mode sandbox.SnapshotMapping) (*sandbox.Engine, error) {
+	return sandbox.New(ctx, sandbox.Options{Interpreter: interp, SnapshotMapping: mode, Logger: slog.New(slog.DiscardHandler)})
 }
 
 func (r *report) measureRestores(ctx context.Context, logf func(string, ...any)) error {
 	p := r.params
-	eng, err := newEngine(ctx, r.interp, runtime.MapPrivate)
+	eng, err := newEngine(ctx, r.interp, sandbox.MapPrivate)
 	if err != nil {
 		return err
 	}
@@ -175,13 +175,13 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 	if err != nil {
 		return err
 	}
-	cfg := runtime.AppConfig{App: "app:app", Dir: p.FlaskDir, PycacheDir: pyc, MemoryLimit: uint64(policies.Presets["default"].MemoryMB) << 20}
-	store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "single"))
+	cfg := sandbox.AppConfig{App: "app:app", Dir: p.FlaskDir, PycacheDir: pyc, MemoryLimit: uint64(policies.Presets["default"].MemoryMB) << 20}
+	store, err := sandbox.NewSnapshotStore(filepath.Join(p.WorkDir, "single"))
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	baseStore, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "single-base"), runtime.WithSharedBase())
+	baseStore, err := sandbox.NewSnapshotStore(filepath.Join(p.WorkDir, "single-base"), sandbox.WithSharedBase())
 	if err != nil {
 		return err
 	}
@@ -225,12 +225,12 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 		r.baseBytes, r.baseDisk = fileSize(bases[0])
 	}
 	rows := []struct {
-		mode           runtime.SnapshotMapping
+		mode           sandbox.SnapshotMapping
 		writeSet, base bool
-	}{{runtime.MapPrivate, false, false}, {runtime.MapPrivate, true, false}, {runtime.MapPrivatePopulate, false, false}, {runtime.CopyImage, false, false}, {runtime.MapPrivate, true, true}}
+	}{{sandbox.MapPrivate, false, false}, {sandbox.MapPrivate, true, false}, {sandbox.MapPrivatePopulate, false, false}, {sandbox.CopyImage, false, false}, {sandbox.MapPrivate, true, true}}
 	for _, row := range rows {
 		meng := eng
-		if row.mode != runtime.MapPrivate {
+		if row.mode != sandbox.MapPrivate {
 			if meng, err = newEngine(ctx, r.interp, row.mode); err != nil {
 				return err
 			}
@@ -258,7 +258,7 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 				r.writeSetPages = snap.WriteSetPages()
 				name += " + write set (shipped)"
 			}
-		} else if row.mode == runtime.MapPrivate {
+		} else if row.mode == sandbox.MapPrivate {
 			name += ", no write set yet"
 		}
 		f := startFigures{name: name, shipped: row.writeSet && !row.base, base: row.base}
@@ -285,7 +285,7 @@ func (r *report) measureRestores(ctx context.Context, logf func(string, ...any))
 
 // recordWriteSet restores one instance, serves it one request and records
 // the pages it wrote as the snapshot's write set.
-func recordWriteSet(ctx context.Context, eng *runtime.Engine, cfg runtime.AppConfig, snap *runtime.Snapshot) error {
+func recordWriteSet(ctx context.Context, eng *sandbox.Engine, cfg sandbox.AppConfig, snap *sandbox.Snapshot) error {
 	inst, err := eng.Restore(ctx, cfg, snap)
 	if err != nil {
 		return err
@@ -305,8 +305,8 @@ func recordWriteSet(ctx context.Context, eng *runtime.Engine, cfg runtime.AppCon
 
 // serve sends the first request, then 99 more, reading memory on the way
 // when measure is set.
-func (f *startFigures) serve(inst *runtime.Instance, measure bool) error {
-	read := func(dst *[]runtime.MemoryUsage) error {
+func (f *startFigures) serve(inst *sandbox.Instance, measure bool) error {
+	read := func(dst *[]sandbox.MemoryUsage) error {
 		if !measure {
 			return nil
 		}
@@ -336,9 +336,9 @@ func (f *startFigures) serve(inst *runtime.Instance, measure bool) error {
 	return read(&f.after)
 }
 
-func get(inst *runtime.Instance, path string) error {
+func get(inst *sandbox.Instance, path string) error {
 	rec := httptest.NewRecorder()
-	o := inst.ServeHTTP(rec, httptest.NewRequest("GET", path, nil), runtime.RequestInfo{}, nil)
+	o := inst.ServeHTTP(rec, httptest.NewRequest("GET", path, nil), sandbox.RequestInfo{}, nil)
 	if o.Err != nil || rec.Code != 200 {
 		return fmt.Errorf("GET %s: %d %v %s", path, rec.Code, o.Err, rec.Body)
 	}
@@ -405,7 +405,7 @@ func (r *report) tenantRun(ctx context.Context, w way, n int, logf func(string, 
 			return tenantsRun{}, err
 		}
 	}
-	eng, err := newEngine(ctx, r.interp, runtime.MapPrivate)
+	eng, err := newEngine(ctx, r.interp, sandbox.MapPrivate)
 	if err != nil {
 		return tenantsRun{}, err
 	}
@@ -415,11 +415,11 @@ func (r *report) tenantRun(ctx context.Context, w way, n int, logf func(string, 
 	}
 	cfg := server.Config{TenantDir: tree, Ceiling: policies.DefaultCeiling, MemoryBudget: 1 << 40}
 	if snapshots {
-		var opts []runtime.StoreOption
+		var opts []sandbox.StoreOption
 		if w.base {
-			opts = append(opts, runtime.WithSharedBase())
+			opts = append(opts, sandbox.WithSharedBase())
 		}
-		store, err := runtime.NewSnapshotStore(filepath.Join(p.WorkDir, "snapshots-"+filepath.Base(tree)), opts...)
+		store, err := sandbox.NewSnapshotStore(filepath.Join(p.WorkDir, "snapshots-"+filepath.Base(tree)), opts...)
 		if err != nil {
 			return tenantsRun{}, err
 		}

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
 // Targets of the snapshot work, checked in the reading.
@@ -200,10 +200,10 @@ func concatRuns(runs []tenantsRun) tenantsRun {
 	return all
 }
 
-func priv(u runtime.MemoryUsage) uint64 { return u.Private }
-func pss(u runtime.MemoryUsage) uint64  { return u.PSS }
+func priv(u sandbox.MemoryUsage) uint64 { return u.Private }
+func pss(u sandbox.MemoryUsage) uint64  { return u.PSS }
 
-func medianUsage(us []runtime.MemoryUsage, f func(runtime.MemoryUsage) uint64) uint64 {
+func medianUsage(us []sandbox.MemoryUsage, f func(sandbox.MemoryUsage) uint64) uint64 {
 	if len(us) == 0 {
 		return 0
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/serverconfig"
 	"github.com/wsgi-wasm/wsgi-wasm/tenants"
 )
@@ -48,7 +48,7 @@ func checkCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			if err != nil {
 				return err
 			}
-			var eng *runtime.Engine
+			var eng *sandbox.Engine
 			if c.Bool("import") && len(dirs) > 0 {
 				if eng, err = newEngine(c.Context, c.String("python-dir"), c.String("cache-dir"), logger); err != nil {
 					return fmt.Errorf("check: the interpreter, to import the apps (--import=false checks the files only): %w", err)
@@ -93,7 +93,7 @@ func hasErrors(ps []tenants.Problem) bool {
 // folder for a writable data folder, so the real one is not touched), and
 // reports an app that does not import, or that takes longer than serve
 // allows, as an error with the guest's output.
-func importProblems(ctx context.Context, eng *runtime.Engine, dir string, ceiling policies.Policy) []tenants.Problem {
+func importProblems(ctx context.Context, eng *sandbox.Engine, dir string, ceiling policies.Policy) []tenants.Problem {
 	t, err := tenants.Load(dir, ceiling)
 	if err != nil {
 		return nil // Check reported it
@@ -106,7 +106,7 @@ func importProblems(ctx context.Context, eng *runtime.Engine, dir string, ceilin
 	if err != nil {
 		return []tenants.Problem{{Error: true, Path: where, What: "serve would refuse it: " + err.Error()}}
 	}
-	app := runtime.AppConfig{App: t.App, Dir: t.Dir, Env: t.Env, PycacheDir: pyc, MemoryLimit: memory}
+	app := sandbox.AppConfig{App: t.App, Dir: t.Dir, Env: t.Env, PycacheDir: pyc, MemoryLimit: memory}
 	if t.Policy.WritableData {
 		scratch, err := os.MkdirTemp("", "wsgi-wasm-check-data-")
 		if err != nil {
@@ -121,7 +121,7 @@ func importProblems(ctx context.Context, eng *runtime.Engine, dir string, ceilin
 		return nil
 	}
 	what := "the app " + t.App + " does not import in the sandbox"
-	var initErr *runtime.InitError
+	var initErr *sandbox.InitError
 	switch {
 	case ctx.Err() != nil:
 		what = fmt.Sprintf("the app %s did not import within %v", t.App, checkImportTimeout)

@@ -21,7 +21,7 @@ import (
 
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 	"github.com/wsgi-wasm/wsgi-wasm/python-wasi/embedded"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
@@ -90,12 +90,12 @@ func newApp(logger *slog.Logger, level *slog.LevelVar, exitCode *int) *cli.App {
 
 // newEngine finds the interpreter (pythonDir, or the recipe's cache) and
 // starts the wazero engine with the compilation cache in cacheDir.
-func newEngine(ctx context.Context, pythonDir, cacheDir string, logger *slog.Logger) (*runtime.Engine, error) {
+func newEngine(ctx context.Context, pythonDir, cacheDir string, logger *slog.Logger) (*sandbox.Engine, error) {
 	dir := pythonDir
 	if dir == "" && embedded.Available {
 		cache := cacheDir
 		if cache == "" {
-			cache = runtime.DefaultCacheDir()
+			cache = sandbox.DefaultCacheDir()
 		}
 		if err := os.MkdirAll(cache, 0o755); err != nil {
 			return nil, err
@@ -109,7 +109,7 @@ func newEngine(ctx context.Context, pythonDir, cacheDir string, logger *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	return runtime.New(ctx, runtime.Options{Interpreter: interp, CacheDir: cacheDir, Logger: logger})
+	return sandbox.New(ctx, sandbox.Options{Interpreter: interp, CacheDir: cacheDir, Logger: logger})
 }
 
 // httpTimeouts bound a client's connection to the front.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
 // pythonCommand runs the command module like `python ARGS...`: the current
@@ -27,9 +27,9 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 				return err
 			}
 			defer eng.Close(c.Context)
-			var mounts []runtime.Mount
+			var mounts []sandbox.Mount
 			for _, spec := range c.StringSlice("mount") {
-				m, err := runtime.ParseMount(spec)
+				m, err := sandbox.ParseMount(spec)
 				if err != nil {
 					return err
 				}
@@ -39,7 +39,7 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			if err != nil {
 				return err
 			}
-			code, err := eng.RunCommand(c.Context, runtime.Command{
+			code, err := eng.RunCommand(c.Context, sandbox.Command{
 				Args:   c.Args().Slice(),
 				Dir:    wd,
 				Env:    c.StringSlice("env"),

@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
@@ -31,7 +31,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			&cli.IntFlag{Name: "max-requests-jitter", Value: 0, Usage: "random extra requests before replacement", EnvVars: []string{"WSGI_WASM_MAX_REQUESTS_JITTER"}},
 			&cli.IntFlag{Name: "backlog", Value: 64, Usage: "requests that may wait for an instance; more get 503", EnvVars: []string{"WSGI_WASM_BACKLOG"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "writable `FOLDER` for the app, mounted at /data ($WSGI_WASM_DATA_DIR in the app); requests are then served one at a time", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
-			&cli.Uint64Flag{Name: "memory-mb", Value: runtime.DefaultMemoryLimit >> 20, Usage: "linear memory cap of each instance in MiB", EnvVars: []string{"WSGI_WASM_MEMORY_MB"}},
+			&cli.Uint64Flag{Name: "memory-mb", Value: sandbox.DefaultMemoryLimit >> 20, Usage: "linear memory cap of each instance in MiB", EnvVars: []string{"WSGI_WASM_MEMORY_MB"}},
 		}, append(httpFlags(), snapshotFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
@@ -73,7 +73,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			if err != nil {
 				return err
 			}
-			appCfg := runtime.AppConfig{
+			appCfg := sandbox.AppConfig{
 				App: c.Args().Get(1), Dir: dir, DataDir: dataDir, PycacheDir: pycache, Log: guestLog,
 				MemoryLimit: c.Uint64("memory-mb") << 20,
 			}
@@ -88,7 +88,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 					logger.Warn("removing old snapshots", "err", err)
 				}
 			}
-			pool := eng.NewPool(appCfg, runtime.PoolConfig{
+			pool := eng.NewPool(appCfg, sandbox.PoolConfig{
 				MinWarm: c.Int("min-warm"), MaxInstances: c.Int("workers"), RequestTimeout: c.Duration("timeout"),
 				MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"), QueueLength: c.Int("backlog"),
 				Snapshots: store, SnapshotKey: snapKey,
@@ -101,7 +101,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 					return
 				}
 				http.NewResponseController(w).SetReadDeadline(time.Now().Add(c.Duration("timeout")))
-				o := pool.ServeHTTP(w, r, runtime.RequestInfo{}, guestLog)
+				o := pool.ServeHTTP(w, r, sandbox.RequestInfo{}, guestLog)
 				server.FinishBody(r)
 				if o.ClientError != nil {
 					logger.Warn("request body incomplete (the client's error; a failing app's answer became 400)", "err", o.ClientError)

@@ -8,7 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
-	"github.com/wsgi-wasm/wsgi-wasm/runtime"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
@@ -25,18 +25,18 @@ func snapshotFlags() []cli.Flag {
 // openSnapshotStore opens the snapshot folder dir (default: the one of the
 // tenants below root, beside cacheDir), or returns nil when snapshots are
 // off. With base, tenants' snapshots are made from a shared base image.
-func openSnapshotStore(on, base bool, dir, cacheDir, root string) (*runtime.SnapshotStore, error) {
+func openSnapshotStore(on, base bool, dir, cacheDir, root string) (*sandbox.SnapshotStore, error) {
 	if !on {
 		return nil, nil
 	}
 	if dir == "" {
-		dir = runtime.DefaultSnapshotDir(cacheDir, root)
+		dir = sandbox.DefaultSnapshotDir(cacheDir, root)
 	}
-	var opts []runtime.StoreOption
+	var opts []sandbox.StoreOption
 	if base {
-		opts = append(opts, runtime.WithSharedBase())
+		opts = append(opts, sandbox.WithSharedBase())
 	}
-	return runtime.NewSnapshotStore(dir, opts...)
+	return sandbox.NewSnapshotStore(dir, opts...)
 }
 
 // snapshotCommand builds the snapshots that serve would build in the

@@ -1,8 +1,0 @@
-package runtime_test
-
-import (
-	"strconv"
-	"time"
-)
-
-func nowUnix() string { return strconv.FormatInt(time.Now().Unix(), 10) }

@@ -1,0 +1,410 @@
+// Package sandbox owns wazero: one runtime per process, the CPython
+// interpreter compiled once (through wazero's on-disk compilation cache) and
+// shared by every caller, and the module configuration that sandboxes each
+// instance. Only this package and hostabi import wazero.
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
+)
+
+// Options configure an Engine. The zero value of every field but Interpreter
+// is usable.
+type Options struct {
+	// Interpreter is the built interpreter folder.
+	Interpreter pythonwasi.Interpreter
+	// CacheDir holds wazero's compilation cache; empty means
+	// DefaultCacheDir().
+	CacheDir string
+	// Logger receives compile progress; nil discards it.
+	Logger *slog.Logger
+	// ZoneinfoDir is the time zone database given to every instance
+	// read-only; empty means /usr/share/zoneinfo when it exists.
+	ZoneinfoDir string
+	// ReactorModule overrides the reactor's path (benchmarks compare the
+	// shipped module with an uninstrumented one).
+	ReactorModule string
+	// SnapshotMapping is how a restored instance's memory gets its image;
+	// the zero value, MapPrivate, is the shipped choice.
+	SnapshotMapping SnapshotMapping
+}
+
+// SnapshotMapping is how a restored instance's memory gets its image. The
+// benchmarks compare them (benchmarks/SNAPSHOTS.md).
+type SnapshotMapping int
+
+const (
+	// MapPrivate maps the snapshot file copy-on-write: pages come from the
+	// page cache on first touch, shared until written.
+	MapPrivate SnapshotMapping = iota
+	// MapPrivatePopulate is MapPrivate with the page tables filled at
+	// restore (mapped read-only with MAP_POPULATE, then made writable): no
+	// faults for reads later, a slower restore.
+	MapPrivatePopulate
+	// CopyImage copies the image into anonymous memory: nothing shared.
+	CopyImage
+)
+
+func (m SnapshotMapping) String() string {
+	switch m {
+	case MapPrivate:
+		return "private mapping"
+	case MapPrivatePopulate:
+		return "private mapping, pre-faulted"
+	case CopyImage:
+		return "eager copy"
+	}
+	return fmt.Sprintf("SnapshotMapping(%d)", int(m))
+}
+
+// DefaultCacheDir is $XDG_CACHE_HOME/wsgi-wasm/wazero (or ~/.cache/...).
+func DefaultCacheDir() string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return filepath.Join(os.TempDir(), "wsgi-wasm", "wazero")
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "wsgi-wasm", "wazero")
+}
+
+// Engine is the process-wide wazero runtime with the interpreter modules.
+// Modules are compiled on first use and then shared; an Engine is safe for
+// concurrent use.
+type Engine struct {
+	interp      pythonwasi.Interpreter
+	reactorPath string
+	zoneinfo    string
+	rt          wazero.Runtime
+	// cmdRT runs command modules (RunCommand): it closes a module whose
+	// context is done, since the command module has no interrupt checks.
+	cmdRT    wazero.Runtime
+	cacheDir string
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	compiled map[string]wazero.CompiledModule
+
+	dataLocks  sync.Map // host data folder -> chan struct{} (capacity 1)
+	dataQuotas sync.Map // host data folder -> *dataQuota
+	// compileFailures are the source hashes whose compile passed its
+	// deadline -> the error (CompileApp).
+	compileFailures sync.Map
+	started         atomic.Int64
+
+	restored atomic.Int64
+
+	snapMapping SnapshotMapping
+
+	reactorOnce sync.Once
+	reactorSum  [32]byte // SHA-256 of the reactor as built, part of snapshot keys
+	reactorImg  *restorable
+	reactorMod  wazero.CompiledModule
+	reactorErr  error
+}
+
+// New creates the wazero runtime with the on-disk compilation cache and
+// instantiates WASI preview 1 in it.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	cacheDir := opts.CacheDir
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir()
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: compilation cache %s: %w", cacheDir, err)
+	}
+	cfg := wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
+	rt, err := newRuntime(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cmdRT, err := newRuntime(ctx, cfg.WithCloseOnContextDone(true))
+	if err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	reactorPath := opts.ReactorModule
+	if reactorPath == "" {
+		reactorPath = opts.Interpreter.ReactorModule()
+	}
+	zoneinfo := opts.ZoneinfoDir
+	if zoneinfo == "" {
+		if st, err := os.Stat("/usr/share/zoneinfo"); err == nil && st.IsDir() {
+			zoneinfo = "/usr/share/zoneinfo"
+		}
+	}
+	return &Engine{
+		snapMapping: opts.SnapshotMapping,
+		zoneinfo:    zoneinfo,
+		interp:      opts.Interpreter,
+		reactorPath: reactorPath,
+		rt:          rt,
+		cmdRT:       cmdRT,
+		cacheDir:    cacheDir,
+		log:         logger,
+		compiled:    map[string]wazero.CompiledModule{},
+	}, nil
+}
+
+// newRuntime makes a wazero runtime with WASI and the host ABI.
+func newRuntime(ctx context.Context, cfg wazero.RuntimeConfig) (wazero.Runtime, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("sandbox: instantiate WASI: %w", err)
+	}
+	if err := hostabi.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return rt, nil
+}
+
+// Close releases the runtimes and every module compiled or instantiated in
+// them.
+func (e *Engine) Close(ctx context.Context) error {
+	return errors.Join(e.cmdRT.Close(ctx), e.rt.Close(ctx))
+}
+
+// compile returns the compiled module at path, compiling it on first use.
+// A compile that misses the on-disk cache takes seconds, so it is logged with
+// its duration and whether the cache served it.
+func (e *Engine) compile(ctx context.Context, path string) (wazero.CompiledModule, error) {
+	return e.compileIn(ctx, e.rt, path)
+}
+
+// compileIn is compile for the runtime rt (e.rt or e.cmdRT).
+func (e *Engine) compileIn(ctx context.Context, rt wazero.Runtime, path string) (wazero.CompiledModule, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := path
+	if rt == e.cmdRT {
+		key = "command " + path
+	}
+	if m, ok := e.compiled[key]; ok {
+		return m, nil
+	}
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: read module: %w", err)
+	}
+	m, err := e.compileBinary(ctx, rt, filepath.Base(path), bin)
+	if err == nil {
+		e.compiled[key] = m
+	}
+	return m, err
+}
+
+// compileBinary compiles a module. A compile that misses the on-disk cache
+// takes seconds, so progress is logged while it runs, then its duration
+// and whether the cache served it.
+func (e *Engine) compileBinary(ctx context.Context, rt wazero.Runtime, name string, bin []byte) (wazero.CompiledModule, error) {
+	before := countEntries(e.cacheDir)
+	start := time.Now()
+	// A compile that misses the cache takes seconds: say so while it runs.
+	done, progress := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(progress)
+		tick := time.NewTicker(compileProgressEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				e.log.Info("compiling interpreter (first start; cached afterwards)", "module", name,
+					"elapsed_seconds", time.Since(start).Round(time.Second).Seconds())
+			}
+		}
+	}()
+	ctx = experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0))
+	m, err := rt.CompileModule(ctx, bin)
+	close(done)
+	<-progress
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: compile %s: %w", name, err)
+	}
+	msg, cached := "interpreter compiled and cached for the next start", countEntries(e.cacheDir) == before
+	if cached {
+		msg = "interpreter loaded from the compilation cache"
+	}
+	e.log.Info(msg, "module", name, "seconds", time.Since(start).Seconds(), "from_cache", cached, "cache_dir", e.cacheDir)
+	return m, nil
+}
+
+// compileProgressEvery is how often a compile that is still running says so.
+var compileProgressEvery = time.Second
+
+func countEntries(dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// Command is one run of the command module, like `python ARGS...`.
+type Command struct {
+	// Args are the arguments after the program name.
+	Args []string
+	// Dir is the host folder mounted read-only as the guest's / and working
+	// directory; empty mounts nothing.
+	Dir string
+	// Env is the guest's whole environment as KEY=VALUE; nothing of the
+	// host's environment is passed unless it is listed here.
+	Env            []string
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Mounts are further host folders the guest sees.
+	Mounts []Mount
+	// MemoryLimit caps the guest's linear memory in bytes (0: wasm32's
+	// 4 GiB); past it, allocations fail with MemoryError.
+	MemoryLimit uint64
+}
+
+// Mount maps a host folder into the guest, read-only unless Writable.
+type Mount struct {
+	Host, Guest string
+	Writable    bool
+}
+
+// ParseMount reads "HOST:GUEST" or "HOST:GUEST:rw" (or ":ro").
+func ParseMount(s string) (Mount, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || !strings.HasPrefix(parts[1], "/") {
+		return Mount{}, fmt.Errorf("sandbox: mount %q: want HOST:GUEST[:rw|:ro] with an absolute GUEST path", s)
+	}
+	m := Mount{Host: parts[0], Guest: parts[1]}
+	if len(parts) == 3 {
+		switch parts[2] {
+		case "rw":
+			m.Writable = true
+		case "ro":
+		default:
+			return Mount{}, fmt.Errorf("sandbox: mount %q: mode must be rw or ro", s)
+		}
+	}
+	return m, nil
+}
+
+// RunCommand runs the command module to completion and returns its exit code.
+// The guest gets the real wall and monotonic clocks, a sleep that sleeps,
+// crypto/rand as its random source and the stdlib zip read-only. It is
+// stopped when ctx is done (an error, not an exit code).
+func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
+	compiled, err := e.compileIn(ctx, e.cmdRT, e.interp.CommandModule())
+	if err != nil {
+		return 0, err
+	}
+	fsc := wazero.NewFSConfig()
+	if c.Dir != "" {
+		fsc = fsc.WithReadOnlyDirMount(c.Dir, "/")
+	}
+	for _, m := range c.Mounts {
+		if m.Writable {
+			fsc = fsc.WithDirMount(m.Host, m.Guest)
+		} else {
+			fsc = fsc.WithReadOnlyDirMount(m.Host, m.Guest)
+		}
+	}
+	fsc = fsc.WithReadOnlyDirMount(e.interp.LibDir(), pythonwasi.GuestLibDir)
+	fsc = mount(fsc, devFS{}, GuestDevDir)
+	cfg := baseModuleConfig().
+		WithName("").
+		WithArgs(append([]string{"python"}, c.Args...)...).
+		WithFSConfig(fsc).
+		WithEnv("PYTHONHOME", pythonwasi.GuestHome)
+	for _, kv := range c.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		cfg = cfg.WithEnv(k, v)
+	}
+	if c.Stdin != nil {
+		cfg = cfg.WithStdin(c.Stdin)
+	}
+	if c.Stdout != nil {
+		cfg = cfg.WithStdout(c.Stdout)
+	}
+	if c.Stderr != nil {
+		cfg = cfg.WithStderr(c.Stderr)
+	}
+	var mem *linearMemory
+	if c.MemoryLimit > 0 {
+		if mem, err = newLinearMemory(c.MemoryLimit, nil, memoryImage{}); err != nil {
+			return 0, err
+		}
+		ctx = withLinearMemory(ctx, mem)
+	}
+	mod, err := e.cmdRT.InstantiateModule(ctx, compiled, cfg)
+	if mod != nil {
+		defer mod.Close(ctx)
+	} else if mem != nil {
+		defer mem.Free()
+	}
+	var exit *sys.ExitError
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return 0, fmt.Errorf("sandbox: python: %w", context.Cause(ctx))
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exit):
+		return int(exit.ExitCode()), nil
+	default:
+		return 0, fmt.Errorf("sandbox: python: %w", err)
+	}
+}
+
+// baseModuleConfig is what every guest gets: real clocks, a real sleep and
+// the host's cryptographic random source. Everything else (files, env,
+// stdio) is denied until a caller grants it.
+func baseModuleConfig() wazero.ModuleConfig {
+	return wazero.NewModuleConfig().
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader)
+}
+
+// InstancesStarted counts instances whose app was imported successfully.
+func (e *Engine) InstancesStarted() int64 { return e.started.Load() }
+
+// InstancesRestored counts instances restored from a snapshot.
+func (e *Engine) InstancesRestored() int64 { return e.restored.Load() }
+
+// dataLock returns the lock of a writable data folder. WASI preview 1 has no
+// file locks, so SQLite in one instance cannot exclude another: the host
+// lets one request at a time use a given data folder, across every pool
+// (also the old and new pool of a reloading tenant).
+func (e *Engine) dataLock(dir string) chan struct{} {
+	l, _ := e.dataLocks.LoadOrStore(filepath.Clean(dir), make(chan struct{}, 1))
+	return l.(chan struct{})
+}

@@ -1,0 +1,30 @@
+package sandbox
+
+// SetSettleHook makes f run at the start of every instance's settling after
+// its first request, until the returned function is called.
+func SetSettleHook(f func()) (restore func()) {
+	settleHook = f
+	return func() { settleHook = nil }
+}
+
+// HoldPool returns the pool a request for key would get (making and
+// offering it as a request would), without keeping it held.
+func (w *WarmSet) HoldPool(key string, app AppConfig, cfg PoolConfig) *Pool {
+	p := w.hold(key, app, cfg)
+	p.unhold()
+	return p
+}
+
+// Lingering counts the pools the set let go that are not closed yet.
+func (w *WarmSet) Lingering() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.dropped)
+}
+
+// Holds counts the requests holding the pool.
+func (p *Pool) Holds() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.holds
+}

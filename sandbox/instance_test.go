@@ -1,0 +1,136 @@
+package sandbox_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
+)
+
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) log(level int32, msg []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(msg))
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+func newInstance(t *testing.T, app string) (*sandbox.Instance, *logLines) {
+	t.Helper()
+	logs := &logLines{}
+	inst, err := testEngine(t).NewInstance(context.Background(), sandbox.AppConfig{
+		App: app, Dir: "testdata/apps", Log: logs.log,
+	})
+	if err != nil {
+		t.Fatalf("NewInstance(%s): %v", app, err)
+	}
+	t.Cleanup(func() { inst.Close(context.Background()) })
+	return inst, logs
+}
+
+func do(inst *sandbox.Instance, req *http.Request, logs *logLines) (*httptest.ResponseRecorder, sandbox.Outcome) {
+	rec := httptest.NewRecorder()
+	o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, logs.log)
+	return rec, o
+}
+
+func TestInstanceHello(t *testing.T) {
+	for _, app := range []string{"hello:hello", "hello:hello_validated"} {
+		t.Run(app, func(t *testing.T) {
+			inst, logs := newInstance(t, app)
+			for i := 0; i < 3; i++ { // the same instance serves request after request
+				rec, o := do(inst, httptest.NewRequest("GET", "/w%C3%B6rld", nil), logs)
+				if o.Err != nil || o.Result != hostabi.HandleOK {
+					t.Fatalf("outcome %+v, log:\n%s", o, logs)
+				}
+				if rec.Code != 200 || rec.Body.String() != "Hello, /w\xc3\xb6rld\n" || rec.Header().Get("Content-Length") != "15" {
+					t.Fatalf("got %d %q %v", rec.Code, rec.Body.String(), rec.Header())
+				}
+			}
+		})
+	}
+}
+
+func TestInstanceEnvironAndBody(t *testing.T) {
+	inst, logs := newInstance(t, "hello:echo_validated")
+	req := httptest.NewRequest("POST", "/p/a%2Fb?x=1&y=%20", strings.NewReader("payload"))
+	req.Header.Set("Content-Type", "text/x-test")
+	req.Header.Add("X-Multi", "one")
+	req.Header.Add("X-Multi", "two")
+	req.Header.Add("Cookie", "a=1")
+	req.Header.Add("Cookie", "b=2")
+	req.Header.Set("X_Spoof", "dropped")
+	rec := httptest.NewRecorder()
+	o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{ScriptName: "/p"}, logs.log)
+	if o.Err != nil || o.Result != hostabi.HandleOK {
+		t.Fatalf("outcome %+v, log:\n%s", o, logs)
+	}
+	want := "REQUEST_METHOD=POST\nSCRIPT_NAME=/p\nPATH_INFO=/a/b\nQUERY_STRING=x=1&y=%20\n" +
+		"CONTENT_TYPE=text/x-test\nCONTENT_LENGTH=7\nSERVER_PROTOCOL=HTTP/1.1\n" +
+		"HTTP_X_MULTI=one, two\nHTTP_COOKIE=a=1; b=2\nwsgi.url_scheme=http\nbody=payload"
+	if got := rec.Body.String(); got != want {
+		t.Fatalf("body:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestInstanceKeepsStateAcrossRequests(t *testing.T) {
+	inst, logs := newInstance(t, "hello:counter")
+	var last string
+	for i := 0; i < 3; i++ {
+		rec, _ := do(inst, httptest.NewRequest("GET", "/", nil), logs)
+		last = rec.Body.String()
+	}
+	if last != "3" {
+		t.Fatalf("third request saw counter %q, want 3", last)
+	}
+}
+
+func TestInstanceFailures(t *testing.T) {
+	t.Run("exception is 500, instance reusable", func(t *testing.T) {
+		inst, logs := newInstance(t, "hello:crash")
+		rec, o := do(inst, httptest.NewRequest("GET", "/", nil), logs)
+		if rec.Code != 500 || o.Result != hostabi.HandleAppError || !o.Reusable() || inst.Broken() {
+			t.Fatalf("code %d outcome %+v", rec.Code, o)
+		}
+		if strings.Contains(rec.Body.String(), "tenant bug") {
+			t.Fatal("traceback leaked to the client")
+		}
+		if l := logs.String(); !strings.Contains(l, "RuntimeError: tenant bug") || !strings.Contains(l, "about to fail") {
+			t.Fatalf("log lacks traceback or wsgi.errors line:\n%s", l)
+		}
+	})
+	t.Run("sys.exit is 500, instance replaced", func(t *testing.T) {
+		inst, logs := newInstance(t, "hello:exits")
+		rec, o := do(inst, httptest.NewRequest("GET", "/", nil), logs)
+		if rec.Code != 500 || o.Result != hostabi.HandleReplace || o.Reusable() || !inst.Broken() {
+			t.Fatalf("code %d outcome %+v", rec.Code, o)
+		}
+	})
+	t.Run("CRLF in header is 500", func(t *testing.T) {
+		inst, logs := newInstance(t, "hello:bad_header")
+		rec, _ := do(inst, httptest.NewRequest("GET", "/", nil), logs)
+		if rec.Code != 500 || rec.Header().Get("Injected") != "" || !strings.Contains(logs.String(), "CR, LF or NUL") {
+			t.Fatalf("code %d header %v log:\n%s", rec.Code, rec.Header(), logs)
+		}
+	})
+	t.Run("missing module fails init with traceback", func(t *testing.T) {
+		_, err := testEngine(t).NewInstance(context.Background(), sandbox.AppConfig{App: "nosuchmodule:app", Dir: "testdata/apps"})
+		if err == nil || !strings.Contains(err.Error(), "ModuleNotFoundError") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}

@@ -1,0 +1,656 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+)
+
+// PoolConfig sizes one tenant's pool. Zero values take the defaults noted.
+type PoolConfig struct {
+	// MinWarm instances are kept initialised and idle, made in the
+	// background so that cold starts stay out of the request path.
+	MinWarm int
+	// MaxInstances bounds the instances alive at once (default 4).
+	MaxInstances int
+	// MaxRequests replaces an instance after this many requests, plus up to
+	// MaxRequestsJitter more, as gunicorn's max_requests (0: never).
+	MaxRequests, MaxRequestsJitter int
+	// QueueLength bounds the requests waiting for an instance; more get 503
+	// with Retry-After (0: the default 64; NoQueue: none wait).
+	QueueLength int
+	// IdleTimeout closes instances idle this long beyond MinWarm (default 5m).
+	IdleTimeout time.Duration
+	// RequestTimeout is each request's deadline in the guest (default 30s);
+	// it includes the wait for an instance.
+	RequestTimeout time.Duration
+	// InitTimeout bounds starting an instance: the interpreter and the app's
+	// import (default 60s). An app that takes longer is reported as failed.
+	InitTimeout time.Duration
+	// Snapshots, if set, holds snapshots of initialised instances: the pool
+	// restores its instances from its app's snapshot, and when there is none
+	// yet, saves one from its first fresh instance (ABI.md "Snapshots").
+	Snapshots *SnapshotStore
+	// SnapshotKey is Engine.SnapshotKey of the app, if the caller has it;
+	// otherwise the pool computes it when it first starts an instance.
+	SnapshotKey string
+}
+
+func (c PoolConfig) withDefaults() PoolConfig {
+	if c.MaxInstances <= 0 {
+		c.MaxInstances = 4
+	}
+	if c.MinWarm > c.MaxInstances {
+		c.MinWarm = c.MaxInstances
+	}
+	if c.QueueLength == 0 {
+		c.QueueLength = 64
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.InitTimeout <= 0 {
+		c.InitTimeout = time.Minute
+	}
+	return c
+}
+
+// initRetryDelay is how long a pool whose app failed to start answers 503
+// before trying again.
+const initRetryDelay = 5 * time.Second
+
+// NoQueue as PoolConfig.QueueLength lets no request wait for an instance.
+const NoQueue = -1
+
+// ErrQueueFull is returned by Acquire when the wait queue is full.
+var ErrQueueFull = errors.New("sandbox: too many requests waiting for an instance")
+
+// ErrPoolClosed is returned by Acquire after Close.
+var ErrPoolClosed = errors.New("sandbox: pool closed")
+
+// Pool hands out initialised instances of one app, one request at a time
+// each. It never hands out a broken instance: one that trapped, exited,
+// passed its deadline or asked to be replaced is closed on release.
+type Pool struct {
+	engine *Engine
+	app    AppConfig
+	cfg    PoolConfig
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	idle     []*pooled // LIFO: the most recently used is warmest
+	live     int       // idle + busy + being created
+	creating int
+	settling int // served their first request, being measured before reuse
+	waiters  []chan *pooled
+	closed   bool
+	initErr  error // last failed init, reported to waiters when nothing is alive
+	initAt   time.Time
+
+	// WarmSet bookkeeping: requests holding the pool, and whether the set
+	// dropped it (evicted, refused, removed); a dropped pool closes once no
+	// request holds it, unless the set takes it back first (see warm.go).
+	holds         int
+	unheld        sync.Cond // signalled when holds drops to 0 and on Close; L is &mu
+	dropped       bool
+	closerRunning bool // a goroutine is in closeWhenUnheld
+	closing       bool // closeWhenUnheld decided to close: no more holds
+
+	all      map[*pooled]struct{} // every live instance, for Memory
+	key      string               // the WarmSet key, if any
+	lastCost int64                // the cost last given to the WarmSet
+
+	stats   PoolStats
+	stop    chan struct{}
+	stopped sync.WaitGroup
+
+	snapMu    sync.Mutex // guards the fields below; held while opening or saving
+	snapState snapState
+	snapKey   string
+	snap      *Snapshot
+}
+
+// snapState is where a pool is with its app's snapshot.
+type snapState int
+
+const (
+	snapUnknown  snapState = iota // not looked for yet
+	snapMissing                   // none on disk: the next fresh instance saves one
+	snapSaving                    // a fresh instance is saving it now
+	snapReady                     // p.snap is open
+	snapDisabled                  // no store, or the app cannot be snapshotted
+)
+
+// PoolStats counts what a pool did. ColdStarts counts every instance
+// started, Restores those of them restored from a snapshot.
+type PoolStats struct {
+	ColdStarts, Restores, Replaced, Rejected, Traps, Timeouts int64
+	Idle, Busy                                                int
+}
+
+type pooled struct {
+	inst     *Instance
+	served   int
+	limit    int // replace after this many requests; 0 = never
+	lastUsed time.Time
+}
+
+// NewPool starts a pool and begins warming MinWarm instances.
+func (e *Engine) NewPool(app AppConfig, cfg PoolConfig) *Pool {
+	p := &Pool{engine: e, app: app, cfg: cfg.withDefaults(), log: e.log.With("app", app.App),
+		stop: make(chan struct{}), all: map[*pooled]struct{}{}}
+	p.unheld.L = &p.mu
+	p.mu.Lock()
+	p.warmLocked()
+	p.mu.Unlock()
+	p.stopped.Add(1)
+	go p.reapLoop()
+	return p
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.Idle = len(p.idle)
+	s.Busy = p.live - len(p.idle) - p.creating
+	return s
+}
+
+// Memory is the RAM the pool's live instances hold, in bytes: each one's
+// private pages, plus the pages of the app's snapshot they read, which they
+// share and are counted once (the most any instance maps). It is what the
+// warm set charges the pool. The base image's pages are not the tenant's:
+// every tenant shares them, so they are charged to none.
+func (p *Pool) Memory() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var private, shared uint64
+	for pi := range p.all {
+		r := pi.inst.Resident()
+		private += r.Private
+		shared = max(shared, r.Shared)
+	}
+	return int64(private + shared)
+}
+
+// costChanged records cost and reports whether it moved by more than a
+// tenth since last recorded.
+func (p *Pool) costChanged(cost int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := cost - p.lastCost; d > p.lastCost/10 || -d > p.lastCost/10 {
+		p.lastCost = cost
+		return true
+	}
+	return false
+}
+
+// warmLocked starts background creation up to MinWarm idle instances.
+func (p *Pool) warmLocked() {
+	for !p.closed && len(p.idle)+p.creating+p.settling < p.cfg.MinWarm+len(p.waiters) && p.live < p.cfg.MaxInstances {
+		p.live++
+		p.creating++
+		p.stopped.Add(1)
+		go p.create()
+	}
+}
+
+func (p *Pool) create() {
+	defer p.stopped.Done()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.InitTimeout)
+	inst, restored, err := p.startInstance(ctx)
+	cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.creating--
+	if err != nil {
+		p.live--
+		p.initErr, p.initAt = err, time.Now()
+		p.log.Error("instance failed to start", "err", err)
+		// Nothing alive can serve the waiters: fail them rather than hang.
+		if p.live == 0 {
+			for _, w := range p.waiters {
+				close(w)
+			}
+			p.waiters = nil
+		}
+		return
+	}
+	p.initErr = nil
+	p.stats.ColdStarts++
+	if restored {
+		p.stats.Restores++
+	}
+	p.log.Debug("instance ready", "seconds", time.Since(start).Seconds(), "restored", restored)
+	inst.measureResident(true)
+	pi := &pooled{inst: inst, limit: p.requestLimit(), lastUsed: time.Now()}
+	if p.closed {
+		p.live--
+		inst.Close(context.Background())
+		return
+	}
+	p.all[pi] = struct{}{}
+	p.putLocked(pi)
+}
+
+// startInstance restores an instance from the app's snapshot when there
+// is one, and otherwise starts a fresh one (from the store's base image if
+// it has one), saving the snapshot that later instances restore from if
+// there is none yet. A snapshot that fails to
+// restore is dropped and instances start fresh again.
+func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool, err error) {
+	snap, save := p.snapshot(ctx)
+	if snap != nil {
+		inst, err = p.engine.Restore(ctx, p.app, snap)
+		switch {
+		case err == nil:
+			return inst, true, nil
+		case errors.Is(err, ErrSnapshotClosed):
+			// Retired by a reload, or replaced by a newer save: this start
+			// is fresh, the next one asks the store again.
+			p.setSnapshot(snapUnknown, nil)
+		default:
+			p.log.Warn("restore from snapshot failed; discarded it, starting instances fresh", "err", err, "snapshot", snap.Path())
+			p.cfg.Snapshots.Discard(p.snapKey)
+			p.setSnapshot(snapDisabled, nil)
+		}
+	}
+	if p.cfg.Snapshots != nil {
+		inst, err = p.cfg.Snapshots.NewInstance(ctx, p.engine, p.app)
+	} else {
+		inst, err = p.engine.NewInstance(ctx, p.app)
+	}
+	if err != nil || !save {
+		if save {
+			p.setSnapshot(snapMissing, nil)
+		}
+		return inst, false, err
+	}
+	start := time.Now()
+	if snap, err = p.cfg.Snapshots.Save(ctx, inst, p.snapKey); err != nil {
+		p.log.Warn("snapshot not saved; instances start fresh", "err", err)
+		p.setSnapshot(snapDisabled, nil)
+		if inst.Broken() {
+			return nil, false, err
+		}
+		return inst, false, nil
+	}
+	p.log.Info("snapshot saved", "seconds", time.Since(start).Seconds(), "bytes", snap.MemorySize(), "snapshot", snap.Path())
+	p.setSnapshot(snapReady, snap)
+	return inst, false, nil
+}
+
+// snapshot returns the open snapshot to restore from, or nil; save is true
+// when the caller is the one to start fresh and save the missing snapshot
+// (the state is then snapSaving until setSnapshot).
+func (p *Pool) snapshot(ctx context.Context) (snap *Snapshot, save bool) {
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	if p.snapState == snapUnknown {
+		p.snapState = p.findSnapshotLocked(ctx)
+	}
+	switch p.snapState {
+	case snapReady:
+		return p.snap, false
+	case snapMissing:
+		p.snapState = snapSaving
+		return nil, true
+	}
+	return nil, false
+}
+
+func (p *Pool) findSnapshotLocked(ctx context.Context) snapState {
+	if p.cfg.Snapshots == nil {
+		return snapDisabled
+	}
+	key := p.cfg.SnapshotKey
+	if key == "" {
+		var err error
+		if key, err = p.engine.SnapshotKey(ctx, p.app); err != nil {
+			p.log.Warn("no snapshot key; instances start fresh", "err", err)
+			return snapDisabled
+		}
+	}
+	p.snapKey = key
+	snap, err := p.cfg.Snapshots.Open(key)
+	switch {
+	case err == nil:
+		p.snap = snap
+		return snapReady
+	case !errors.Is(err, fs.ErrNotExist):
+		p.log.Warn("snapshot rejected and removed; a new one will be saved", "err", err)
+	}
+	return snapMissing
+}
+
+func (p *Pool) setSnapshot(state snapState, snap *Snapshot) {
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	p.snapState, p.snap = state, snap
+}
+
+func (p *Pool) requestLimit() int {
+	if p.cfg.MaxRequests <= 0 {
+		return 0
+	}
+	jitter := 0
+	if p.cfg.MaxRequestsJitter > 0 {
+		jitter = rand.IntN(p.cfg.MaxRequestsJitter + 1)
+	}
+	return p.cfg.MaxRequests + jitter
+}
+
+// putLocked gives an instance to the oldest waiter, or makes it idle.
+func (p *Pool) putLocked(pi *pooled) {
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w <- pi
+		return
+	}
+	p.idle = append(p.idle, pi)
+}
+
+// acquire returns an instance, creating one if the pool is below its
+// maximum, or waits in the bounded queue until ctx ends.
+func (p *Pool) acquire(ctx context.Context) (*pooled, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrPoolClosed
+	}
+	if n := len(p.idle); n > 0 {
+		pi := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return pi, nil
+	}
+	if len(p.waiters) >= p.cfg.QueueLength {
+		p.stats.Rejected++
+		p.mu.Unlock()
+		return nil, ErrQueueFull
+	}
+	if p.live == 0 && p.initErr != nil && time.Since(p.initAt) < initRetryDelay {
+		// The app failed to start moments ago: fail fast instead of paying
+		// another init per request.
+		err := p.initErr
+		p.mu.Unlock()
+		return nil, fmt.Errorf("sandbox: no instance could start: %w", err)
+	}
+	w := make(chan *pooled, 1)
+	p.waiters = append(p.waiters, w)
+	p.warmLocked()
+	p.mu.Unlock()
+	select {
+	case pi, ok := <-w:
+		if !ok {
+			p.mu.Lock()
+			err := p.initErr
+			p.mu.Unlock()
+			if err == nil {
+				err = ErrPoolClosed
+			}
+			return nil, fmt.Errorf("sandbox: no instance could start: %w", err)
+		}
+		return pi, nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		if !p.removeWaiterLocked(w) {
+			// An instance was handed over as we gave up: pass it on.
+			if pi, ok := <-w; ok {
+				p.putLocked(pi)
+			}
+		}
+		p.mu.Unlock()
+		return nil, context.Cause(ctx)
+	}
+}
+
+func (p *Pool) removeWaiterLocked(w chan *pooled) bool {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// settleHook, if set (by tests), runs at the start of an instance's
+// settling after its first request.
+var settleHook func()
+
+// release returns an instance after a request, replacing it if it broke or
+// reached its request limit. After an instance's first request, the pages it
+// wrote are read (its snapshot's write set, its RAM charge) in the
+// background, off the response's path, before it is reused.
+func (p *Pool) release(pi *pooled, o Outcome) {
+	pi.served++
+	pi.lastUsed = time.Now()
+	if pi.served == 1 && !pi.inst.Broken() && o.Reusable() {
+		p.mu.Lock()
+		background := !p.closed
+		if background {
+			// Waiters wait for it rather than start another instance.
+			p.settling++
+			p.stopped.Add(1)
+		}
+		p.mu.Unlock()
+		if background {
+			go func() {
+				defer p.stopped.Done()
+				if settleHook != nil {
+					settleHook()
+				}
+				if err := pi.inst.RecordWriteSet(); err != nil {
+					p.log.Warn("snapshot write set not recorded", "err", err)
+				}
+				// The first request dirties most of what the instance will hold.
+				pi.inst.measureResident(true)
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				p.settling--
+				p.putLockedAfterServing(pi, o)
+			}()
+			return
+		}
+	}
+	if !pi.inst.Broken() {
+		pi.inst.measureResident(false)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.putLockedAfterServing(pi, o)
+}
+
+// putLockedAfterServing takes back an instance that served, or replaces it.
+func (p *Pool) putLockedAfterServing(pi *pooled, o Outcome) {
+	switch {
+	case o.Err != nil && errors.Is(o.Err, ErrDeadline):
+		p.stats.Timeouts++
+	case o.Err != nil:
+		p.stats.Traps++
+	}
+	if pi.inst.Broken() || !o.Reusable() || (pi.limit > 0 && pi.served >= pi.limit) || p.closed {
+		p.live--
+		delete(p.all, pi)
+		p.stats.Replaced++
+		go pi.inst.Close(context.Background())
+		p.warmLocked()
+		return
+	}
+	p.putLocked(pi)
+}
+
+// ServeHTTP serves r with an instance of the pool: 503 with Retry-After when
+// the queue is full or no instance can start, 504 when the deadline passes
+// while waiting or in the guest, 502 when the guest traps.
+func (p *Pool) ServeHTTP(w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+	// The guest's deadline is the pool's; a client that goes away does not
+	// kill the instance (its writes fail instead).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.cfg.RequestTimeout)
+	defer cancel()
+	pi, err := p.acquire(ctx)
+	if err != nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
+		default:
+			w.Header().Set("Retry-After", strconv.Itoa(1))
+			http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		}
+		return Outcome{Err: err}
+	}
+	if p.app.DataDir != "" {
+		lock := p.engine.dataLock(p.app.DataDir)
+		select {
+		case lock <- struct{}{}:
+			defer func() { <-lock }()
+		case <-ctx.Done():
+			p.release(pi, Outcome{Result: hostabi.HandleOK})
+			http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
+			return Outcome{Err: context.Cause(ctx)}
+		}
+	}
+	o := pi.inst.ServeHTTP(w, r.WithContext(ctx), info, log)
+	p.release(pi, o)
+	return o
+}
+
+// reapLoop closes instances idle longer than IdleTimeout beyond MinWarm.
+func (p *Pool) reapLoop() {
+	defer p.stopped.Done()
+	t := time.NewTicker(min(p.cfg.IdleTimeout/4, 30*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		cutoff := time.Now().Add(-p.cfg.IdleTimeout)
+		var keep []*pooled
+		for i, pi := range p.idle { // oldest first
+			if pi.lastUsed.Before(cutoff) && len(p.idle)-i > p.cfg.MinWarm && len(keep) == 0 {
+				p.live--
+				delete(p.all, pi)
+				go pi.inst.Close(context.Background())
+				continue
+			}
+			keep = append(keep, pi)
+		}
+		p.idle = keep
+		p.mu.Unlock()
+	}
+}
+
+// hold marks the pool in use by a request that got it from a WarmSet.
+func (p *Pool) hold() {
+	p.mu.Lock()
+	p.holds++
+	p.mu.Unlock()
+}
+
+// markDropped records that the WarmSet let the pool go, and reports
+// whether the caller must start closeWhenUnheld (none is running).
+func (p *Pool) markDropped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropped = true
+	if p.closerRunning || p.closed {
+		return false
+	}
+	p.closerRunning = true
+	return true
+}
+
+// revive takes a dropped pool back for a request, held, unless it is
+// already closing.
+func (p *Pool) revive() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing || p.closed {
+		return false
+	}
+	p.dropped = false
+	p.holds++
+	return true
+}
+
+// lingering reports whether the pool is dropped and not closed yet.
+func (p *Pool) lingering() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dropped && !p.closed
+}
+
+// unhold ends a hold.
+func (p *Pool) unhold() {
+	p.mu.Lock()
+	if p.holds--; p.holds == 0 {
+		p.unheld.Broadcast()
+	}
+	p.mu.Unlock()
+}
+
+// closeWhenUnheld closes the dropped pool once no request holds it. It
+// returns without closing if the pool was revived meanwhile, and at once if
+// it was closed.
+func (p *Pool) closeWhenUnheld() {
+	p.mu.Lock()
+	for p.dropped && p.holds > 0 && !p.closed {
+		p.unheld.Wait()
+	}
+	p.closerRunning = false
+	if !p.dropped || p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closing = true
+	p.mu.Unlock()
+	p.Close()
+}
+
+// Close stops warming, closes idle instances and makes busy ones close on
+// release. It waits for background work to end.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.unheld.Broadcast()
+	idle := p.idle
+	p.idle = nil
+	p.live -= len(idle)
+	for _, pi := range idle {
+		delete(p.all, pi)
+	}
+	for _, w := range p.waiters {
+		close(w)
+	}
+	p.waiters = nil
+	p.mu.Unlock()
+	close(p.stop)
+	for _, pi := range idle {
+		pi.inst.Close(context.Background())
+	}
+	p.stopped.Wait()
+}

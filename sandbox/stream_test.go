@@ -1,0 +1,121 @@
+package sandbox_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	goruntime "runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
+)
+
+func poolServer(t *testing.T, app string) (*sandbox.Pool, *httptest.Server, *logLines) {
+	t.Helper()
+	logs := &logLines{}
+	p := testEngine(t).NewPool(sandbox.AppConfig{App: app, Dir: "testdata/apps", Log: logs.log},
+		sandbox.PoolConfig{MinWarm: 1, MaxInstances: 1, RequestTimeout: 2 * time.Minute})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.ServeHTTP(w, r, sandbox.RequestInfo{}, logs.log)
+	}))
+	t.Cleanup(func() { srv.Close(); p.Close() })
+	return p, srv, logs
+}
+
+func heapInUse() uint64 {
+	goruntime.GC()
+	var m goruntime.MemStats
+	goruntime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// TestStreamingResponseLockstep streams 256 MiB through a real HTTP server.
+// The app waits for the client's acknowledgement of each 1 MiB chunk before
+// yielding the next, so the test can only finish if every chunk reaches the
+// client before the app yields the one after it. Host heap and guest memory
+// stay flat.
+func TestStreamingResponseLockstep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 256 MiB")
+	}
+	const size, chunks = 1 << 20, 256
+	_, srv, logs := poolServer(t, "streams:lockstep")
+	ackR, ackW := io.Pipe()
+	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/?size=%d&chunks=%d", srv.URL, size, chunks), ackR)
+	req.ContentLength = chunks - 1
+	heapBefore := heapInUse()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, size)
+	var heapPeak uint64
+	for i := 0; i < chunks; i++ {
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatalf("chunk %d: %v; log:\n%s", i, err, logs)
+		}
+		if i%64 == 0 {
+			heapPeak = max(heapPeak, heapInUse())
+		}
+		if i < chunks-1 {
+			if _, err := ackW.Write([]byte("+")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ackW.Close()
+	if n, _ := io.Copy(io.Discard, resp.Body); n != 0 {
+		t.Fatalf("%d bytes past the declared body", n)
+	}
+	growth := int64(heapPeak) - int64(heapBefore)
+	t.Logf("host heap grew by at most %d KiB while streaming 256 MiB", growth>>10)
+	if growth > 16<<20 {
+		t.Fatalf("host heap grew by %d MiB: the response is being buffered", growth>>20)
+	}
+}
+
+// TestUploadBoundedMemory sends 64 MiB; the app reads it in 64 KiB pieces and
+// hashes it. Guest memory stays far below the body's size.
+func TestUploadBoundedMemory(t *testing.T) {
+	const total = 64 << 20
+	logs := &logLines{}
+	inst, err := testEngine(t).NewInstance(t.Context(), sandbox.AppConfig{App: "streams:upload", Dir: "testdata/apps", Log: logs.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close(t.Context())
+	base := inst.MemoryPeak()
+	body := io.LimitReader(&pattern{}, total)
+	h := sha256.New()
+	io.Copy(h, io.LimitReader(&pattern{}, total))
+	req := httptest.NewRequest("POST", "/", body)
+	req.ContentLength = total
+	rec := httptest.NewRecorder()
+	inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, logs.log)
+	want := fmt.Sprintf("%d %s", total, hex.EncodeToString(h.Sum(nil)))
+	if got := strings.TrimSpace(rec.Body.String()); got != want {
+		t.Fatalf("got %q want %q; log:\n%s", got, want, logs)
+	}
+	grew := inst.MemoryPeak() - base
+	t.Logf("guest linear memory: %d MiB after init, grew %d KiB during a 64 MiB upload", base>>20, grew>>10)
+	if grew > 8<<20 {
+		t.Fatalf("guest memory grew by %d MiB for a streamed upload", grew>>20)
+	}
+}
+
+// pattern is an endless, non-constant byte stream.
+type pattern struct{ pos int }
+
+func (s *pattern) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(s.pos*7 + s.pos>>8)
+		s.pos++
+	}
+	return len(p), nil
+}
