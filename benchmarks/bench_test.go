@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -74,7 +75,7 @@ func instance(tb testing.TB, variant, dir, app string) *sandbox.Instance {
 // serve runs one request and checks its status and body length.
 func serve(tb testing.TB, inst *sandbox.Instance, req *http.Request, wantLen int) {
 	rec := httptest.NewRecorder()
-	o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, nil)
+	o := pool.ServeInstance(inst, rec, req, pool.RequestInfo{}, nil)
 	if o.Err != nil || rec.Code != 200 || (wantLen >= 0 && rec.Body.Len() != wantLen) {
 		tb.Fatalf("status %d, %d bytes, err %v: %.200s", rec.Code, rec.Body.Len(), o.Err, rec.Body.String())
 	}
@@ -149,7 +150,7 @@ func BenchmarkHostOverhead(b *testing.B) {
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		rec := discardRecorder{header: http.Header{}}
-		o := in.ServeHTTP(&rec, req, sandbox.RequestInfo{}, nil)
+		o := pool.ServeInstance(in, &rec, req, pool.RequestInfo{}, nil)
 		if o.Err != nil || rec.n != 1024 {
 			b.Fatalf("%v, %d bytes", o.Err, rec.n)
 		}
@@ -193,7 +194,7 @@ func BenchmarkABI(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			rec := discardRecorder{header: http.Header{}}
-			in.ServeHTTP(&rec, req, sandbox.RequestInfo{}, nil)
+			pool.ServeInstance(in, &rec, req, pool.RequestInfo{}, nil)
 			if rec.n != 1<<20 {
 				b.Fatalf("%d bytes", rec.n)
 			}
@@ -226,7 +227,7 @@ func headerRequest() *http.Request {
 func environEcho(tb testing.TB, in *sandbox.Instance, req *http.Request) string {
 	tb.Helper()
 	rec := httptest.NewRecorder()
-	if o := in.ServeHTTP(rec, req, sandbox.RequestInfo{}, nil); o.Err != nil || rec.Code != 200 {
+	if o := pool.ServeInstance(in, rec, req, pool.RequestInfo{}, nil); o.Err != nil || rec.Code != 200 {
 		tb.Fatalf("environ_echo: %d %v", rec.Code, o.Err)
 	}
 	return rec.Body.String()
@@ -275,7 +276,7 @@ func TestABIBenchmarks(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			start := time.Now()
-			o := in.ServeHTTP(rec, req, sandbox.RequestInfo{}, nil)
+			o := pool.ServeInstance(in, rec, req, pool.RequestInfo{}, nil)
 			total := time.Since(start)
 			if o.Err != nil || rec.Code != 200 || rec.Body.String() != c.want {
 				t.Fatalf("status %d, %d bytes, err %v", rec.Code, rec.Body.Len(), o.Err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -40,7 +41,7 @@ func BenchmarkStopAfterDeadline(b *testing.B) {
 				rec := httptest.NewRecorder()
 				deadline, _ := ctx.Deadline()
 				b.StartTimer()
-				o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, nil)
+				o := pool.ServeInstance(inst, rec, req, pool.RequestInfo{}, nil)
 				late = append(late, time.Since(deadline))
 				b.StopTimer()
 				cancel()

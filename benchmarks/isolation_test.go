@@ -8,16 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
 // p99 serves n requests one after another and returns the 99th percentile.
-func p99(t *testing.T, p *sandbox.Pool, n int) time.Duration {
+func p99(t *testing.T, p *pool.Pool, n int) time.Duration {
 	lat := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
 		rec := httptest.NewRecorder()
 		start := time.Now()
-		p.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), sandbox.RequestInfo{}, nil)
+		p.Serve(rec, httptest.NewRequest("GET", "/", nil), pool.RequestInfo{}, nil)
 		lat = append(lat, time.Since(start))
 		if rec.Code != 200 {
 			t.Fatalf("status %d", rec.Code)
@@ -38,10 +39,10 @@ func TestNeighbourIsolation(t *testing.T) {
 		t.Skip("timing test")
 	}
 	e := engine(t, "shipped")
-	hello := e.NewPool(sandbox.AppConfig{App: "abi:out_1k", Dir: "testdata"}, sandbox.PoolConfig{MinWarm: 1, MaxInstances: 1})
+	hello := pool.New(e, sandbox.AppConfig{App: "abi:out_1k", Dir: "testdata"}, pool.Config{MinWarm: 1, MaxInstances: 1})
 	defer hello.Close()
-	runaway := e.NewPool(sandbox.AppConfig{App: "spin:app", Dir: "testdata"},
-		sandbox.PoolConfig{MinWarm: 1, MaxInstances: 1, RequestTimeout: 200 * time.Millisecond})
+	runaway := pool.New(e, sandbox.AppConfig{App: "spin:app", Dir: "testdata"},
+		pool.Config{MinWarm: 1, MaxInstances: 1, RequestTimeout: 200 * time.Millisecond})
 	defer runaway.Close()
 	p99(t, hello, 200) // warm up
 	// Three paired rounds (alone, then beside the runaway tenant); the
@@ -56,7 +57,7 @@ func TestNeighbourIsolation(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				runaway.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), sandbox.RequestInfo{}, nil)
+				runaway.Serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), pool.RequestInfo{}, nil)
 			}
 		}()
 		time.Sleep(300 * time.Millisecond)

@@ -6,32 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
-
-var (
-	engineOnce sync.Once
-	engine     *sandbox.Engine
-	engineErr  error
-)
-
-// testEngine shares one Engine (and so one compiled interpreter) across the
-// package's tests.
-func testEngine(t *testing.T) *sandbox.Engine {
-	t.Helper()
-	in := testinterp.Require(t)
-	engineOnce.Do(func() {
-		engine, engineErr = sandbox.New(context.Background(), sandbox.Options{Interpreter: in})
-	})
-	if engineErr != nil {
-		t.Fatal(engineErr)
-	}
-	return engine
-}
 
 func runPython(t *testing.T, dir string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()

@@ -400,11 +400,26 @@ func (e *Engine) InstancesStarted() int64 { return e.started.Load() }
 // InstancesRestored counts instances restored from a snapshot.
 func (e *Engine) InstancesRestored() int64 { return e.restored.Load() }
 
-// dataLock returns the lock of a writable data folder. WASI preview 1 has no
-// file locks, so SQLite in one instance cannot exclude another: the host
-// lets one request at a time use a given data folder, across every pool
-// (also the old and new pool of a reloading tenant).
-func (e *Engine) dataLock(dir string) chan struct{} {
+// LockData takes the lock of the writable data folder dir, waiting until
+// ctx ends at the latest. WASI preview 1 has no file locks, so SQLite in one
+// instance cannot exclude another: the host lets one request at a time use
+// a given data folder, across every pool (also the old and new pool of a
+// reloading tenant). The caller runs unlock when its request is done.
+func (e *Engine) LockData(ctx context.Context, dir string) (unlock func(), err error) {
 	l, _ := e.dataLocks.LoadOrStore(filepath.Clean(dir), make(chan struct{}, 1))
-	return l.(chan struct{})
+	lock := l.(chan struct{})
+	select {
+	case lock <- struct{}{}:
+		return func() { <-lock }, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
 }
+
+// Logger is the engine's logger (Options.Logger), for what serves on it.
+func (e *Engine) Logger() *slog.Logger { return e.log }
+
+// RecordsWriteSets reports whether restored instances map their snapshot
+// privately (MapPrivate), the one mode in which a snapshot's write set is
+// used (writeset.go).
+func (e *Engine) RecordsWriteSets() bool { return e.snapMapping == MapPrivate }

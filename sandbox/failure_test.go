@@ -2,11 +2,10 @@ package sandbox_test
 
 import (
 	"errors"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -19,7 +18,7 @@ func TestGuestTrapAndExitAre502(t *testing.T) {
 		t.Run(app, func(t *testing.T) {
 			inst, logs := newInstance(t, app)
 			rec := httptest.NewRecorder()
-			o := inst.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), sandbox.RequestInfo{}, logs.log)
+			o := pool.ServeInstance(inst, rec, httptest.NewRequest("GET", "/", nil), pool.RequestInfo{}, logs.log)
 			if rec.Code != 502 || o.Err == nil || !inst.Broken() {
 				t.Fatalf("status %d, outcome %+v, broken %v", rec.Code, o, inst.Broken())
 			}
@@ -27,7 +26,7 @@ func TestGuestTrapAndExitAre502(t *testing.T) {
 			if app == "hello:hard_exit" && (!errors.As(o.Err, &exit) || exit.Code != 9) {
 				t.Fatalf("want ExitError 9, got %v", o.Err)
 			}
-			p, logs := newPool(t, app, sandbox.PoolConfig{MaxInstances: 1})
+			p, logs := newPool(t, app, pool.Config{MaxInstances: 1})
 			for i := 0; i < 2; i++ {
 				if rec := get(p, logs, "/"); rec.Code != 502 {
 					t.Fatalf("request %d: %d", i, rec.Code)
@@ -52,29 +51,5 @@ func TestHashSeedPerInstance(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Fatalf("3 instances gave %d distinct hashes", len(seen))
-	}
-}
-
-// TestHTTPFraming goes through a real server: HEAD has no body, a response
-// without Content-Length is chunked on HTTP/1.1.
-func TestHTTPFraming(t *testing.T) {
-	_, srv, _ := poolServer(t, "hello:streamed")
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "one two three" || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
-		t.Fatalf("body %q, transfer encoding %v", body, resp.TransferEncoding)
-	}
-	resp, err = http.Head(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || len(body) != 0 {
-		t.Fatalf("HEAD: %d with %d body bytes", resp.StatusCode, len(body))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -107,7 +108,7 @@ func testFlaskApp(t *testing.T, v variant) {
 	for _, c := range cases {
 		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
 		rec := httptest.NewRecorder()
-		o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, logs.log)
+		o := pool.ServeInstance(inst, rec, req, pool.RequestInfo{}, logs.log)
 		if o.Err != nil {
 			t.Fatalf("%s %s: %v\n%s", c.method, c.path, o.Err, logs)
 		}
@@ -129,7 +130,7 @@ func testBottleApp(t *testing.T, v variant) {
 	inst, logs := frameworkInstance(t, "bottle", "app:application", v)
 	for path, want := range map[string]string{"/": "Hello from Bottle!\n", "/hello/wasm": `{"hello": "wasm"}`} {
 		rec := httptest.NewRecorder()
-		inst.ServeHTTP(rec, httptest.NewRequest("GET", path, nil), sandbox.RequestInfo{}, logs.log)
+		pool.ServeInstance(inst, rec, httptest.NewRequest("GET", path, nil), pool.RequestInfo{}, logs.log)
 		if rec.Code != 200 || rec.Body.String() != want {
 			t.Errorf("GET %s: %d %q\nlog:\n%s", path, rec.Code, rec.Body.String(), logs)
 		}
@@ -144,12 +145,12 @@ func testDjangoApp(t *testing.T, v variant) {
 	data := t.TempDir()
 	eng, dir, pyc := vendoredTenant(t, "django")
 	logs := &logLines{}
-	p := eng.NewPool(sandbox.AppConfig{App: "mysite.wsgi:application", Dir: dir, DataDir: data, PycacheDir: pyc, Log: logs.log, Validate: v.validate},
-		sandbox.PoolConfig{MaxInstances: 1, MaxRequests: 3, RequestTimeout: time.Minute, Snapshots: snapshotStore(t, v)})
+	p := pool.New(eng, sandbox.AppConfig{App: "mysite.wsgi:application", Dir: dir, DataDir: data, PycacheDir: pyc, Log: logs.log, Validate: v.validate},
+		pool.Config{MaxInstances: 1, MaxRequests: 3, RequestTimeout: time.Minute, Snapshots: snapshotStore(t, v)})
 	defer p.Close()
 	do := func(method, path, body string) (int, string) {
 		rec := httptest.NewRecorder()
-		p.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)), sandbox.RequestInfo{}, logs.log)
+		p.Serve(rec, httptest.NewRequest(method, path, strings.NewReader(body)), pool.RequestInfo{}, logs.log)
 		return rec.Code, rec.Body.String()
 	}
 	if code, body := do("GET", "/", ""); code != 200 || body != "Hello from Django!\n" {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -109,7 +110,7 @@ func TestFIFOInAppFolder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	rec := httptest.NewRecorder()
-	o := inst.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil).WithContext(ctx), sandbox.RequestInfo{}, logs.log)
+	o := pool.ServeInstance(inst, rec, httptest.NewRequest("GET", "/", nil).WithContext(ctx), pool.RequestInfo{}, logs.log)
 	if o.Err != nil || rec.Code != 200 || !strings.Contains(rec.Body.String(), "Error") {
 		t.Fatalf("guest open of a FIFO: %d %q %+v\n%s", rec.Code, rec.Body.String(), o, logs)
 	}

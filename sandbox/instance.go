@@ -343,11 +343,6 @@ type Outcome struct {
 	// GuestTime is how long the wsgi_handle call took, host functions it
 	// called included; the rest of a request's time is the host's own.
 	GuestTime time.Duration
-	// ClientError is why the request body could not be read in full when
-	// that was the client's fault (it sent fewer bytes than it declared,
-	// a malformed chunk, a reset); an app that failed on it was answered
-	// 400. Set by ServeHTTP.
-	ClientError error
 }
 
 // Reusable reports whether the instance may serve another request.
@@ -396,9 +391,9 @@ func (i *Instance) Resident() Resident {
 	return Resident{Private: i.peak.Load()}
 }
 
-// measureResident refreshes Resident if forced or over a second old. It
+// MeasureResident refreshes Resident if forced or over a second old. It
 // must not run while the instance serves (the memory may grow meanwhile).
-func (i *Instance) measureResident(force bool) {
+func (i *Instance) MeasureResident(force bool) {
 	if r := i.resident.Load(); !force && r != nil && time.Since(r.at) < time.Second {
 		return
 	}

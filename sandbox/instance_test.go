@@ -2,51 +2,14 @@ package sandbox_test
 
 import (
 	"context"
-	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
-
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) log(level int32, msg []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, string(msg))
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
-func newInstance(t *testing.T, app string) (*sandbox.Instance, *logLines) {
-	t.Helper()
-	logs := &logLines{}
-	inst, err := testEngine(t).NewInstance(context.Background(), sandbox.AppConfig{
-		App: app, Dir: "testdata/apps", Log: logs.log,
-	})
-	if err != nil {
-		t.Fatalf("NewInstance(%s): %v", app, err)
-	}
-	t.Cleanup(func() { inst.Close(context.Background()) })
-	return inst, logs
-}
-
-func do(inst *sandbox.Instance, req *http.Request, logs *logLines) (*httptest.ResponseRecorder, sandbox.Outcome) {
-	rec := httptest.NewRecorder()
-	o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, logs.log)
-	return rec, o
-}
 
 func TestInstanceHello(t *testing.T) {
 	for _, app := range []string{"hello:hello", "hello:hello_validated"} {
@@ -75,7 +38,7 @@ func TestInstanceEnvironAndBody(t *testing.T) {
 	req.Header.Add("Cookie", "b=2")
 	req.Header.Set("X_Spoof", "dropped")
 	rec := httptest.NewRecorder()
-	o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{ScriptName: "/p"}, logs.log)
+	o := pool.ServeInstance(inst, rec, req, pool.RequestInfo{ScriptName: "/p"}, logs.log)
 	if o.Err != nil || o.Result != hostabi.HandleOK {
 		t.Fatalf("outcome %+v, log:\n%s", o, logs)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -39,7 +40,7 @@ func TestRunawayGuestStoppedAtDeadline(t *testing.T) {
 			req.ContentLength = 10
 			rec := httptest.NewRecorder()
 			start := time.Now()
-			o := inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, logs.log)
+			o := pool.ServeInstance(inst, rec, req, pool.RequestInfo{}, logs.log)
 			late := time.Since(start) - timeout
 			if !errors.Is(o.Err, sandbox.ErrDeadline) {
 				t.Fatalf("outcome %+v, want ErrDeadline; log:\n%s", o, logs)
@@ -66,7 +67,7 @@ func TestGCNotHeldByGuest(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		inst.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil).WithContext(ctx), sandbox.RequestInfo{}, logs.log)
+		pool.ServeInstance(inst, httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil).WithContext(ctx), pool.RequestInfo{}, logs.log)
 	}()
 	time.Sleep(100 * time.Millisecond) // the guest is spinning now
 	// The time Go takes to stop the world for a GC is what a guest could
@@ -116,7 +117,7 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	defer inst.Close(context.Background())
 	rec := httptest.NewRecorder()
-	o := inst.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), sandbox.RequestInfo{}, logs.log)
+	o := pool.ServeInstance(inst, rec, httptest.NewRequest("GET", "/", nil), pool.RequestInfo{}, logs.log)
 	if rec.Code != 500 || o.Reusable() {
 		t.Fatalf("status %d outcome %+v; log:\n%s", rec.Code, o, logs)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -46,7 +47,7 @@ func TestRestoredInstancesShareTheImage(t *testing.T) {
 // RAM its instances hold, so a pool of restored instances costs less than
 // one of fresh instances, and neither is charged its whole linear memory.
 func TestPoolChargesWhatInstancesHold(t *testing.T) {
-	fresh, logs := newPool(t, "snap:app", sandbox.PoolConfig{MaxInstances: 1})
+	fresh, logs := newPool(t, "snap:app", pool.Config{MaxInstances: 1})
 	if rec := get(fresh, logs, "/"); rec.Code != 200 {
 		t.Fatal(rec.Code)
 	}
@@ -55,7 +56,7 @@ func TestPoolChargesWhatInstancesHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	restored, logs := newPool(t, "snap:app", sandbox.PoolConfig{MinWarm: 1, MaxInstances: 1, MaxRequests: 1, Snapshots: store})
+	restored, logs := newPool(t, "snap:app", pool.Config{MinWarm: 1, MaxInstances: 1, MaxRequests: 1, Snapshots: store})
 	for i := 0; i < 2; i++ { // the fresh instance saves the snapshot; the next is restored
 		if rec := get(restored, logs, "/"); rec.Code != 200 {
 			t.Fatal(rec.Code)

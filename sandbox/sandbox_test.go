@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -39,7 +40,7 @@ func TestSandbox(t *testing.T) {
 	}
 	defer inst.Close(context.Background())
 	rec := httptest.NewRecorder()
-	inst.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), sandbox.RequestInfo{}, logs.log)
+	pool.ServeInstance(inst, rec, httptest.NewRequest("GET", "/", nil), pool.RequestInfo{}, logs.log)
 	var got map[string]any
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatalf("%v: %s\nlog:\n%s", err, rec.Body.String(), logs)

@@ -81,6 +81,10 @@ type Snapshot struct {
 // Path is the snapshot's file.
 func (s *Snapshot) Path() string { return s.path }
 
+// HasWriteSet reports whether the snapshot's write set is recorded
+// (writeset.go).
+func (s *Snapshot) HasWriteSet() bool { return s.writes.Load() != nil }
+
 // MemorySize is the size of the linear memory the snapshot holds.
 func (s *Snapshot) MemorySize() uint64 { return s.memSize }
 

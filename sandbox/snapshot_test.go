@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -218,8 +219,8 @@ func TestPoolRestoresFromItsSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve := func(app string, n int) sandbox.PoolStats {
-		p, logs := newPool(t, app, sandbox.PoolConfig{MaxInstances: 1, MaxRequests: 1, Snapshots: store})
+	serve := func(app string, n int) pool.Stats {
+		p, logs := newPool(t, app, pool.Config{MaxInstances: 1, MaxRequests: 1, Snapshots: store})
 		for i := 0; i < n; i++ {
 			if rec := get(p, logs, "/"); rec.Code != 200 {
 				t.Fatalf("%s request %d: %d %s\n%s", app, i, rec.Code, rec.Body, logs)

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,46 +202,6 @@ func (s *SnapshotStore) Build(ctx context.Context, e *Engine, cfg AppConfig) (st
 		return nil, err
 	})
 	return key, err
-}
-
-// WarmUp records the write set of key's snapshot from a request the
-// tenant chose for it (tenant.toml's warmup), so that the first real
-// request after a build restores as fast as later ones: it restores an
-// instance, serves r with it, records the pages it wrote if the app
-// answered below 400, and closes it. It returns the app's status, or 0 and
-// no error when there is nothing to do (the snapshot has a write set, or
-// the engine maps snapshots in a mode without one).
-func (s *SnapshotStore) WarmUp(ctx context.Context, e *Engine, cfg AppConfig, key string, r *http.Request, info RequestInfo) (int, error) {
-	snap, err := s.Open(key)
-	if err != nil {
-		return 0, err
-	}
-	if snap.writes.Load() != nil || e.snapMapping != MapPrivate {
-		return 0, nil
-	}
-	if cfg.DataDir != "" {
-		// As a pool's request: one instance at a time in a data folder.
-		lock := e.dataLock(cfg.DataDir)
-		select {
-		case lock <- struct{}{}:
-			defer func() { <-lock }()
-		case <-ctx.Done():
-			return 0, context.Cause(ctx)
-		}
-	}
-	inst, err := e.Restore(ctx, cfg, snap)
-	if err != nil {
-		return 0, err
-	}
-	defer inst.Close(ctx)
-	rec := httptest.NewRecorder()
-	if o := inst.ServeHTTP(rec, r.WithContext(ctx), info, cfg.Log); o.Err != nil {
-		return rec.Code, fmt.Errorf("sandbox: warm-up request: %w", o.Err)
-	}
-	if rec.Code >= 400 {
-		return rec.Code, nil
-	}
-	return rec.Code, inst.RecordWriteSet()
 }
 
 // Retain removes every snapshot (and its write set) whose key is not in

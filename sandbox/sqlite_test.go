@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -17,9 +18,9 @@ import (
 // and the file stays consistent.
 func TestSQLiteConcurrentWriters(t *testing.T) {
 	logs := &logLines{}
-	p := testEngine(t).NewPool(sandbox.AppConfig{
+	p := pool.New(testEngine(t), sandbox.AppConfig{
 		App: "sqlite_writer:app", Dir: "testdata/apps", DataDir: t.TempDir(), Log: logs.log,
-	}, sandbox.PoolConfig{MinWarm: 2, MaxInstances: 2})
+	}, pool.Config{MinWarm: 2, MaxInstances: 2})
 	defer p.Close()
 	const n = 30
 	var wg sync.WaitGroup
@@ -29,7 +30,7 @@ func TestSQLiteConcurrentWriters(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rec := httptest.NewRecorder()
-			p.ServeHTTP(rec, httptest.NewRequest("POST", "/", nil), sandbox.RequestInfo{}, logs.log)
+			p.Serve(rec, httptest.NewRequest("POST", "/", nil), pool.RequestInfo{}, logs.log)
 			results <- strconv.Itoa(rec.Code) + " " + rec.Body.String()
 		}()
 	}

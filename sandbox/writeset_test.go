@@ -1,10 +1,8 @@
 package sandbox_test
 
 import (
-	"context"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
@@ -105,60 +103,5 @@ func TestWriteSetRecordedKeptAndPrefetched(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("Retain left %s: %v", p, err)
 		}
-	}
-}
-
-// TestPoolRecordsWriteSet: a pool records the set after its first restored
-// instance's first request, and a new snapshot of the key starts without.
-func TestPoolRecordsWriteSet(t *testing.T) {
-	store, err := sandbox.NewSnapshotStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	p, logs := newPool(t, "snap:app", sandbox.PoolConfig{MaxInstances: 1, MaxRequests: 1, Snapshots: store})
-	for i := 0; i < 3; i++ { // fresh (saves), restored (records), restored with the set
-		if rec := get(p, logs, "/"); rec.Code != 200 {
-			t.Fatalf("request %d: %d %s\n%s", i, rec.Code, rec.Body, logs)
-		}
-	}
-	p.Close()
-	key, err := testEngine(t).SnapshotKey(context.Background(), sandbox.AppConfig{App: "snap:app", Dir: "testdata/apps"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := store.Open(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if snap.WriteSetPages() == 0 {
-		t.Fatal("the pool recorded no write set")
-	}
-	if _, err := os.Stat(store.Path(key) + ".writes"); err != nil {
-		t.Fatal(err)
-	}
-	// Saving the key again replaces the snapshot: the old set goes with it.
-	store.Discard(key)
-	if _, err := store.Build(context.Background(), testEngine(t), sandbox.AppConfig{App: "snap:app", Dir: "testdata/apps"}); err != nil {
-		t.Fatal(err)
-	}
-	if snap, err = store.Open(key); err != nil || snap.WriteSetPages() != 0 {
-		t.Errorf("a new snapshot has a write set: %v", err)
-	}
-}
-
-// TestPoolWaitsForSettlingInstance: after its first request an instance is
-// measured in the background; a request arriving meanwhile waits for it
-// rather than starting a second instance.
-func TestPoolWaitsForSettlingInstance(t *testing.T) {
-	defer sandbox.SetSettleHook(func() { time.Sleep(200 * time.Millisecond) })()
-	p, logs := newPool(t, "snap:app", sandbox.PoolConfig{MaxInstances: 4})
-	for i := 0; i < 3; i++ {
-		if rec := get(p, logs, "/"); rec.Code != 200 {
-			t.Fatalf("request %d: %d %s\n%s", i, rec.Code, rec.Body, logs)
-		}
-	}
-	if s := p.Stats(); s.ColdStarts != 1 {
-		t.Errorf("3 requests one after another started %d instances, want 1 (the next waits for the settling one)", s.ColdStarts)
 	}
 }

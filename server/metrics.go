@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -92,14 +93,14 @@ func (c dataCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (m *metrics) observe(tenant string, status int, d time.Duration, o sandbox.Outcome) {
+func (m *metrics) observe(tenant string, status int, d time.Duration, o pool.Outcome) {
 	m.requests.WithLabelValues(tenant, strconv.Itoa(status/100)+"xx").Inc()
 	m.durations.WithLabelValues(tenant).Observe(d.Seconds())
 	switch {
 	case o.Err == nil:
 	case errors.Is(o.Err, sandbox.ErrDeadline):
 		m.failures.WithLabelValues(tenant, "timeout").Inc()
-	case errors.Is(o.Err, sandbox.ErrQueueFull), errors.Is(o.Err, sandbox.ErrPoolClosed):
+	case errors.Is(o.Err, pool.ErrQueueFull), errors.Is(o.Err, pool.ErrPoolClosed):
 	default:
 		m.failures.WithLabelValues(tenant, "trap").Inc()
 	}

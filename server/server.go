@@ -29,6 +29,7 @@ import (
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 	"github.com/wsgi-wasm/wsgi-wasm/internal/tenantfs"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/tenants"
 )
@@ -36,7 +37,11 @@ import (
 // Config is the server-wide configuration.
 type Config struct {
 	TenantDir string
-	Ceiling   policies.Policy
+	// Tenant, if set, is the one tenant served, given as is instead of
+	// the folders of TenantDir (wsgi-wasm run); New fails if it does not
+	// load, and DataDir is its data folder itself.
+	Tenant  *tenants.Tenant
+	Ceiling policies.Policy
 	// MemoryBudget bounds the linear memory of all warm instances (bytes).
 	MemoryBudget int64
 	// DataDir holds each tenant's writable data folder (DataDir/<tenant>).
@@ -64,7 +69,7 @@ type Config struct {
 type Server struct {
 	cfg    Config
 	engine *sandbox.Engine
-	warm   *sandbox.WarmSet
+	warm   *pool.WarmSet
 	log    *slog.Logger
 
 	metrics  *metrics
@@ -85,7 +90,7 @@ type loaded struct {
 	key     string // warm-set key: the tenant's name and a hash of its version
 	tenant  *tenants.Tenant
 	app     sandbox.AppConfig
-	pool    sandbox.PoolConfig
+	pool    pool.Config
 	guestLg hostabi.Logger
 	// inFlight counts the requests routed to this version. Added under
 	// Server.mu's read lock, so once a reload has swapped the routes no
@@ -110,7 +115,7 @@ func New(ctx context.Context, engine *sandbox.Engine, cfg Config) (*Server, erro
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	warm, err := engine.NewWarmSet(cfg.MemoryBudget)
+	warm, err := pool.NewWarmSet(engine, cfg.MemoryBudget)
 	if err != nil {
 		return nil, err
 	}
@@ -125,9 +130,12 @@ func New(ctx context.Context, engine *sandbox.Engine, cfg Config) (*Server, erro
 }
 
 func (s *Server) load(ctx context.Context) error {
-	entries, err := os.ReadDir(s.cfg.TenantDir)
-	if err != nil {
-		return fmt.Errorf("server: tenant folder: %w", err)
+	var entries []os.DirEntry
+	if s.cfg.Tenant == nil {
+		var err error
+		if entries, err = os.ReadDir(s.cfg.TenantDir); err != nil {
+			return fmt.Errorf("server: tenant folder: %w", err)
+		}
 	}
 	s.mu.RLock()
 	previous := s.tenants
@@ -142,6 +150,16 @@ func (s *Server) load(ctx context.Context) error {
 			return true
 		}
 		return false
+	}
+	if t := s.cfg.Tenant; t != nil {
+		l, err := s.prepare(ctx, t)
+		if err != nil {
+			return fmt.Errorf("server: %s: %w", t.Name, err)
+		}
+		if old := previous[t.Name]; old != nil && old.key == l.key {
+			l = old
+		}
+		loadedTenants[t.Name] = l
 	}
 	for _, e := range entries {
 		if !e.IsDir() {
@@ -354,7 +372,7 @@ func (s *Server) warmUp(ctx context.Context, l *loaded) {
 	r.RemoteAddr = "127.0.0.1:0"
 	r.Header.Set("User-Agent", "wsgi-wasm warm-up")
 	start := time.Now()
-	status, err := s.cfg.Snapshots.WarmUp(ctx, s.engine, l.app, l.pool.SnapshotKey, r, s.requestInfo(r, t.PathPrefix))
+	status, err := pool.WarmUp(ctx, s.engine, s.cfg.Snapshots, l.app, l.pool.SnapshotKey, r, s.requestInfo(r, t.PathPrefix))
 	switch {
 	case err != nil:
 		s.log.Warn("warm-up request failed; the first request records the write set", "tenant", t.Name, "path", t.Warmup, "err", err)
@@ -462,14 +480,21 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 			return nil, errors.New("server: tenant wants a writable data folder but the server has no --data-dir")
 		}
 		app.DataDir = filepath.Join(s.cfg.DataDir, t.Name)
+		if s.cfg.Tenant != nil {
+			app.DataDir = s.cfg.DataDir
+		}
 		app.DataMaxBytes = int64(t.Policy.DataMaxMB) << 20
 		if err := os.MkdirAll(app.DataDir, 0o750); err != nil {
 			return nil, err
 		}
 	}
-	toml, err := os.ReadFile(filepath.Join(t.Dir, tenants.FileName))
-	if err != nil {
-		return nil, err
+	// What the tenant's configuration is: its tenant.toml, or the tenant
+	// as given.
+	toml := fmt.Appendf(nil, "%+v", *t)
+	if s.cfg.Tenant == nil {
+		if toml, err = os.ReadFile(filepath.Join(t.Dir, tenants.FileName)); err != nil {
+			return nil, err
+		}
 	}
 	// The snapshot key covers the app's configuration and every file of the
 	// tenant's folder, so it also names the tenant's version.
@@ -478,14 +503,14 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 		return nil, err
 	}
 	version := sha256.Sum256(append(toml, snapKey...))
-	pool := sandbox.PoolConfig{
+	pcfg := pool.Config{
 		Snapshots: s.cfg.Snapshots, SnapshotKey: snapKey,
 		MinWarm: t.Pool.MinWarm, MaxInstances: t.Policy.MaxInstances, QueueLength: queueLength(t.Policy.QueueLength),
 		MaxRequests: t.Pool.MaxRequests, MaxRequestsJitter: t.Pool.MaxRequestsJitter, RequestTimeout: t.Policy.RequestTimeout,
 		InitTimeout: initTimeout(t.Policy),
 	}
 	key := t.Name + "@" + hex.EncodeToString(version[:6])
-	return &loaded{key: key, tenant: t, app: app, pool: pool, guestLg: guestLog}, nil
+	return &loaded{key: key, tenant: t, app: app, pool: pcfg, guestLg: guestLog}, nil
 }
 
 // trial starts one instance of a changed version before it replaces the
@@ -533,7 +558,7 @@ func initTimeout(p policies.Policy) time.Duration {
 // means what it says: 0 lets no request wait.
 func queueLength(n int) int {
 	if n == 0 {
-		return sandbox.NoQueue
+		return pool.NoQueue
 	}
 	return n
 }
@@ -591,7 +616,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tenant := s.serve(sw, r)
 	// The instance (if any) is back in its pool: what the app left unread
 	// is drained here (full duplex needs the body closed, see
-	// sandbox.Instance.ServeHTTP), by the read deadline.
+	// pool.ServeInstance), by the read deadline.
 	FinishBody(r)
 	client := ""
 	if tenant != "-" {
@@ -647,7 +672,7 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	}
 	// The policy's limit as it reads: 0 takes no body at all.
 	if r.ContentLength > l.tenant.Policy.MaxBodyBytes {
-		http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
+		pool.Fail(w, pool.ErrBodyTooLarge)
 		return match.name
 	}
 	// The net/http writer itself, so that passing the limit also ends the
@@ -656,7 +681,7 @@ func (s *Server) serve(w *statusWriter, r *http.Request) string {
 	start := time.Now()
 	inFlight := s.metrics.inFlight.WithLabelValues(match.name)
 	inFlight.Inc()
-	o := s.warm.ServeHTTP(l.key, l.app, l.pool, w, r, s.requestInfo(r, match.prefix), l.guestLg)
+	o := s.warm.Serve(l.key, l.app, l.pool, w, r, s.requestInfo(r, match.prefix), l.guestLg)
 	if o.ClientError != nil {
 		s.log.Warn("request body incomplete (the client's error; a failing app's answer became 400)", "tenant", match.name, "err", o.ClientError)
 	}
@@ -700,8 +725,8 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // requestInfo says how the client reached us: the scheme and peer address,
 // from X-Forwarded-* only when the direct peer is a trusted proxy.
-func (s *Server) requestInfo(r *http.Request, scriptName string) sandbox.RequestInfo {
-	info := sandbox.RequestInfo{ScriptName: scriptName, Scheme: "http"}
+func (s *Server) requestInfo(r *http.Request, scriptName string) pool.RequestInfo {
+	info := pool.RequestInfo{ScriptName: scriptName, Scheme: "http"}
 	if r.TLS != nil {
 		info.Scheme = "https"
 	}

@@ -31,11 +31,13 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
-	"golang.org/x/sys/unix"
 )
 
 // Params size a run.
@@ -338,7 +340,7 @@ func (f *startFigures) serve(inst *sandbox.Instance, measure bool) error {
 
 func get(inst *sandbox.Instance, path string) error {
 	rec := httptest.NewRecorder()
-	o := inst.ServeHTTP(rec, httptest.NewRequest("GET", path, nil), sandbox.RequestInfo{}, nil)
+	o := pool.ServeInstance(inst, rec, httptest.NewRequest("GET", path, nil), pool.RequestInfo{}, nil)
 	if o.Err != nil || rec.Code != 200 {
 		return fmt.Errorf("GET %s: %d %v %s", path, rec.Code, o.Err, rec.Body)
 	}

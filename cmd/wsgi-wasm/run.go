@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
@@ -88,12 +89,12 @@ func runCommand(logger *slog.Logger) *cli.Command {
 					logger.Warn("removing old snapshots", "err", err)
 				}
 			}
-			pool := eng.NewPool(appCfg, sandbox.PoolConfig{
+			p := pool.New(eng, appCfg, pool.Config{
 				MinWarm: c.Int("min-warm"), MaxInstances: c.Int("workers"), RequestTimeout: c.Duration("timeout"),
 				MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"), QueueLength: c.Int("backlog"),
 				Snapshots: store, SnapshotKey: snapKey,
 			})
-			defer pool.Close()
+			defer p.Close()
 			app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				// serve's HTTP rules, then the body read bounded by the
 				// request's deadline, as serve's Server does for a tenant.
@@ -101,7 +102,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 					return
 				}
 				http.NewResponseController(w).SetReadDeadline(time.Now().Add(c.Duration("timeout")))
-				o := pool.ServeHTTP(w, r, sandbox.RequestInfo{}, guestLog)
+				o := p.Serve(w, r, pool.RequestInfo{}, guestLog)
 				server.FinishBody(r)
 				if o.ClientError != nil {
 					logger.Warn("request body incomplete (the client's error; a failing app's answer became 400)", "err", o.ClientError)

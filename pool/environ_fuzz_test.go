@@ -1,4 +1,4 @@
-package sandbox_test
+package pool_test
 
 import (
 	"bufio"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 )
 
 // cgiKeys are the keys BuildEnviron always writes, in its order, before
@@ -31,8 +31,8 @@ func FuzzBuildEnviron(f *testing.F) {
 		if err != nil {
 			return
 		}
-		info := sandbox.RequestInfo{ScriptName: scriptName, RemoteAddr: remote}
-		env, err := sandbox.BuildEnviron(nil, r, info)
+		info := pool.RequestInfo{ScriptName: scriptName, RemoteAddr: remote}
+		env, err := pool.BuildEnviron(nil, r, info)
 		if err != nil {
 			if !bytes.Contains(raw, []byte{0}) && !bytes.Contains(bytes.ToLower(raw), []byte("%00")) && !strings.Contains(scriptName+remote, "\x00") {
 				t.Fatalf("BuildEnviron refused a request without NUL: %v", err)

@@ -1,4 +1,4 @@
-package sandbox
+package pool
 
 import (
 	"fmt"
@@ -9,21 +9,20 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
 // WarmSet keeps tenants' pools warm within one memory budget for the whole
 // process. Which tenants stay is ristretto's decision (TinyLFU admission,
 // sampled LFU eviction), with each pool's cost its measured instance memory.
-// A pool that ristretto evicts or refuses is closed once the requests that
-// got it (in flight or queued) are answered, never under them. Until then it
-// lingers: requests for its tenant join it (within its max_instances and
-// queue) and offer it to the set again, rather than each starting a pool of
-// their own. Once closed, its tenant starts cold on its next request.
+// A pool that ristretto evicts or refuses lingers and is closed once the
+// requests that got it are answered, never under them (state, in pool.go,
+// tells the pool's life).
 //
 // The budget wins over a tenant's MinWarm: a tenant may be evicted while it
 // wants warm instances.
 type WarmSet struct {
-	engine *Engine
+	engine *sandbox.Engine
 	cache  *ristretto.Cache[string, *Pool]
 
 	mu        sync.Mutex
@@ -41,8 +40,9 @@ type WarmSet struct {
 // small app (a restored one holds less, a fresh Flask instance more).
 const estimatedInstanceCost = 8 << 20
 
-// NewWarmSet makes a set with a budget in bytes of instance memory.
-func (e *Engine) NewWarmSet(budget int64) (*WarmSet, error) {
+// NewWarmSet makes a set of pools on e with a budget in bytes of instance
+// memory.
+func NewWarmSet(e *sandbox.Engine, budget int64) (*WarmSet, error) {
 	w := &WarmSet{engine: e, live: map[string]*Pool{}, lingering: map[string]*Pool{}, dropped: map[*Pool]struct{}{}}
 	cache, err := ristretto.NewCache(&ristretto.Config[string, *Pool]{
 		NumCounters:        100_000, // ~10x the tenants expected to be warm at once
@@ -53,7 +53,7 @@ func (e *Engine) NewWarmSet(budget int64) (*WarmSet, error) {
 		OnReject:           func(it *ristretto.Item[*Pool]) { w.drop(it.Value) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: warm set: %w", err)
+		return nil, fmt.Errorf("pool: warm set: %w", err)
 	}
 	w.cache = cache
 	return w, nil
@@ -71,18 +71,18 @@ func (w *WarmSet) drop(p *Pool) {
 	w.letGo(p)
 }
 
-// ServeHTTP serves r with key's warm pool, or makes one (a cold start) and
+// Serve serves r with key's warm pool, or makes one (a cold start) and
 // offers it to the set. The pool serves r even when the set refuses or
 // evicts it meanwhile: a dropped pool closes once no request holds it.
-func (w *WarmSet) ServeHTTP(key string, app AppConfig, cfg PoolConfig, rw http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+func (w *WarmSet) Serve(key string, app sandbox.AppConfig, cfg Config, rw http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
 	p := w.hold(key, app, cfg)
 	defer p.unhold()
-	return p.ServeHTTP(rw, r, info, log)
+	return p.Serve(rw, r, info, log)
 }
 
 // hold returns key's pool, made and offered to the set if there is none,
 // held for the caller until it calls unhold.
-func (w *WarmSet) hold(key string, app AppConfig, cfg PoolConfig) *Pool {
+func (w *WarmSet) hold(key string, app sandbox.AppConfig, cfg Config) *Pool {
 	w.cache.Get(key) // counts the access for admission and eviction
 	estimate := estimatedInstanceCost * int64(max(1, cfg.MinWarm))
 	w.mu.Lock()
@@ -99,7 +99,7 @@ func (w *WarmSet) hold(key string, app AppConfig, cfg PoolConfig) *Pool {
 		delete(w.dropped, p)
 		w.live[key] = p
 	default:
-		p = w.engine.NewPool(app, cfg)
+		p = New(w.engine, app, cfg)
 		p.key = key
 		p.hold()
 		// Only this caller offers the new pool to ristretto: callers that
@@ -179,7 +179,7 @@ func (w *WarmSet) letGo(p *Pool) {
 		p.closeWhenUnheld()
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		if !p.lingering() { // closed, or revived; dropped again, it stays
+		if !p.letGo() { // closed, or revived; let go again, it stays
 			delete(w.dropped, p)
 			if w.lingering[p.key] == p {
 				delete(w.lingering, p.key)

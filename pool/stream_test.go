@@ -1,4 +1,4 @@
-package sandbox_test
+package pool_test
 
 import (
 	"crypto/sha256"
@@ -12,16 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
-func poolServer(t *testing.T, app string) (*sandbox.Pool, *httptest.Server, *logLines) {
+func poolServer(t *testing.T, app string) (*pool.Pool, *httptest.Server, *logLines) {
 	t.Helper()
 	logs := &logLines{}
-	p := testEngine(t).NewPool(sandbox.AppConfig{App: app, Dir: "testdata/apps", Log: logs.log},
-		sandbox.PoolConfig{MinWarm: 1, MaxInstances: 1, RequestTimeout: 2 * time.Minute})
+	p := pool.New(testEngine(t), sandbox.AppConfig{App: app, Dir: appsDir, Log: logs.log},
+		pool.Config{MinWarm: 1, MaxInstances: 1, RequestTimeout: 2 * time.Minute})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.ServeHTTP(w, r, sandbox.RequestInfo{}, logs.log)
+		p.Serve(w, r, pool.RequestInfo{}, logs.log)
 	}))
 	t.Cleanup(func() { srv.Close(); p.Close() })
 	return p, srv, logs
@@ -85,7 +86,7 @@ func TestStreamingResponseLockstep(t *testing.T) {
 func TestUploadBoundedMemory(t *testing.T) {
 	const total = 64 << 20
 	logs := &logLines{}
-	inst, err := testEngine(t).NewInstance(t.Context(), sandbox.AppConfig{App: "streams:upload", Dir: "testdata/apps", Log: logs.log})
+	inst, err := testEngine(t).NewInstance(t.Context(), sandbox.AppConfig{App: "streams:upload", Dir: appsDir, Log: logs.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestUploadBoundedMemory(t *testing.T) {
 	req := httptest.NewRequest("POST", "/", body)
 	req.ContentLength = total
 	rec := httptest.NewRecorder()
-	inst.ServeHTTP(rec, req, sandbox.RequestInfo{}, logs.log)
+	pool.ServeInstance(inst, rec, req, pool.RequestInfo{}, logs.log)
 	want := fmt.Sprintf("%d %s", total, hex.EncodeToString(h.Sum(nil)))
 	if got := strings.TrimSpace(rec.Body.String()); got != want {
 		t.Fatalf("got %q want %q; log:\n%s", got, want, logs)
@@ -118,4 +119,28 @@ func (s *pattern) Read(p []byte) (int, error) {
 		s.pos++
 	}
 	return len(p), nil
+}
+
+// TestHTTPFraming goes through a real server: HEAD has no body, a response
+// without Content-Length is chunked on HTTP/1.1.
+func TestHTTPFraming(t *testing.T) {
+	_, srv, _ := poolServer(t, "hello:streamed")
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "one two three" || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("body %q, transfer encoding %v", body, resp.TransferEncoding)
+	}
+	resp, err = http.Head(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(body) != 0 {
+		t.Fatalf("HEAD: %d with %d body bytes", resp.StatusCode, len(body))
+	}
 }

@@ -1,4 +1,4 @@
-package sandbox
+package pool
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
 // RequestInfo is what the HTTP front knows about a request beyond
@@ -168,9 +169,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		// Not the deadline (the guest is stopped then): the connection
 		// ended or the framing was wrong.
 		if errors.Is(err, io.ErrUnexpectedEOF) && b.declared >= 0 {
-			b.clientErr = fmt.Errorf("sandbox: the client sent %d bytes of the %d its Content-Length declared: %w", b.got, b.declared, err)
+			b.clientErr = fmt.Errorf("pool: the client sent %d bytes of the %d its Content-Length declared: %w", b.got, b.declared, err)
 		} else {
-			b.clientErr = fmt.Errorf("sandbox: reading the request body after %d bytes: %w", b.got, err)
+			b.clientErr = fmt.Errorf("pool: reading the request body after %d bytes: %w", b.got, err)
 		}
 	}
 	return n, err
@@ -211,26 +212,27 @@ func (b *bodyReader) read(p []byte) (int, error) {
 // deadline; a longer read returns fewer bytes, as io.Reader may.
 const maxFallbackRead = 64 << 10
 
-// clientStatus is the status for an app that failed after the client's
-// error in its body (413 past the limit, 400 cut short or malformed), or 0.
-func (b *bodyReader) clientStatus() int {
+// clientFailure is the client's error in its body, for an app that failed
+// after it (ErrBodyTooLarge past the limit, ErrClientBody cut short or
+// malformed), or nil.
+func (b *bodyReader) clientFailure() error {
 	switch {
 	case b.tooLarge:
-		return http.StatusRequestEntityTooLarge
+		return ErrBodyTooLarge
 	case b.clientErr != nil:
-		return http.StatusBadRequest
+		return ErrClientBody
 	}
-	return 0
+	return nil
 }
 
 func (h *httpResponder) Start(status int, headers []hostabi.Header) error {
 	if status >= 500 {
-		if code := h.body.clientStatus(); code != 0 {
+		if err := h.body.clientFailure(); err != nil {
 			// The app failed reading a body past the tenant's limit
 			// (chunked, so not refused up front) or one the client cut
 			// short: that is the client's error.
 			h.replaced = true
-			http.Error(h.w, http.StatusText(code), code)
+			Fail(h.w, err)
 			return nil
 		}
 	}
@@ -252,16 +254,34 @@ func (h *httpResponder) Write(p []byte) error {
 	return h.rc.Flush()
 }
 
-// ServeHTTP runs r through the instance and writes the response to w. When
-// the guest fails before sending headers, the client gets 502 for a trap or
-// exit or for status and headers the host refused (ABI.md "response_start";
-// the reason goes to log), 504 for a passed deadline, and 500 when the app
-// set no status.
-func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+// Outcome is how a request ended: the instance's call (the handle result;
+// a trap, exit or deadline; the guest's time), or the failure that kept the
+// request from an instance, and the client's part.
+type Outcome struct {
+	sandbox.Outcome
+	// ClientError is why the request body could not be read in full when
+	// that was the client's fault (it sent fewer bytes than it declared,
+	// a malformed chunk, a reset); an app that failed on it was answered
+	// 400.
+	ClientError error
+}
+
+// failed is the outcome of a request that got no instance.
+func failed(err error) Outcome { return Outcome{Outcome: sandbox.Outcome{Err: err}} }
+
+// ServeInstance runs r through inst and writes the response to w: the HTTP
+// adapter of one instance, without a pool (tests and benchmarks drive
+// instances with it). A failure before the response's headers is answered
+// with its Status; the reason of a refused response goes to log.
+func ServeInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+	return serveInstance(inst, w, r, info, log)
+}
+
+func serveInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
 	env, err := BuildEnviron(nil, r, info)
 	if err != nil {
-		http.Error(w, "Bad Request", http.StatusBadRequest)
-		return Outcome{Result: hostabi.HandleOK}
+		Fail(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return Outcome{Outcome: sandbox.Outcome{Result: hostabi.HandleOK}}
 	}
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
@@ -284,32 +304,31 @@ func (i *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request, info Reques
 	// what net/http drains of the body ends by the deadline too.
 	body := &bodyReader{ctx: ctx, r: r.Body, rc: rc, declared: r.ContentLength}
 	x := &hostabi.Exchange{Environ: env, Body: body, Response: &httpResponder{w: w, rc: rc, body: body}}
-	o := i.Serve(ctx, x, log)
-	o.ClientError = body.clientErr
+	o := Outcome{Outcome: inst.Serve(ctx, x, log), ClientError: body.clientErr}
 	refused := x.Refused()
 	if refused != nil && log != nil {
 		log(hostabi.LogError, fmt.Appendf(nil, "wsgi-wasm: 502 Bad Gateway: the app's response was refused: %v", refused))
 	}
 	if o.Err != nil {
 		if !x.HeadersSent() {
-			status := http.StatusBadGateway
+			failure := o.Err
 			if r.Context().Err() != nil {
-				status = http.StatusGatewayTimeout
+				failure = fmt.Errorf("%w: %w", sandbox.ErrDeadline, o.Err)
 			}
-			http.Error(w, http.StatusText(status), status)
+			Fail(w, failure)
 		}
 		return o
 	}
 	if refused != nil {
-		http.Error(w, "Bad Gateway", http.StatusBadGateway)
+		Fail(w, fmt.Errorf("%w: %w", ErrRefused, refused))
 		return o
 	}
 	if sent, _ := x.Finish(); !sent {
-		code := body.clientStatus()
-		if code == 0 {
-			code = http.StatusInternalServerError
+		failure := body.clientFailure()
+		if failure == nil {
+			failure = ErrAppException
 		}
-		http.Error(w, http.StatusText(code), code)
+		Fail(w, failure)
 	}
 	return o
 }

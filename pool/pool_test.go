@@ -1,43 +1,20 @@
-package sandbox_test
+package pool_test
 
 import (
+	"context"
 	"net/http"
-	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
-func newPool(t *testing.T, app string, cfg sandbox.PoolConfig) (*sandbox.Pool, *logLines) {
-	t.Helper()
-	logs := &logLines{}
-	p := testEngine(t).NewPool(sandbox.AppConfig{App: app, Dir: "testdata/apps", Log: logs.log}, cfg)
-	t.Cleanup(p.Close)
-	return p, logs
-}
-
-func get(p *sandbox.Pool, logs *logLines, path string) *httptest.ResponseRecorder {
-	rec := httptest.NewRecorder()
-	p.ServeHTTP(rec, httptest.NewRequest("GET", path, nil), sandbox.RequestInfo{}, logs.log)
-	return rec
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestPoolReusesAndReplaces(t *testing.T) {
-	p, logs := newPool(t, "hello:counter", sandbox.PoolConfig{MinWarm: 1, MaxInstances: 1, MaxRequests: 3})
+	p, logs := newPool(t, "hello:counter", pool.Config{MinWarm: 1, MaxInstances: 1, MaxRequests: 3})
 	waitFor(t, "a warm instance", func() bool { return p.Stats().Idle == 1 })
 	var got []string
 	for i := 0; i < 5; i++ {
@@ -53,7 +30,7 @@ func TestPoolReusesAndReplaces(t *testing.T) {
 }
 
 func TestPoolReplacesFailedInstance(t *testing.T) {
-	p, logs := newPool(t, "hello:exits", sandbox.PoolConfig{MaxInstances: 1})
+	p, logs := newPool(t, "hello:exits", pool.Config{MaxInstances: 1})
 	for i := 0; i < 2; i++ {
 		if rec := get(p, logs, "/"); rec.Code != 500 {
 			t.Fatalf("status %d", rec.Code)
@@ -66,8 +43,8 @@ func TestPoolReplacesFailedInstance(t *testing.T) {
 
 func TestPoolTimeoutThenServes(t *testing.T) {
 	logs := &logLines{}
-	p := testEngine(t).NewPool(sandbox.AppConfig{App: "runaway:spin", Dir: "testdata/apps", Log: logs.log},
-		sandbox.PoolConfig{MinWarm: 1, MaxInstances: 1, RequestTimeout: 300 * time.Millisecond})
+	p := pool.New(testEngine(t), sandbox.AppConfig{App: "runaway:spin", Dir: appsDir, Log: logs.log},
+		pool.Config{MinWarm: 1, MaxInstances: 1, RequestTimeout: 300 * time.Millisecond})
 	defer p.Close()
 	// The deadline is for the guest's loop, not for a first start on a
 	// cold machine.
@@ -81,7 +58,7 @@ func TestPoolTimeoutThenServes(t *testing.T) {
 }
 
 func TestPoolQueueFullIs503(t *testing.T) {
-	p, logs := newPool(t, "runaway:sleeper", sandbox.PoolConfig{MinWarm: 1, MaxInstances: 1, QueueLength: 1, RequestTimeout: 2 * time.Second})
+	p, logs := newPool(t, "runaway:sleeper", pool.Config{MinWarm: 1, MaxInstances: 1, QueueLength: 1, RequestTimeout: 2 * time.Second})
 	waitFor(t, "a warm instance", func() bool { return p.Stats().Idle == 1 })
 	var wg sync.WaitGroup
 	codes := make(chan int, 3)
@@ -106,7 +83,7 @@ func TestPoolQueueFullIs503(t *testing.T) {
 }
 
 func TestPoolBrokenAppIs503(t *testing.T) {
-	p, logs := newPool(t, "nosuchmodule:app", sandbox.PoolConfig{MaxInstances: 2})
+	p, logs := newPool(t, "nosuchmodule:app", pool.Config{MaxInstances: 2})
 	rec := get(p, logs, "/")
 	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("status %d headers %v", rec.Code, rec.Header())
@@ -118,7 +95,7 @@ func TestPoolBrokenAppIs503(t *testing.T) {
 }
 
 func TestPoolConcurrentRequests(t *testing.T) {
-	p, logs := newPool(t, "hello:hello", sandbox.PoolConfig{MinWarm: 2, MaxInstances: 2})
+	p, logs := newPool(t, "hello:hello", pool.Config{MinWarm: 2, MaxInstances: 2})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	bad := 0
@@ -139,5 +116,60 @@ func TestPoolConcurrentRequests(t *testing.T) {
 	}
 	if s := p.Stats(); s.ColdStarts > 2 {
 		t.Fatalf("pool of max 2 made %d instances", s.ColdStarts)
+	}
+}
+
+// TestPoolRecordsWriteSet: a pool records the set after its first restored
+// instance's first request, and a new snapshot of the key starts without.
+func TestPoolRecordsWriteSet(t *testing.T) {
+	store, err := sandbox.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	p, logs := newPool(t, "snap:app", pool.Config{MaxInstances: 1, MaxRequests: 1, Snapshots: store})
+	for i := 0; i < 3; i++ { // fresh (saves), restored (records), restored with the set
+		if rec := get(p, logs, "/"); rec.Code != 200 {
+			t.Fatalf("request %d: %d %s\n%s", i, rec.Code, rec.Body, logs)
+		}
+	}
+	p.Close()
+	key, err := testEngine(t).SnapshotKey(context.Background(), sandbox.AppConfig{App: "snap:app", Dir: appsDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := store.Open(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.WriteSetPages() == 0 {
+		t.Fatal("the pool recorded no write set")
+	}
+	if _, err := os.Stat(store.Path(key) + ".writes"); err != nil {
+		t.Fatal(err)
+	}
+	// Saving the key again replaces the snapshot: the old set goes with it.
+	store.Discard(key)
+	if _, err := store.Build(context.Background(), testEngine(t), sandbox.AppConfig{App: "snap:app", Dir: appsDir}); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err = store.Open(key); err != nil || snap.WriteSetPages() != 0 {
+		t.Errorf("a new snapshot has a write set: %v", err)
+	}
+}
+
+// TestPoolWaitsForSettlingInstance: after its first request an instance is
+// measured in the background; a request arriving meanwhile waits for it
+// rather than starting a second instance.
+func TestPoolWaitsForSettlingInstance(t *testing.T) {
+	defer pool.SetSettleHook(func() { time.Sleep(200 * time.Millisecond) })()
+	p, logs := newPool(t, "snap:app", pool.Config{MaxInstances: 4})
+	for i := 0; i < 3; i++ {
+		if rec := get(p, logs, "/"); rec.Code != 200 {
+			t.Fatalf("request %d: %d %s\n%s", i, rec.Code, rec.Body, logs)
+		}
+	}
+	if s := p.Stats(); s.ColdStarts != 1 {
+		t.Errorf("3 requests one after another started %d instances, want 1 (the next waits for the settling one)", s.ColdStarts)
 	}
 }

@@ -1,4 +1,4 @@
-package sandbox
+package pool
 
 import (
 	"context"
@@ -8,15 +8,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
-// PoolConfig sizes one tenant's pool. Zero values take the defaults noted.
-type PoolConfig struct {
+// Config sizes one tenant's pool. Zero values take the defaults noted.
+type Config struct {
 	// MinWarm instances are kept initialised and idle, made in the
 	// background so that cold starts stay out of the request path.
 	MinWarm int
@@ -39,13 +39,13 @@ type PoolConfig struct {
 	// Snapshots, if set, holds snapshots of initialised instances: the pool
 	// restores its instances from its app's snapshot, and when there is none
 	// yet, saves one from its first fresh instance (ABI.md "Snapshots").
-	Snapshots *SnapshotStore
-	// SnapshotKey is Engine.SnapshotKey of the app, if the caller has it;
+	Snapshots *sandbox.SnapshotStore
+	// SnapshotKey is sandbox.Engine.SnapshotKey of the app, if the caller has it;
 	// otherwise the pool computes it when it first starts an instance.
 	SnapshotKey string
 }
 
-func (c PoolConfig) withDefaults() PoolConfig {
+func (c Config) withDefaults() Config {
 	if c.MaxInstances <= 0 {
 		c.MaxInstances = 4
 	}
@@ -71,22 +71,16 @@ func (c PoolConfig) withDefaults() PoolConfig {
 // before trying again.
 const initRetryDelay = 5 * time.Second
 
-// NoQueue as PoolConfig.QueueLength lets no request wait for an instance.
+// NoQueue as Config.QueueLength lets no request wait for an instance.
 const NoQueue = -1
-
-// ErrQueueFull is returned by Acquire when the wait queue is full.
-var ErrQueueFull = errors.New("sandbox: too many requests waiting for an instance")
-
-// ErrPoolClosed is returned by Acquire after Close.
-var ErrPoolClosed = errors.New("sandbox: pool closed")
 
 // Pool hands out initialised instances of one app, one request at a time
 // each. It never hands out a broken instance: one that trapped, exited,
 // passed its deadline or asked to be replaced is closed on release.
 type Pool struct {
-	engine *Engine
-	app    AppConfig
-	cfg    PoolConfig
+	engine *sandbox.Engine
+	app    sandbox.AppConfig
+	cfg    Config
 	log    *slog.Logger
 
 	mu       sync.Mutex
@@ -95,32 +89,49 @@ type Pool struct {
 	creating int
 	settling int // served their first request, being measured before reuse
 	waiters  []chan *pooled
-	closed   bool
+	state    state
 	initErr  error // last failed init, reported to waiters when nothing is alive
 	initAt   time.Time
 
-	// WarmSet bookkeeping: requests holding the pool, and whether the set
-	// dropped it (evicted, refused, removed); a dropped pool closes once no
-	// request holds it, unless the set takes it back first (see warm.go).
+	// WarmSet bookkeeping: the requests holding the pool (see state).
 	holds         int
 	unheld        sync.Cond // signalled when holds drops to 0 and on Close; L is &mu
-	dropped       bool
-	closerRunning bool // a goroutine is in closeWhenUnheld
-	closing       bool // closeWhenUnheld decided to close: no more holds
+	closerRunning bool      // a goroutine is in closeWhenUnheld
 
 	all      map[*pooled]struct{} // every live instance, for Memory
 	key      string               // the WarmSet key, if any
 	lastCost int64                // the cost last given to the WarmSet
 
-	stats   PoolStats
+	stats   Stats
 	stop    chan struct{}
 	stopped sync.WaitGroup
 
 	snapMu    sync.Mutex // guards the fields below; held while opening or saving
 	snapState snapState
 	snapKey   string
-	snap      *Snapshot
+	snap      *sandbox.Snapshot
 }
+
+// state is where a pool is in its life. A pool serves until it is closed;
+// one in a WarmSet may be let go first (evicted or refused by ristretto, or
+// removed) and then lingers: it keeps serving the requests that hold it (in
+// flight or queued), and a request for its tenant revives it (takes it back
+// into the set, held) rather than start a pool of its own, so its limits
+// hold across the set's refusals. Once no request holds a lingering pool,
+// it is closing: no longer revivable, its instances close, and its
+// tenant's next request starts cold.
+//
+//	serving --let go--> lingering --revived--> serving
+//	lingering --no holds left--> closing --> closed
+//	any --Close--> closed
+type state int
+
+const (
+	serving   state = iota // alone, or kept by a warm set
+	lingering              // let go by its warm set, held or revivable
+	closing                // let go and unheld: being closed
+	closed
+)
 
 // snapState is where a pool is with its app's snapshot.
 type snapState int
@@ -133,23 +144,24 @@ const (
 	snapDisabled                  // no store, or the app cannot be snapshotted
 )
 
-// PoolStats counts what a pool did. ColdStarts counts every instance
+// Stats counts what a pool did. ColdStarts counts every instance
 // started, Restores those of them restored from a snapshot.
-type PoolStats struct {
+type Stats struct {
 	ColdStarts, Restores, Replaced, Rejected, Traps, Timeouts int64
 	Idle, Busy                                                int
 }
 
 type pooled struct {
-	inst     *Instance
+	inst     *sandbox.Instance
 	served   int
 	limit    int // replace after this many requests; 0 = never
 	lastUsed time.Time
 }
 
-// NewPool starts a pool and begins warming MinWarm instances.
-func (e *Engine) NewPool(app AppConfig, cfg PoolConfig) *Pool {
-	p := &Pool{engine: e, app: app, cfg: cfg.withDefaults(), log: e.log.With("app", app.App),
+// New starts a pool of app's instances on e and begins warming MinWarm
+// of them.
+func New(e *sandbox.Engine, app sandbox.AppConfig, cfg Config) *Pool {
+	p := &Pool{engine: e, app: app, cfg: cfg.withDefaults(), log: e.Logger().With("app", app.App),
 		stop: make(chan struct{}), all: map[*pooled]struct{}{}}
 	p.unheld.L = &p.mu
 	p.mu.Lock()
@@ -161,7 +173,7 @@ func (e *Engine) NewPool(app AppConfig, cfg PoolConfig) *Pool {
 }
 
 // Stats returns a snapshot of the counters.
-func (p *Pool) Stats() PoolStats {
+func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.stats
@@ -201,7 +213,7 @@ func (p *Pool) costChanged(cost int64) bool {
 
 // warmLocked starts background creation up to MinWarm idle instances.
 func (p *Pool) warmLocked() {
-	for !p.closed && len(p.idle)+p.creating+p.settling < p.cfg.MinWarm+len(p.waiters) && p.live < p.cfg.MaxInstances {
+	for p.state != closed && len(p.idle)+p.creating+p.settling < p.cfg.MinWarm+len(p.waiters) && p.live < p.cfg.MaxInstances {
 		p.live++
 		p.creating++
 		p.stopped.Add(1)
@@ -237,9 +249,9 @@ func (p *Pool) create() {
 		p.stats.Restores++
 	}
 	p.log.Debug("instance ready", "seconds", time.Since(start).Seconds(), "restored", restored)
-	inst.measureResident(true)
+	inst.MeasureResident(true)
 	pi := &pooled{inst: inst, limit: p.requestLimit(), lastUsed: time.Now()}
-	if p.closed {
+	if p.state == closed {
 		p.live--
 		inst.Close(context.Background())
 		return
@@ -253,14 +265,14 @@ func (p *Pool) create() {
 // it has one), saving the snapshot that later instances restore from if
 // there is none yet. A snapshot that fails to
 // restore is dropped and instances start fresh again.
-func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool, err error) {
+func (p *Pool) startInstance(ctx context.Context) (inst *sandbox.Instance, restored bool, err error) {
 	snap, save := p.snapshot(ctx)
 	if snap != nil {
 		inst, err = p.engine.Restore(ctx, p.app, snap)
 		switch {
 		case err == nil:
 			return inst, true, nil
-		case errors.Is(err, ErrSnapshotClosed):
+		case errors.Is(err, sandbox.ErrSnapshotClosed):
 			// Retired by a reload, or replaced by a newer save: this start
 			// is fresh, the next one asks the store again.
 			p.setSnapshot(snapUnknown, nil)
@@ -298,7 +310,7 @@ func (p *Pool) startInstance(ctx context.Context) (inst *Instance, restored bool
 // snapshot returns the open snapshot to restore from, or nil; save is true
 // when the caller is the one to start fresh and save the missing snapshot
 // (the state is then snapSaving until setSnapshot).
-func (p *Pool) snapshot(ctx context.Context) (snap *Snapshot, save bool) {
+func (p *Pool) snapshot(ctx context.Context) (snap *sandbox.Snapshot, save bool) {
 	p.snapMu.Lock()
 	defer p.snapMu.Unlock()
 	if p.snapState == snapUnknown {
@@ -338,10 +350,10 @@ func (p *Pool) findSnapshotLocked(ctx context.Context) snapState {
 	return snapMissing
 }
 
-func (p *Pool) setSnapshot(state snapState, snap *Snapshot) {
+func (p *Pool) setSnapshot(st snapState, snap *sandbox.Snapshot) {
 	p.snapMu.Lock()
 	defer p.snapMu.Unlock()
-	p.snapState, p.snap = state, snap
+	p.snapState, p.snap = st, snap
 }
 
 func (p *Pool) requestLimit() int {
@@ -370,7 +382,7 @@ func (p *Pool) putLocked(pi *pooled) {
 // maximum, or waits in the bounded queue until ctx ends.
 func (p *Pool) acquire(ctx context.Context) (*pooled, error) {
 	p.mu.Lock()
-	if p.closed {
+	if p.state == closed {
 		p.mu.Unlock()
 		return nil, ErrPoolClosed
 	}
@@ -390,7 +402,7 @@ func (p *Pool) acquire(ctx context.Context) (*pooled, error) {
 		// another init per request.
 		err := p.initErr
 		p.mu.Unlock()
-		return nil, fmt.Errorf("sandbox: no instance could start: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrNoInstance, err)
 	}
 	w := make(chan *pooled, 1)
 	p.waiters = append(p.waiters, w)
@@ -405,7 +417,7 @@ func (p *Pool) acquire(ctx context.Context) (*pooled, error) {
 			if err == nil {
 				err = ErrPoolClosed
 			}
-			return nil, fmt.Errorf("sandbox: no instance could start: %w", err)
+			return nil, fmt.Errorf("%w: %w", ErrNoInstance, err)
 		}
 		return pi, nil
 	case <-ctx.Done():
@@ -444,7 +456,7 @@ func (p *Pool) release(pi *pooled, o Outcome) {
 	pi.lastUsed = time.Now()
 	if pi.served == 1 && !pi.inst.Broken() && o.Reusable() {
 		p.mu.Lock()
-		background := !p.closed
+		background := p.state != closed
 		if background {
 			// Waiters wait for it rather than start another instance.
 			p.settling++
@@ -461,7 +473,7 @@ func (p *Pool) release(pi *pooled, o Outcome) {
 					p.log.Warn("snapshot write set not recorded", "err", err)
 				}
 				// The first request dirties most of what the instance will hold.
-				pi.inst.measureResident(true)
+				pi.inst.MeasureResident(true)
 				p.mu.Lock()
 				defer p.mu.Unlock()
 				p.settling--
@@ -471,7 +483,7 @@ func (p *Pool) release(pi *pooled, o Outcome) {
 		}
 	}
 	if !pi.inst.Broken() {
-		pi.inst.measureResident(false)
+		pi.inst.MeasureResident(false)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -481,12 +493,12 @@ func (p *Pool) release(pi *pooled, o Outcome) {
 // putLockedAfterServing takes back an instance that served, or replaces it.
 func (p *Pool) putLockedAfterServing(pi *pooled, o Outcome) {
 	switch {
-	case o.Err != nil && errors.Is(o.Err, ErrDeadline):
+	case o.Err != nil && errors.Is(o.Err, sandbox.ErrDeadline):
 		p.stats.Timeouts++
 	case o.Err != nil:
 		p.stats.Traps++
 	}
-	if pi.inst.Broken() || !o.Reusable() || (pi.limit > 0 && pi.served >= pi.limit) || p.closed {
+	if pi.inst.Broken() || !o.Reusable() || (pi.limit > 0 && pi.served >= pi.limit) || p.state == closed {
 		p.live--
 		delete(p.all, pi)
 		p.stats.Replaced++
@@ -497,37 +509,29 @@ func (p *Pool) putLockedAfterServing(pi *pooled, o Outcome) {
 	p.putLocked(pi)
 }
 
-// ServeHTTP serves r with an instance of the pool: 503 with Retry-After when
-// the queue is full or no instance can start, 504 when the deadline passes
-// while waiting or in the guest, 502 when the guest traps.
-func (p *Pool) ServeHTTP(w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+// Serve serves r with an instance of the pool and answers a failure with
+// its status (status.go): the queue is full or no instance can start, the
+// deadline passes while waiting or in the guest, the guest traps.
+func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
 	// The guest's deadline is the pool's; a client that goes away does not
 	// kill the instance (its writes fail instead).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.cfg.RequestTimeout)
 	defer cancel()
 	pi, err := p.acquire(ctx)
 	if err != nil {
-		switch {
-		case errors.Is(err, context.DeadlineExceeded):
-			http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
-		default:
-			w.Header().Set("Retry-After", strconv.Itoa(1))
-			http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
-		}
-		return Outcome{Err: err}
+		Fail(w, err)
+		return failed(err)
 	}
 	if p.app.DataDir != "" {
-		lock := p.engine.dataLock(p.app.DataDir)
-		select {
-		case lock <- struct{}{}:
-			defer func() { <-lock }()
-		case <-ctx.Done():
-			p.release(pi, Outcome{Result: hostabi.HandleOK})
-			http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
-			return Outcome{Err: context.Cause(ctx)}
+		unlock, err := p.engine.LockData(ctx, p.app.DataDir)
+		if err != nil {
+			p.release(pi, Outcome{Outcome: sandbox.Outcome{Result: hostabi.HandleOK}})
+			Fail(w, err)
+			return failed(err)
 		}
+		defer unlock()
 	}
-	o := pi.inst.ServeHTTP(w, r.WithContext(ctx), info, log)
+	o := serveInstance(pi.inst, w, r.WithContext(ctx), info, log)
 	p.release(pi, o)
 	return o
 }
@@ -567,37 +571,39 @@ func (p *Pool) hold() {
 	p.mu.Unlock()
 }
 
-// markDropped records that the WarmSet let the pool go, and reports
+// markDropped records that the WarmSet let the pool go (it lingers), and reports
 // whether the caller must start closeWhenUnheld (none is running).
 func (p *Pool) markDropped() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.dropped = true
-	if p.closerRunning || p.closed {
+	if p.state == serving {
+		p.state = lingering
+	}
+	if p.closerRunning || p.state == closed {
 		return false
 	}
 	p.closerRunning = true
 	return true
 }
 
-// revive takes a dropped pool back for a request, held, unless it is
+// revive takes a lingering pool back for a request, held, unless it is
 // already closing.
 func (p *Pool) revive() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closing || p.closed {
+	if p.state == closing || p.state == closed {
 		return false
 	}
-	p.dropped = false
+	p.state = serving
 	p.holds++
 	return true
 }
 
-// lingering reports whether the pool is dropped and not closed yet.
-func (p *Pool) lingering() bool {
+// letGo reports whether the pool was let go and is not closed yet.
+func (p *Pool) letGo() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.dropped && !p.closed
+	return p.state == lingering || p.state == closing
 }
 
 // unhold ends a hold.
@@ -609,20 +615,20 @@ func (p *Pool) unhold() {
 	p.mu.Unlock()
 }
 
-// closeWhenUnheld closes the dropped pool once no request holds it. It
+// closeWhenUnheld closes the lingering pool once no request holds it. It
 // returns without closing if the pool was revived meanwhile, and at once if
 // it was closed.
 func (p *Pool) closeWhenUnheld() {
 	p.mu.Lock()
-	for p.dropped && p.holds > 0 && !p.closed {
+	for p.state == lingering && p.holds > 0 {
 		p.unheld.Wait()
 	}
 	p.closerRunning = false
-	if !p.dropped || p.closed {
+	if p.state == serving || p.state == closed {
 		p.mu.Unlock()
 		return
 	}
-	p.closing = true
+	p.state = closing
 	p.mu.Unlock()
 	p.Close()
 }
@@ -631,11 +637,11 @@ func (p *Pool) closeWhenUnheld() {
 // release. It waits for background work to end.
 func (p *Pool) Close() {
 	p.mu.Lock()
-	if p.closed {
+	if p.state == closed {
 		p.mu.Unlock()
 		return
 	}
-	p.closed = true
+	p.state = closed
 	p.unheld.Broadcast()
 	idle := p.idle
 	p.idle = nil

@@ -1,4 +1,4 @@
-package sandbox_test
+package pool_test
 
 import (
 	"io"
@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -17,25 +18,25 @@ import (
 // the budget, and the tenant it let go starts cold again.
 func TestWarmSetEvictsWithinBudget(t *testing.T) {
 	eng := testEngine(t)
-	probe, logs := newPool(t, "hello:hello", sandbox.PoolConfig{MaxInstances: 1})
+	probe, logs := newPool(t, "hello:hello", pool.Config{MaxInstances: 1})
 	if rec := get(probe, logs, "/"); rec.Code != 200 {
 		t.Fatal(rec.Code)
 	}
 	budget := probe.Memory() * 3 / 2
 	probe.Close()
-	w, err := eng.NewWarmSet(budget)
+	w, err := pool.NewWarmSet(eng, budget)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	tenants := map[string]sandbox.AppConfig{
-		"small": {App: "hello:hello", Dir: "testdata/apps", MemoryLimit: 64 << 20, Log: logs.log},
-		"large": {App: "hello:counter", Dir: "testdata/apps", MemoryLimit: 256 << 20, Log: logs.log},
+		"small": {App: "hello:hello", Dir: appsDir, MemoryLimit: 64 << 20, Log: logs.log},
+		"large": {App: "hello:counter", Dir: appsDir, MemoryLimit: 256 << 20, Log: logs.log},
 	}
-	cfg := sandbox.PoolConfig{MinWarm: 1, MaxInstances: 1}
-	hit := func(name string) *sandbox.Pool {
+	cfg := pool.Config{MinWarm: 1, MaxInstances: 1}
+	hit := func(name string) *pool.Pool {
 		rec := httptest.NewRecorder()
-		w.ServeHTTP(name, tenants[name], cfg, rec, httptest.NewRequest("GET", "/", nil), sandbox.RequestInfo{}, logs.log)
+		w.Serve(name, tenants[name], cfg, rec, httptest.NewRequest("GET", "/", nil), pool.RequestInfo{}, logs.log)
 		if rec.Code != 200 {
 			t.Fatalf("%s: status %d\n%s", name, rec.Code, logs)
 		}
@@ -60,7 +61,7 @@ func TestWarmSetEvictsWithinBudget(t *testing.T) {
 	if w.Pool("small") != nil {
 		gone = "large"
 	}
-	before := map[string]*sandbox.Pool{"small": first, "large": lastLarge}[gone]
+	before := map[string]*pool.Pool{"small": first, "large": lastLarge}[gone]
 	after := hit(gone)
 	if after == nil {
 		t.Fatalf("evicted tenant %s, served again, has no pool in the set: %+v", gone, w.Stats())
@@ -75,16 +76,16 @@ func TestWarmSetEvictsWithinBudget(t *testing.T) {
 // of them finds it closed by a refused duplicate offer.
 func TestWarmSetConcurrentFirstRequests(t *testing.T) {
 	eng := testEngine(t)
-	w, err := eng.NewWarmSet(1 << 30)
+	w, err := pool.NewWarmSet(eng, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	app := sandbox.AppConfig{App: "hello:hello", Dir: "testdata/apps"}
-	cfg := sandbox.PoolConfig{MinWarm: 1, MaxInstances: 2}
+	app := sandbox.AppConfig{App: "hello:hello", Dir: appsDir}
+	cfg := pool.Config{MinWarm: 1, MaxInstances: 2}
 	for round := 0; round < 20; round++ {
 		key := "t" + strconv.Itoa(round)
-		pools := make(chan *sandbox.Pool, 8)
+		pools := make(chan *pool.Pool, 8)
 		var wg sync.WaitGroup
 		for i := 0; i < 8; i++ {
 			wg.Add(1)
@@ -114,16 +115,16 @@ func TestWarmSetConcurrentFirstRequests(t *testing.T) {
 // max_instances, instead of each starting one.
 func TestWarmSetRefusedPoolServes(t *testing.T) {
 	eng := testEngine(t)
-	w, err := eng.NewWarmSet(1 << 20)
+	w, err := pool.NewWarmSet(eng, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	app := sandbox.AppConfig{App: "hello:hello", Dir: "testdata/apps"}
-	cfg := sandbox.PoolConfig{MaxInstances: 1}
+	app := sandbox.AppConfig{App: "hello:hello", Dir: appsDir}
+	cfg := pool.Config{MaxInstances: 1}
 	serve := func(key string) int {
 		rec := httptest.NewRecorder()
-		w.ServeHTTP(key, app, cfg, rec, httptest.NewRequest("GET", "/", nil), sandbox.RequestInfo{}, nil)
+		w.Serve(key, app, cfg, rec, httptest.NewRequest("GET", "/", nil), pool.RequestInfo{}, nil)
 		return rec.Code
 	}
 	for i := 0; i < 4; i++ {
@@ -159,18 +160,18 @@ func TestWarmSetRefusedPoolServes(t *testing.T) {
 // answers both; the pool closes after them.
 func TestWarmSetRemoveAnswersHeldRequests(t *testing.T) {
 	eng := testEngine(t)
-	w, err := eng.NewWarmSet(1 << 30)
+	w, err := pool.NewWarmSet(eng, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	app := sandbox.AppConfig{App: "runaway:reader", Dir: "testdata/apps"}
-	cfg := sandbox.PoolConfig{MaxInstances: 1}
+	app := sandbox.AppConfig{App: "runaway:reader", Dir: appsDir}
+	cfg := pool.Config{MaxInstances: 1}
 	serve := func(body io.Reader) chan *httptest.ResponseRecorder {
 		done := make(chan *httptest.ResponseRecorder, 1)
 		go func() {
 			rec := httptest.NewRecorder()
-			w.ServeHTTP("a", app, cfg, rec, httptest.NewRequest("POST", "/", body), sandbox.RequestInfo{}, nil)
+			w.Serve("a", app, cfg, rec, httptest.NewRequest("POST", "/", body), pool.RequestInfo{}, nil)
 			done <- rec
 		}()
 		return done
@@ -181,9 +182,9 @@ func TestWarmSetRemoveAnswersHeldRequests(t *testing.T) {
 		p := w.Pool("a")
 		return p != nil && p.Stats().Busy == 1
 	})
-	pool := w.Pool("a")
+	p := w.Pool("a")
 	queued := serve(strings.NewReader("0123456789"))
-	waitFor(t, "the second request to hold the pool", func() bool { return pool.Holds() == 2 })
+	waitFor(t, "the second request to hold the pool", func() bool { return p.Holds() == 2 })
 	w.Remove("a")
 	feed.Write([]byte("abcdefghij"))
 	feed.Close()
@@ -197,7 +198,7 @@ func TestWarmSetRemoveAnswersHeldRequests(t *testing.T) {
 		}
 	}
 	waitFor(t, "the removed pool to close", func() bool { return w.Lingering() == 0 })
-	if st := pool.Stats(); st.Idle != 0 || st.Busy != 0 {
+	if st := p.Stats(); st.Idle != 0 || st.Busy != 0 {
 		t.Errorf("removed pool after closing: %+v", st)
 	}
 }

@@ -1,4 +1,6 @@
-package sandbox
+package pool
+
+import "github.com/wsgi-wasm/wsgi-wasm/sandbox"
 
 // SetSettleHook makes f run at the start of every instance's settling after
 // its first request, until the returned function is called.
@@ -9,7 +11,7 @@ func SetSettleHook(f func()) (restore func()) {
 
 // HoldPool returns the pool a request for key would get (making and
 // offering it as a request would), without keeping it held.
-func (w *WarmSet) HoldPool(key string, app AppConfig, cfg PoolConfig) *Pool {
+func (w *WarmSet) HoldPool(key string, app sandbox.AppConfig, cfg Config) *Pool {
 	p := w.hold(key, app, cfg)
 	p.unhold()
 	return p
