@@ -44,7 +44,8 @@ type Config struct {
 	Ceiling policies.Policy
 	// MemoryBudget bounds the linear memory of all warm instances (bytes).
 	MemoryBudget int64
-	// DataDir holds each tenant's writable data folder (DataDir/<tenant>).
+	// DataDir holds each tenant's writable data folder (DataDir/<tenant>);
+	// with Tenant, it is that tenant's data folder.
 	DataDir string
 	// ForwardedAllowIPs are the proxies whose X-Forwarded-For and
 	// X-Forwarded-Proto are trusted (gunicorn's forwarded_allow_ips);

@@ -34,13 +34,12 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.StringSliceFlag{Name: "bind", Aliases: []string{"b"}, Value: cli.NewStringSlice("127.0.0.1:8000"), Usage: "listen on `ADDRESS` (repeatable)", EnvVars: []string{"WSGI_WASM_BIND"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` for tenants' writable data folders (one per tenant, if their policy grants it)", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.Int64Flag{Name: "memory-budget-mb", Value: 4096, Usage: "`MIB` of RAM all warm instances may hold together (restored instances share their snapshot's pages); the least useful tenants are evicted beyond it", EnvVars: []string{"WSGI_WASM_MEMORY_BUDGET_MB"}},
-			&cli.StringSliceFlag{Name: "forwarded-allow-ips", Value: cli.NewStringSlice("127.0.0.1", "::1"), Usage: "proxy `IP`s whose X-Forwarded-For/-Proto are trusted (\"*\" for all)", EnvVars: []string{"WSGI_WASM_FORWARDED_ALLOW_IPS"}},
 			&cli.StringFlag{Name: "certfile", Usage: "TLS certificate `FILE` (PEM); with --keyfile, serve HTTPS", EnvVars: []string{"WSGI_WASM_CERTFILE"}},
 			&cli.StringFlag{Name: "keyfile", Usage: "TLS key `FILE` (PEM)", EnvVars: []string{"WSGI_WASM_KEYFILE"}},
 			&cli.StringFlag{Name: "admin-bind", Value: "127.0.0.1:9090", Usage: "listen on `ADDRESS` for /metrics, /livez and /readyz (empty: off)", EnvVars: []string{"WSGI_WASM_ADMIN_BIND"}},
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler (net/http/pprof) at /debug/pprof/ on the admin listener; off by default, as it exposes internals", EnvVars: []string{"WSGI_WASM_PPROF"}},
 			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "on SIGTERM, wait up to `DURATION` for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
-		}, append(httpFlags(), snapshotFlags()...)...),
+		}, frontFlags()...),
 		Action: func(c *cli.Context) error {
 			s, err := serveSettingsOf(c)
 			if err != nil {

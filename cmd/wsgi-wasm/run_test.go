@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
+)
+
+// startRun runs `wsgi-wasm run` on dir with extra flags, waits until the
+// app answers 200 at /, and kills the process when the test ends.
+func startRun(t *testing.T, dir, app string, args ...string) *serveProc {
+	t.Helper()
+	in := testinterp.Require(t)
+	p := &serveProc{addr: freeAddr(t), logs: &testlog.Buffer{}, access: &testlog.Buffer{}, waited: make(chan error, 1)}
+	args = append(append([]string{"run", "--bind", p.addr}, args...), dir, app)
+	p.cmd = exec.Command(binary(t), args...)
+	p.cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
+	p.cmd.Stderr, p.cmd.Stdout = p.logs, p.access
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.waited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		p.wait()
+	})
+	p.waitFor200(t, "run serving", "", "http://"+p.addr+"/", 90*time.Second)
+	return p
+}
+
+// TestRunAnswersAsServe: `run` prepares requests as `serve` does (its
+// request limits, body limit, deadline and queue): the same requests get
+// the same statuses from `run` with the limits tenant's policy as flags
+// and from `serve` with its tenant.toml.
+func TestRunAnswersAsServe(t *testing.T) {
+	tree := copyTenants(t, "limits")
+	serve := startServe(t, tree)
+	run := startRun(t, filepath.Join(tree, "limits"), "app:application",
+		"--timeout", "1s", "--max-body-bytes", "100", "--workers", "1", "--backlog", "1", "--snapshot-dir", t.TempDir())
+	serve.waitFor200(t, "limits tenant serving", "limits.test", "http://"+serve.addr+"/", 60*time.Second)
+	many := http.Header{}
+	huge := http.Header{}
+	for i := 0; i < 101; i++ {
+		many.Set(fmt.Sprintf("X-Field-%d", i), "v")
+		if i < 20 {
+			huge.Set(fmt.Sprintf("X-Field-%d", i), strings.Repeat("v", 8000))
+		}
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		body               string
+		header             http.Header
+		code               int
+	}{
+		{"within limits", "POST", "/", strings.Repeat("b", 100), nil, 200},
+		{"request line over 4094 bytes", "GET", "/" + strings.Repeat("a", 4094), "", nil, 414},
+		{"101 header fields", "GET", "/", "", many, 431},
+		{"a header field over 8190 bytes", "GET", "/", "", http.Header{"X-Big": {strings.Repeat("v", 8190)}}, 431},
+		{"headers over 64 KiB", "GET", "/", "", huge, 431},
+		{"body over max_body_bytes", "POST", "/", strings.Repeat("b", 101), nil, 413},
+		{"past request_timeout", "GET", "/spin", "", nil, 504},
+	} {
+		for _, p := range []struct {
+			cmd  string
+			proc *serveProc
+		}{{"serve", serve}, {"run", run}} {
+			req, _ := http.NewRequest(tc.method, "http://"+p.proc.addr+tc.path, strings.NewReader(tc.body))
+			req.Host = "limits.test"
+			for k, v := range tc.header {
+				req.Header[k] = v
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", p.cmd, tc.name, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code {
+				t.Errorf("%s: %s: %d, want %d", p.cmd, tc.name, resp.StatusCode, tc.code)
+			}
+		}
+	}
+}
