@@ -15,30 +15,9 @@ import (
 
 // A base image is the state of an instance that has started CPython and
 // imported the standard library modules every tenant shares, but no app
-// (ABI.md "Base images"): the part of a snapshot that is the same for every
-// tenant. One is made per mount layout (which guest folders exist: WASI
-// gives preopens their descriptors in order, and the C library keeps the
-// table), from an empty folder at each mount and with no arguments and no
-// environment, so it holds nothing of any tenant.
-//
-// A tenant's snapshot is then made from an instance restored from the base
-// image that imports the app (wsgi_init_app, which takes that instance's
-// arguments and environment). Its pages still equal to the base's, in runs
-// of at least baseMinRun pages, are left out of its file and mapped from the
-// base image's at restore, so the page cache holds them once for every
-// tenant, and a tenant's instances that only read them do not make them
-// resident again. The runs are long so that an instance's mappings stay few
-// (every run is one more mapping, against the kernel's vm.max_map_count).
-//
-// What tenants on one base image share is public: the interpreter and the
-// standard library as imported by code of ours, before any tenant code runs.
-// The string-hash secret is part of it (drawn when the base image is made,
-// new for each one): tenants on one base compute the same hash() for a
-// string, so a tenant can find what collides for another; collisions in
-// full 64-bit hashes stay as hard to find as before. That, and a restore
-// that maps the base's runs as well, is why SnapshotStore uses a base image
-// only WithSharedBase: by default each tenant's snapshot is an image, with
-// a secret, of its own.
+// (ABI.md "Base images"); tenants' snapshots made from one leave out its
+// pages and map them from its file. Why, and what tenants on one base share,
+// is in README.md, "Design notes".
 
 // baseMinRun is the fewest pages a run taken from the base image has. On
 // the Flask example, single pages left the least on disk but cost ten times

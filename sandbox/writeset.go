@@ -13,23 +13,10 @@ import (
 )
 
 // A snapshot's write set is the pages of its image that a restored
-// instance's first request writes to: reference counts, the C stack, the
-// allocator's free lists. Under a private mapping each of them costs a
-// copy-on-write fault in the middle of that request, most of them after a
-// read fault has mapped the page read-only, so that the write must also
-// flush the page from the TLB of every CPU running the process.
-//
-// The first instance restored from a snapshot records the set after its
-// first request, from /proc/self/pagemap (its private pages are the ones it
-// wrote), and keeps it beside the snapshot. Every later restore copies
-// those pages in before the guest runs, one madvise(MADV_POPULATE_WRITE) per
-// run of pages: the same copies, made in bulk, without faults or TLB
-// flushes. This is record-and-prefetch of a snapshot's working set, as in
-// REAP (Ustiugov et al., ASPLOS 2021), applied to the pages written.
-//
-// The set is only a hint: a page copied that the request then does not
-// write costs 4 KiB and changes nothing the guest sees, so a wrong or
-// stale set is never an error. A file that fails its checks is ignored.
+// instance's first request writes to, recorded once (from
+// /proc/self/pagemap) and copied in before the guest runs at later restores
+// (README.md, "Design notes", says why). It is only a hint: a wrong or
+// stale set is never an error, and a file that fails its checks is ignored.
 //
 // Its file, <snapshot>.writes:
 //

@@ -1,7 +1,9 @@
-// Package server is the HTTP front of `wsgi-wasm serve`: it loads every
-// tenant of a folder, routes each request by Host and then by the longest
-// path prefix, applies the tenant's policy (body limit, deadline) and hands
-// the request to the tenant's pool in the runtime's warm set.
+// Package server is the HTTP front of `wsgi-wasm serve` and `run`: it
+// loads every tenant of a folder (or the one tenant it is given), routes
+// each request by Host and then by the longest path prefix, applies the
+// front's rules and the tenant's policy (body limit, deadline, static
+// files) and hands the request to the tenant's pool in the warm set
+// (package pool); it keeps tenants' snapshots built and warmed up.
 package server
 
 import (
