@@ -1,7 +1,7 @@
 // Package hostabi is the host half of the contract in ABI.md: the "wsgi_host"
 // module of host functions that the guest imports, the names of the guest's
 // exports, and the per-request Exchange those functions act on. It knows
-// nothing of HTTP servers or pools; the runtime package adapts an HTTP request
+// nothing of HTTP servers or pools; the pool package adapts an HTTP request
 // to an Exchange.
 package hostabi
 

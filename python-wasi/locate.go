@@ -1,6 +1,6 @@
 // Package pythonwasi hands over the interpreter that the recipe in this
 // folder builds: the command and reactor modules and the stdlib zip. It only
-// finds the files; running them is the runtime package's job.
+// finds the files; running them is the sandbox package's job.
 //
 // The recipe caches its outputs outside the repository, in a folder named by
 // a hash of every input (see build.sh). Locate asks build.sh for that folder,

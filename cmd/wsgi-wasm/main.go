@@ -1,6 +1,6 @@
 // Command wsgi-wasm hosts Python web apps, each in its own WebAssembly
 // sandbox. This file only wires the command line, signals and logging; the
-// work is done by the runtime package.
+// work is done by the server, pool and sandbox packages.
 package main
 
 import (
