@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wsgi-wasm/wsgi-wasm/outbound"
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 	"github.com/wsgi-wasm/wsgi-wasm/python-wasi/embedded"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
@@ -120,7 +122,23 @@ type httpTimeouts struct {
 // frontFlags are the flags that run and serve share: the front's, and
 // those of snapshots.
 func frontFlags() []cli.Flag {
-	return append(httpFlags(), snapshotFlags()...)
+	return append(append(httpFlags(), snapshotFlags()...), outboundFlags()...)
+}
+
+// outboundFlags are the settings of tenants' outbound connections.
+func outboundFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "outbound-ca-file", Usage: "CA certificates `FILE` (PEM) that verify the servers tenants connect to over TLS, instead of the host's store (a tenant may still load its own)", EnvVars: []string{"WSGI_WASM_OUTBOUND_CA_FILE"}},
+	}
+}
+
+// outboundRootCAs is the pool of --outbound-ca-file, or nil (the host's
+// store) when path is empty.
+func outboundRootCAs(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return outbound.LoadRootCAs(path)
 }
 
 // httpFlags are the front's flags: its timeouts, connection caps, trusted

@@ -64,9 +64,14 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			}
 			// The app's folder has one snapshot: that of this version (the
 			// server retains its tenant's only).
+			roots, err := outboundRootCAs(c.String("outbound-ca-file"))
+			if err != nil {
+				return err
+			}
 			srv, err := server.New(c.Context, eng, server.Config{
 				Tenant: t, DataDir: dataDir, MemoryBudget: runMemoryBudget, Logger: logger,
 				ForwardedAllowIPs: c.StringSlice("forwarded-allow-ips"), AccessLog: access, Snapshots: store,
+				OutboundRootCAs: roots,
 			})
 			if err != nil {
 				return err

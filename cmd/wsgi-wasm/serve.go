@@ -53,7 +53,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 // serveSettings is what serve runs with, resolved by serveSettingsOf.
 type serveSettings struct {
 	configFile, tenantDir, dataDir, certFile, keyFile, adminBind, accessLog string
-	pythonDir, cacheDir, snapshotDir                                        string
+	pythonDir, cacheDir, snapshotDir, outboundCAFile                        string
 	snapshots, snapshotBase, pprof                                          bool
 	binds, forwardedAllowIPs                                                []string
 	memoryBudgetMB                                                          int64
@@ -91,6 +91,7 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 		snapshots:         pick(c, "snapshots", f.Snapshots, c.Bool),
 		snapshotBase:      pick(c, "snapshot-base", f.SnapshotBase, c.Bool),
 		snapshotDir:       pick(c, "snapshot-dir", f.SnapshotDir, c.String),
+		outboundCAFile:    pick(c, "outbound-ca-file", f.OutboundCAFile, c.String),
 		gracefulTimeout:   pick(c, "graceful-timeout", f.GracefulTimeout, c.Duration),
 		maxConns:          pick(c, "max-connections", f.MaxConnections, c.Int),
 		maxConnsPerIP:     pick(c, "max-connections-per-ip", f.MaxConnectionsPerIP, c.Int),
@@ -145,10 +146,14 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 		return err
 	}
 	defer eng.Close(context.Background())
+	roots, err := outboundRootCAs(s.outboundCAFile)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(ctx, eng, server.Config{
 		TenantDir: s.tenantDir, Ceiling: s.ceiling, HostAssignments: s.hosts, DataDir: s.dataDir,
 		MemoryBudget: s.memoryBudgetMB << 20, Logger: logger,
-		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store,
+		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store, OutboundRootCAs: roots,
 	})
 	if err != nil {
 		return err
