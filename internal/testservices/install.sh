@@ -22,9 +22,9 @@ fi
 # The servers and the few libraries of theirs that Debian 12 with Go lacks
 # (the others, libicu72, libxml2, libssl3 and the like, are on such a
 # machine already; the check below names any that is not).
-packages="postgresql-15 postgresql-client-15 libpq5 mariadb-server-core mariadb-client-core liburing2 libaio1 redis-tools libjemalloc2 liblzf1"
+packages="postgresql-15 postgresql-client-15 libpq5 mariadb-server-core mariadb-client-core liburing2 libaio1 redis-tools redis-server libjemalloc2 liblzf1"
 # Bump when the list or the layout changes: the tree is then unpacked anew.
-stamp="2 $packages"
+stamp="3 $packages"
 
 as_root() {
 	if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo -n "$@"; fi
@@ -56,7 +56,7 @@ done
 # Every binary's libraries must resolve, from the tree or the system.
 libs=$root.tmp/usr/lib/x86_64-linux-gnu
 missing=$(for b in "$root.tmp"/usr/lib/postgresql/15/bin/{postgres,initdb,psql} "$root.tmp"/usr/sbin/mariadbd \
-	"$root.tmp"/usr/bin/{mariadb,redis-check-rdb}; do
+	"$root.tmp"/usr/bin/{mariadb,redis-server}; do
 	LD_LIBRARY_PATH=$libs ldd "$b" | awk '/not found/ {print $1}'
 done | sort -u)
 if [[ -n $missing ]]; then
