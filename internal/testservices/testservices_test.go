@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +185,40 @@ func TestCAServerConfig(t *testing.T) {
 	if err != nil || len(cfg.Certificates) != 1 {
 		t.Fatalf("ServerConfig: %v", err)
 	}
+}
+
+// TestNotesPgTenantNative runs the notes-pg example tenant's app natively
+// (its own vendored Flask and pg8000) against PostgreSQL, then against a
+// port nobody listens on.
+func TestNotesPgTenantNative(t *testing.T) {
+	dir, err := filepath.Abs("../../examples/tenants/notes-pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "site-packages", "pg8000")); err != nil {
+		unavailable(t, "notes-pg not vendored (run `make vendor`): %v", err)
+	}
+	pg := Postgres(t)
+	r := RunNative(t, "notes_pg_app.py", "NOTES_APP_DIR="+dir, "NOTES_DATABASE_URL="+pg.URL())
+	added, _ := r["added"].(map[string]any)
+	got, _ := r["got"].(map[string]any)
+	listed, _ := r["listed"].([]any)
+	lost, _ := r["lost"].([]any)
+	if added["text"] != "a note é ☃" || got["text"] != added["text"] || len(listed) != 1 || r["missing"] != 404.0 {
+		t.Fatalf("notes: %v", r)
+	}
+	if len(lost) != 2 || lost[0] != 503.0 || !strings.Contains(lost[1].(string), "connection to PostgreSQL was lost") || r["reconnected"] != 200.0 {
+		t.Fatalf("after the connection was ended: %v", r)
+	}
+
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "postgresql://notes:notes@127.0.0.1:" + strconv.Itoa(port) + "/notes"
+	r = RunNative(t, "notes_pg_app.py", "NOTES_APP_DIR="+dir, "NOTES_DATABASE_URL="+down, "NOTES_DOWN=1")
+	if r["index"] != 200.0 || r["notes"] != 503.0 || !strings.Contains(r["body"].(string), "127.0.0.1:"+strconv.Itoa(port)+" (database notes) is unreachable") {
+		t.Fatalf("PostgreSQL down: %v", r)
+	}
+	t.Logf("503 body: %s", r["body"])
 }
