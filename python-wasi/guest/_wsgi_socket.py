@@ -39,7 +39,7 @@ def _oserror(rc, what=""):
     code = -rc
     msg = _h.net_last_error() or _errno.errorcode.get(code, "error")
     if code == _errno.ETIMEDOUT:
-        return TimeoutError(code, "timed out" if msg == "timed out" else msg)
+        return TimeoutError("timed out") if msg == "timed out" else TimeoutError(code, msg)
     if code == _errno.ENOENT and what == "connect":
         return gaierror(_GAI_NONAME, msg)
     return OSError(code, msg)
@@ -54,10 +54,11 @@ def _ms(timeout):
 def _is_ipv6(host):
     if ":" not in host:
         return False
+    import ipaddress
     try:
-        inet_pton(AF_INET6, host.split("%", 1)[0])
+        ipaddress.IPv6Address(host.split("%", 1)[0])
         return True
-    except (OSError, ValueError):
+    except ValueError:
         return False
 
 
@@ -82,9 +83,11 @@ class socket:
         self._fd = -1
         if fileno is not None:
             fd = fileno if isinstance(fileno, int) else fileno.fileno()
-            if fd < FD_BASE:
+            # -1 is the fileno() of a socket not connected yet, which ssl.py
+            # adopts when it wraps one (wrap_socket, then connect).
+            if fd != -1 and fd < FD_BASE:
                 raise OSError(_errno.EBADF, "not a socket of the sandbox: %d" % fd)
-            self._fd = fd - FD_BASE
+            self._fd = fd - FD_BASE if fd != -1 else -1
         family = AF_INET if family == -1 else family
         type = SOCK_STREAM if type == -1 else type
         if family not in (AF_INET, AF_INET6):
@@ -353,11 +356,8 @@ def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
 
 
 def _is_ipv4(host):
-    try:
-        inet_pton(AF_INET, host)
-        return True
-    except (OSError, ValueError):
-        return False
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
 def gethostname():
