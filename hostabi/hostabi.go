@@ -203,6 +203,11 @@ func Instantiate(ctx context.Context, r wazero.Runtime) error {
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(logWrite), []api.ValueType{i32, i32, i32}, nil).
 		WithParameterNames("level", "ptr", "len").Export(FuncLogWrite)
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(interrupt), nil, nil).Export(FuncInterrupt)
+	for _, f := range netFuncs {
+		sig := HostImports[f.name]
+		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, sig.Params, sig.Results).
+			WithParameterNames(f.params...).Export(f.name)
+	}
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("hostabi: instantiate %s: %w", ModuleName, err)
 	}

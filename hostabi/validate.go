@@ -37,6 +37,16 @@ var (
 		FuncResponseWrite:  {Params: []api.ValueType{i32, i32}, Results: []api.ValueType{i32}},
 		FuncLogWrite:       {Params: []api.ValueType{i32, i32, i32}},
 		FuncInterrupt:      {},
+
+		FuncNetConnect:   {Params: []api.ValueType{i32, i32, i32, i32}, Results: []api.ValueType{i32}},
+		FuncNetSend:      {Params: []api.ValueType{i32, i32, i32, i32}, Results: []api.ValueType{i32}},
+		FuncNetRecv:      {Params: []api.ValueType{i32, i32, i32, i32, i32}, Results: []api.ValueType{i32}},
+		FuncNetPoll:      {Params: []api.ValueType{i32, i32, i32}, Results: []api.ValueType{i32}},
+		FuncNetShutdown:  {Params: []api.ValueType{i32, i32}, Results: []api.ValueType{i32}},
+		FuncNetClose:     {Params: []api.ValueType{i32}, Results: []api.ValueType{i32}},
+		FuncNetInfo:      {Params: []api.ValueType{i32, i32, i32, i32}, Results: []api.ValueType{i32}},
+		FuncNetTLS:       {Params: []api.ValueType{i32, i32, i32, i32}, Results: []api.ValueType{i32}},
+		FuncNetLastError: {Params: []api.ValueType{i32, i32}, Results: []api.ValueType{i32}},
 	}
 )
 

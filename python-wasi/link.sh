@@ -73,6 +73,20 @@ for m in python-reactor python; do
 	$LLVM_STRIP --strip-all "$WORK/$m.opt.wasm" -o "$stage/$m.wasm"
 done
 cp "$CDIR/lib/python311.zip" "$stage/lib/"
+log "link: guest Python modules (guest/*.py) into the stdlib zip"
+"$BUILD_PYTHON" - "$stage/lib/python311.zip" "$PYWASI_DIR"/guest/*.py <<'PY'
+# Unchecked-hash pycs, like the rest of the zip (make_stdlib_zip.py); the
+# bootstrap itself is embedded in the reactor, not shipped here.
+import importlib.util, marshal, os, sys, zipfile
+zpath, sources = sys.argv[1], [s for s in sys.argv[2:] if os.path.basename(s) != "bootstrap.py"]
+with zipfile.ZipFile(zpath, "a", zipfile.ZIP_DEFLATED) as z:
+    for src in sources:
+        name = os.path.basename(src)[:-3]
+        code = compile(open(src, encoding="utf-8").read(), name + ".py", "exec", dont_inherit=True, optimize=0)
+        data = bytearray(importlib.util.MAGIC_NUMBER) + (3).to_bytes(4, "little")
+        data += importlib.util.source_hash(open(src, "rb").read()) + marshal.dumps(code)
+        z.writestr(zipfile.ZipInfo(name + ".pyc", (1980, 1, 1, 0, 0, 0)), bytes(data))
+PY
 {
 	echo "cpython_key $(basename "$CDIR")"
 	echo "link_seconds $(($(date +%s) - start))"

@@ -18,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/outbound"
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 )
 
@@ -64,6 +65,12 @@ type AppConfig struct {
 	// MemoryLimit caps the instance's linear memory in bytes; 0 means
 	// DefaultMemoryLimit. Past it, allocations fail with MemoryError.
 	MemoryLimit uint64
+	// Outbound opens the app's outbound connections (hostabi/ABI.md
+	// "Outbound connections"); nil refuses every one (outbound.Deny).
+	Outbound outbound.Dialer
+	// MaxConnections caps the connections one instance holds open; 0 means
+	// hostabi.DefaultMaxConnections.
+	MaxConnections int
 }
 
 // DefaultMemoryLimit is the linear memory cap of an instance whose
@@ -79,6 +86,7 @@ type Instance struct {
 	mem         *linearMemory
 	interrupt   *interrupter
 	log         hostabi.Logger // cfg.Log plus the start-up buffer while starting
+	conns       *hostabi.Conns // its outbound connections, closed with it
 	globalNames []string
 	restored    bool      // from its app's own snapshot: it cannot be saved
 	base        *Snapshot // the base image it started from, if any (base.go)
@@ -186,7 +194,8 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if limit == 0 {
 		limit = DefaultMemoryLimit
 	}
-	inst := &Instance{globalNames: r.globals, restored: from == fromSnapshot}
+	inst := &Instance{globalNames: r.globals, restored: from == fromSnapshot,
+		conns: hostabi.NewConns(cfg.Outbound, cfg.MaxConnections)}
 	if from == fromBase {
 		inst.base = snap
 	}
@@ -205,11 +214,13 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 		}
 	}
 	if inst.mem, err = newLinearMemory(limit, &inst.peak, img); err != nil {
+		inst.conns.Close()
 		return nil, err
 	}
 	mod, err := e.rt.InstantiateModule(withLinearMemory(ctx, inst.mem), compiled, mc)
 	if err != nil {
 		inst.mem.Free()
+		inst.conns.Close()
 		return nil, fmt.Errorf("sandbox: instantiate reactor: %w", err)
 	}
 	inst.mod, inst.handle = mod, mod.ExportedFunction(hostabi.ExportHandle)
@@ -325,9 +336,10 @@ func (e *Engine) resume(ctx context.Context, inst *Instance, snap *Snapshot) err
 	return nil
 }
 
-// callContext carries the instance's interrupter and logger into a call.
+// callContext carries the instance's interrupter, logger and connections
+// into a call.
 func (i *Instance) callContext(ctx context.Context) context.Context {
-	ctx = hostabi.WithInterrupter(ctx, i.interrupt)
+	ctx = hostabi.WithConns(hostabi.WithInterrupter(ctx, i.interrupt), i.conns)
 	if i.log != nil {
 		ctx = hostabi.WithLogger(ctx, i.log)
 	}
@@ -354,6 +366,7 @@ func (o Outcome) Reusable() bool {
 // guest's log_write calls during it.
 func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.Logger) Outcome {
 	ctx = hostabi.WithInterrupter(hostabi.WithExchange(ctx, x), i.interrupt)
+	ctx = hostabi.WithConns(ctx, i.conns)
 	if log != nil {
 		ctx = hostabi.WithLogger(ctx, log)
 	}
@@ -420,7 +433,12 @@ func (i *Instance) close() {
 		i.interrupt.detach()
 	}
 	i.mod.Close(context.Background())
+	i.conns.Close()
 }
+
+// OpenConnections is the number of outbound connections the instance holds
+// open.
+func (i *Instance) OpenConnections() int { return i.conns.Open() }
 
 // ExitError is returned when the guest called proc_exit (os._exit).
 type ExitError struct{ Code uint32 }

@@ -410,6 +410,11 @@ func (i *Instance) saveSnapshot(ctx context.Context, path, key string) (*Snapsho
 	if code := int32(res[0]); code != 0 {
 		return nil, fmt.Errorf("sandbox: the app cannot be snapshotted (wsgi_before_snapshot result %d; see the tenant's log)", code)
 	}
+	if n := i.conns.Open(); n > 0 {
+		// A restored instance would hold handles to connections it has not
+		// got (README.md "Outbound connections").
+		return nil, fmt.Errorf("sandbox: the app cannot be snapshotted: it holds %d open outbound connection(s) after its import; instances start fresh", n)
+	}
 	globals := make([]uint64, len(i.globalNames))
 	for n, name := range i.globalNames {
 		globals[n] = i.mod.ExportedGlobal(name).Get()

@@ -14,6 +14,17 @@ import traceback
 
 import _wsgi_host
 
+# Outbound connections go through the host (hostabi/ABI.md "Outbound
+# connections"): its _socket and select stand in for the builtin ones before
+# anything imports socket, selectors or ssl (whose _ssl is ours too, found in
+# the stdlib zip).
+if "socket" in sys.modules or "selectors" in sys.modules:
+    raise ImportError("socket was imported before the bootstrap could install the sandbox's _socket")
+import _wsgi_socket  # noqa: E402
+import _wsgi_select  # noqa: E402
+sys.modules["_socket"] = _wsgi_socket
+sys.modules["select"] = _wsgi_select
+
 RESULT_OK = 0  # the response was sent
 RESULT_APP_ERROR = 1  # the app raised; a 500 was sent if nothing had been
 RESULT_CLIENT_GONE = 2  # the client went away; the app's iterable was closed

@@ -25,6 +25,17 @@ IMPORT("response_write") int32_t host_response_write(const uint8_t *buf, int32_t
 /* ABI.md "log_write" */
 IMPORT("log_write") void host_log_write(int32_t level, const uint8_t *buf, int32_t len);
 
+/* ABI.md "Outbound connections": each returns a result >= 0, or -errno */
+IMPORT("net_connect") int32_t host_net_connect(const uint8_t *host, int32_t len, int32_t port, int32_t timeout_ms);
+IMPORT("net_send") int32_t host_net_send(int32_t h, const uint8_t *buf, int32_t len, int32_t timeout_ms);
+IMPORT("net_recv") int32_t host_net_recv(int32_t h, uint8_t *buf, int32_t limit, int32_t timeout_ms, int32_t flags);
+IMPORT("net_poll") int32_t host_net_poll(uint8_t *entries, int32_t count, int32_t timeout_ms);
+IMPORT("net_shutdown") int32_t host_net_shutdown(int32_t h, int32_t how);
+IMPORT("net_close") int32_t host_net_close(int32_t h);
+IMPORT("net_info") int32_t host_net_info(int32_t h, int32_t what, uint8_t *buf, int32_t limit);
+IMPORT("net_tls_handshake") int32_t host_net_tls_handshake(int32_t h, const uint8_t *cfg, int32_t len, int32_t timeout_ms);
+IMPORT("net_last_error") int32_t host_net_last_error(uint8_t *buf, int32_t limit);
+
 #define ENVIRON_FIRST_TRY 8192
 
 /* environ() -> dict[str, str]: the request's CGI-style variables, values
@@ -197,7 +208,141 @@ static PyObject *wsgi_process_environ(PyObject *self, PyObject *unused) {
 	return env;
 }
 
+/* The net_* wrappers below only move numbers and buffers: they return the
+ * host's result (negative: -errno) and leave errors to _wsgi_socket.py, which
+ * raises what CPython's _socket would. */
+
+static int32_t clamp_len(Py_ssize_t n) { return n > INT32_MAX ? INT32_MAX : (int32_t)n; }
+
+/* net_connect(host: bytes, port, timeout_ms) -> handle or -errno */
+static PyObject *wsgi_net_connect(PyObject *self, PyObject *args) {
+	Py_buffer host;
+	int port, timeout_ms;
+	if (!PyArg_ParseTuple(args, "y*ii", &host, &port, &timeout_ms)) {
+		return NULL;
+	}
+	int32_t rc = host.len > 1024 ? -28 : host_net_connect(host.buf, (int32_t)host.len, port, timeout_ms);
+	PyBuffer_Release(&host);
+	return PyLong_FromLong(rc);
+}
+
+/* net_send(handle, data, timeout_ms) -> bytes sent or -errno */
+static PyObject *wsgi_net_send(PyObject *self, PyObject *args) {
+	int h, timeout_ms;
+	Py_buffer data;
+	if (!PyArg_ParseTuple(args, "iy*i", &h, &data, &timeout_ms)) {
+		return NULL;
+	}
+	int32_t rc = host_net_send(h, data.buf, clamp_len(data.len), timeout_ms);
+	PyBuffer_Release(&data);
+	return PyLong_FromLong(rc);
+}
+
+/* net_recv(handle, buffer, timeout_ms, flags) -> bytes read (0: end) or -errno */
+static PyObject *wsgi_net_recv(PyObject *self, PyObject *args) {
+	int h, timeout_ms, flags;
+	Py_buffer buf;
+	if (!PyArg_ParseTuple(args, "iw*ii", &h, &buf, &timeout_ms, &flags)) {
+		return NULL;
+	}
+	int32_t rc = host_net_recv(h, buf.buf, clamp_len(buf.len), timeout_ms, flags);
+	PyBuffer_Release(&buf);
+	return PyLong_FromLong(rc);
+}
+
+/* net_poll(entries: bytearray of 8-byte pollfds, timeout_ms) -> ready count or -errno */
+static PyObject *wsgi_net_poll(PyObject *self, PyObject *args) {
+	Py_buffer buf;
+	int timeout_ms;
+	if (!PyArg_ParseTuple(args, "w*i", &buf, &timeout_ms)) {
+		return NULL;
+	}
+	int32_t rc = host_net_poll(buf.buf, clamp_len(buf.len / 8), timeout_ms);
+	PyBuffer_Release(&buf);
+	return PyLong_FromLong(rc);
+}
+
+static PyObject *wsgi_net_shutdown(PyObject *self, PyObject *args) {
+	int h, how;
+	if (!PyArg_ParseTuple(args, "ii", &h, &how)) {
+		return NULL;
+	}
+	return PyLong_FromLong(host_net_shutdown(h, how));
+}
+
+static PyObject *wsgi_net_close(PyObject *self, PyObject *arg) {
+	int h = PyLong_AsLong(arg);
+	if (h == -1 && PyErr_Occurred()) {
+		return NULL;
+	}
+	return PyLong_FromLong(host_net_close(h));
+}
+
+/* net_info(handle, what) -> bytes, or -errno */
+static PyObject *wsgi_net_info(PyObject *self, PyObject *args) {
+	int h, what;
+	if (!PyArg_ParseTuple(args, "ii", &h, &what)) {
+		return NULL;
+	}
+	uint8_t first[512];
+	int32_t n = host_net_info(h, what, first, sizeof first);
+	if (n < 0) {
+		return PyLong_FromLong(n);
+	}
+	if (n <= (int32_t)sizeof first) {
+		return PyBytes_FromStringAndSize((const char *)first, n);
+	}
+	PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+	if (out == NULL) {
+		return NULL;
+	}
+	int32_t again = host_net_info(h, what, (uint8_t *)PyBytes_AS_STRING(out), n);
+	if (again != n) {
+		Py_DECREF(out);
+		return PyLong_FromLong(again < 0 ? again : -29);
+	}
+	return out;
+}
+
+/* net_tls_handshake(handle, config: bytes, timeout_ms) -> 0, 1, 2 or -errno */
+static PyObject *wsgi_net_tls_handshake(PyObject *self, PyObject *args) {
+	int h, timeout_ms;
+	Py_buffer cfg;
+	if (!PyArg_ParseTuple(args, "iy*i", &h, &cfg, &timeout_ms)) {
+		return NULL;
+	}
+	int32_t rc = host_net_tls_handshake(h, cfg.buf, clamp_len(cfg.len), timeout_ms);
+	PyBuffer_Release(&cfg);
+	return PyLong_FromLong(rc);
+}
+
+/* net_last_error() -> str: the message of the last failed net_* call */
+static PyObject *wsgi_net_last_error(PyObject *self, PyObject *unused) {
+	uint8_t first[1024];
+	int32_t n = host_net_last_error(first, sizeof first);
+	if (n <= (int32_t)sizeof first) {
+		return PyUnicode_DecodeUTF8((const char *)first, n < 0 ? 0 : n, "replace");
+	}
+	uint8_t *buf = PyMem_Malloc(n);
+	if (buf == NULL) {
+		return PyErr_NoMemory();
+	}
+	int32_t again = host_net_last_error(buf, n);
+	PyObject *out = PyUnicode_DecodeUTF8((const char *)buf, again == n ? n : 0, "replace");
+	PyMem_Free(buf);
+	return out;
+}
+
 static PyMethodDef methods[] = {
+	{"net_connect", wsgi_net_connect, METH_VARARGS, "net_connect(host, port, timeout_ms) -> handle or -errno"},
+	{"net_send", wsgi_net_send, METH_VARARGS, "net_send(handle, data, timeout_ms) -> sent or -errno"},
+	{"net_recv", wsgi_net_recv, METH_VARARGS, "net_recv(handle, buffer, timeout_ms, flags) -> read or -errno"},
+	{"net_poll", wsgi_net_poll, METH_VARARGS, "net_poll(entries, timeout_ms) -> ready or -errno"},
+	{"net_shutdown", wsgi_net_shutdown, METH_VARARGS, "net_shutdown(handle, how) -> 0 or -errno"},
+	{"net_close", wsgi_net_close, METH_O, "net_close(handle) -> 0 or -errno"},
+	{"net_info", wsgi_net_info, METH_VARARGS, "net_info(handle, what) -> bytes or -errno"},
+	{"net_tls_handshake", wsgi_net_tls_handshake, METH_VARARGS, "net_tls_handshake(handle, config, timeout_ms) -> 0, 1, 2 or -errno"},
+	{"net_last_error", wsgi_net_last_error, METH_NOARGS, "net_last_error() -> message of the last failure"},
 	{"environ", wsgi_environ, METH_NOARGS, "environ() -> dict of the current request's variables"},
 	{"readinto", wsgi_readinto, METH_O, "readinto(buffer) -> bytes read from the request body, 0 at its end"},
 	{"start", wsgi_start, METH_O, "start(encoded) -> send status and headers before the first body chunk"},
