@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -55,9 +56,9 @@ type AppConfig struct {
 	// Validate wraps the app in wsgiref.validate.validator inside the guest
 	// (tests run every app both ways).
 	Validate bool
-	// Log receives the guest's stdout/stderr, wsgi.errors and tracebacks.
-	// The message slice is only valid during the call.
-	Log hostabi.Logger
+	// Log receives the guest's stdout/stderr, wsgi.errors, logging records
+	// and tracebacks (GuestLog).
+	Log GuestLog
 	// Stdio receives what the guest writes to WASI stdout/stderr before the
 	// bootstrap redirects them (interpreter start-up errors).
 	Stdio io.Writer
@@ -78,7 +79,7 @@ type Instance struct {
 	handle      api.Function
 	mem         *linearMemory
 	interrupt   *interrupter
-	log         hostabi.Logger // cfg.Log plus the start-up buffer while starting
+	log         GuestLog // cfg.Log plus the start-up buffer while starting
 	globalNames []string
 	restored    bool      // from its app's own snapshot: it cannot be saved
 	base        *Snapshot // the base image it started from, if any (base.go)
@@ -190,7 +191,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if from == fromBase {
 		inst.base = snap
 	}
-	inst.log = func(level int32, msg []byte) {
+	inst.log = func(level slog.Level, msg []byte) {
 		startup.Write(msg)
 		startup.Write([]byte{'\n'})
 		if cfg.Log != nil {
@@ -329,7 +330,7 @@ func (e *Engine) resume(ctx context.Context, inst *Instance, snap *Snapshot) err
 func (i *Instance) callContext(ctx context.Context) context.Context {
 	ctx = hostabi.WithInterrupter(ctx, i.interrupt)
 	if i.log != nil {
-		ctx = hostabi.WithLogger(ctx, i.log)
+		ctx = hostabi.WithLogger(ctx, i.log.abi())
 	}
 	return ctx
 }
@@ -352,10 +353,10 @@ func (o Outcome) Reusable() bool {
 
 // Serve runs wsgi_handle for the request in x. The log receives the
 // guest's log_write calls during it.
-func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.Logger) Outcome {
+func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log GuestLog) Outcome {
 	ctx = hostabi.WithInterrupter(hostabi.WithExchange(ctx, x), i.interrupt)
 	if log != nil {
-		ctx = hostabi.WithLogger(ctx, log)
+		ctx = hostabi.WithLogger(ctx, log.abi())
 	}
 	i.served.Add(1)
 	release := i.interrupt.watch(ctx)
