@@ -129,27 +129,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if err != nil {
 		return nil, err
 	}
-	files := &fileBudget{}
-	fsc := mount(wazero.NewFSConfig(), newConfinedFS(e.interp.LibDir(), false, files), pythonwasi.GuestLibDir)
-	if cfg.Dir != "" {
-		fsc = mount(fsc, newConfinedFS(cfg.Dir, false, files), GuestAppDir)
-	}
-	if cfg.DataDir != "" {
-		// A base image is made on an empty folder, read-only.
-		data := newConfinedFS(cfg.DataDir, from != asBase, files)
-		if cfg.DataMaxBytes > 0 && from != asBase {
-			data.fs = &quotaFS{FS: data.fs, q: e.dataQuota(cfg.DataDir, cfg.DataMaxBytes), log: cfg.Log}
-		}
-		fsc = mount(fsc, data, GuestDataDir)
-	}
-	if e.zoneinfo != "" {
-		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false, files), GuestZoneinfoDir)
-	}
-	if cfg.PycacheDir != "" {
-		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false, files), GuestPycacheDir)
-	}
-	// Last, so that the other mounts keep their descriptor numbers.
-	fsc = mount(fsc, devFS{}, GuestDevDir)
+	fsc := e.appFS(cfg, from == asBase)
 	// The interrupter needs the memory, which exists only once instantiated;
 	// the sleep closure reaches it through this pointer.
 	var it atomic.Pointer[interrupter]
@@ -273,6 +253,33 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	}
 	inst.log = cfg.Log
 	return inst, nil
+}
+
+// appFS is the guest file system of an instance of cfg (ABI.md "Guest
+// file system"); for a base image (asBase), its data folder is read-only
+// and without a quota.
+func (e *Engine) appFS(cfg AppConfig, asBase bool) wazero.FSConfig {
+	files := &fileBudget{}
+	fsc := mount(wazero.NewFSConfig(), newConfinedFS(e.interp.LibDir(), false, files), pythonwasi.GuestLibDir)
+	if cfg.Dir != "" {
+		fsc = mount(fsc, newConfinedFS(cfg.Dir, false, files), GuestAppDir)
+	}
+	if cfg.DataDir != "" {
+		// A base image is made on an empty folder, read-only.
+		data := newConfinedFS(cfg.DataDir, !asBase, files)
+		if cfg.DataMaxBytes > 0 && !asBase {
+			data.fs = &quotaFS{FS: data.fs, q: e.dataQuota(cfg.DataDir, cfg.DataMaxBytes), log: cfg.Log}
+		}
+		fsc = mount(fsc, data, GuestDataDir)
+	}
+	if e.zoneinfo != "" {
+		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false, files), GuestZoneinfoDir)
+	}
+	if cfg.PycacheDir != "" {
+		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false, files), GuestPycacheDir)
+	}
+	// Last, so that the other mounts keep their descriptor numbers.
+	return mount(fsc, devFS{}, GuestDevDir)
 }
 
 // InitError is a wsgi_init, wsgi_init_base or wsgi_init_app that returned

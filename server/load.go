@@ -211,6 +211,30 @@ func (s *Server) precompile(ctx context.Context) {
 	}
 }
 
+// TenantAppConfig is the sandbox configuration serve gives the tenant t
+// (and wsgi-wasm exec too): its folder, its [env], its memory cap and, if
+// its policy grants one, its data folder dataRoot/<tenant> (dataRoot
+// itself if oneTenant, as run's --data-dir), created, with its quota.
+// PycacheDir and Log are the caller's.
+func TenantAppConfig(t *tenants.Tenant, dataRoot string, oneTenant bool) (sandbox.AppConfig, error) {
+	app := sandbox.AppConfig{App: t.App, Dir: t.Dir, Env: t.Env, MemoryLimit: uint64(t.Policy.MemoryMB) << 20}
+	if !t.Policy.WritableData {
+		return app, nil
+	}
+	if dataRoot == "" {
+		return app, errors.New("server: tenant wants a writable data folder but the server has no --data-dir")
+	}
+	app.DataDir = filepath.Join(dataRoot, t.Name)
+	if oneTenant {
+		app.DataDir = dataRoot
+	}
+	app.DataMaxBytes = int64(t.Policy.DataMaxMB) << 20
+	if err := os.MkdirAll(app.DataDir, 0o750); err != nil {
+		return app, err
+	}
+	return app, nil
+}
+
 // prepare compiles the tenant's code and derives its runtime config.
 func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error) {
 	cctx, cancel := context.WithTimeout(ctx, compileTimeout)
@@ -227,23 +251,11 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 	}
 	log := s.files.logger(s.log, t.Name)
 	guestLog := NewTenantLog(s.log.With("tenant", t.Name), file)
-	app := sandbox.AppConfig{
-		App: t.App, Dir: t.Dir, Env: t.Env, PycacheDir: pyc, Log: guestLog,
-		MemoryLimit: uint64(t.Policy.MemoryMB) << 20,
+	app, err := TenantAppConfig(t, s.cfg.DataDir, s.cfg.Tenant != nil)
+	if err != nil {
+		return nil, err
 	}
-	if t.Policy.WritableData {
-		if s.cfg.DataDir == "" {
-			return nil, errors.New("server: tenant wants a writable data folder but the server has no --data-dir")
-		}
-		app.DataDir = filepath.Join(s.cfg.DataDir, t.Name)
-		if s.cfg.Tenant != nil {
-			app.DataDir = s.cfg.DataDir
-		}
-		app.DataMaxBytes = int64(t.Policy.DataMaxMB) << 20
-		if err := os.MkdirAll(app.DataDir, 0o750); err != nil {
-			return nil, err
-		}
-	}
+	app.PycacheDir, app.Log = pyc, guestLog
 	// What the tenant's configuration is: its tenant.toml, or the tenant
 	// as given.
 	toml := fmt.Appendf(nil, "%+v", *t)
