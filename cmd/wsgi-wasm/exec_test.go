@@ -121,3 +121,66 @@ func TestExec(t *testing.T) {
 		t.Fatalf("exec did not wait for the request (%v, %v)", err, time.Since(start))
 	}
 }
+
+// TestExecFrameworks: Django's manage.py migrate and a command that writes
+// through the ORM, whose row serve then answers with; a Flask app's own
+// command (flask --app app init-db style), found as the flask module.
+func TestExecFrameworks(t *testing.T) {
+	tree := t.TempDir()
+	for _, name := range []string{"django", "flask"} {
+		src := filepath.Join("..", "..", "examples", "tenants", name)
+		if _, err := os.Stat(filepath.Join(src, "site-packages", name)); err != nil {
+			t.Skipf("%s not vendored (make vendor): %v", name, err)
+		}
+		if err := os.CopyFS(filepath.Join(tree, name), os.DirFS(src)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(tree, "django", "manage.py"), []byte(`import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+`), 0o644)
+	app, err := os.ReadFile(filepath.Join(tree, "flask", "app.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app = append(app, `
+
+@app.cli.command("init-db")
+def init_db():
+    import os
+    print("initialised", os.environ.get("GREETING", "-"))
+`...)
+	os.WriteFile(filepath.Join(tree, "flask", "app.py"), app, 0o644)
+	data := t.TempDir()
+	base := []string{"--tenant-dir", tree, "--data-dir", data}
+	code, out, errOut := runExec(t, "", append(base, "--tenant", "django", "--", "manage.py", "migrate")...)
+	if code != 0 || !strings.Contains(out, "Applying notes.0001_initial... OK") {
+		t.Fatalf("migrate: exit %d, out %s, err %s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(data, "django", "db.sqlite3")); err != nil {
+		t.Fatalf("no database in the data folder: %v", err)
+	}
+	code, out, errOut = runExec(t, "", append(base, "--tenant", "django", "--", "manage.py", "shell", "-c",
+		"from notes.models import Note; Note.objects.create(text='written by exec'); print(Note.objects.count())")...)
+	if code != 0 || out != "1\n" {
+		t.Fatalf("manage.py shell: exit %d, out %q, err %s", code, out, errOut)
+	}
+	code, out, errOut = runExec(t, "", append(base, "--tenant", "flask", "--", "flask", "--app", "app", "init-db")...)
+	if code != 0 || !strings.HasPrefix(out, "initialised") {
+		t.Fatalf("flask init-db: exit %d, out %q, err %s", code, out, errOut)
+	}
+	if code, _, _ := runExec(t, "", append(base, "--tenant", "flask", "--", "flask", "--app", "app", "no-such-command")...); code != 2 {
+		t.Fatalf("an unknown flask command: exit %d, want click's 2", code)
+	}
+	serve := startServe(t, tree, "--data-dir", data)
+	serve.waitFor200(t, "django serving", "django.localhost", "http://"+serve.addr+"/notes/", 90*time.Second)
+	if code, body, err := get("django.localhost", "http://"+serve.addr+"/notes/"); err != nil || code != 200 || !strings.Contains(body, "written by exec") {
+		t.Fatalf("serve after exec: %d %q %v", code, body, err)
+	}
+}
