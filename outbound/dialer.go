@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 )
 
 // Dialer opens one tenant's outbound connections. It is safe for
@@ -51,3 +52,16 @@ func (Deny) Dial(_ context.Context, host string, port int) (net.Conn, error) {
 
 // RootCAs is nil: the host's store.
 func (Deny) RootCAs() *x509.CertPool { return nil }
+
+// LoadRootCAs reads a PEM file of CA certificates, for Config.RootCAs.
+func LoadRootCAs(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("outbound: CA file %s: no PEM certificate in it", path)
+	}
+	return pool, nil
+}

@@ -16,6 +16,11 @@ type Keys struct {
 	QueueLength    *int               `toml:"queue_length"`
 	WritableData   *bool              `toml:"writable_data"`
 	DataMaxMB      *int               `toml:"data_max_mb"`
+
+	Outbound               *[]string          `toml:"outbound"`
+	OutboundConnections    *int               `toml:"outbound_connections"`
+	OutboundTenantConns    *int               `toml:"outbound_tenant_connections"`
+	OutboundConnectTimeout *tomlfile.Duration `toml:"outbound_connect_timeout"`
 }
 
 // Overrides are the keys that were set.
@@ -23,5 +28,7 @@ func (k Keys) Overrides() Overrides {
 	return Overrides{
 		RequestTimeout: (*time.Duration)(k.RequestTimeout), MemoryMB: k.MemoryMB, MaxBodyBytes: k.MaxBodyBytes,
 		MaxInstances: k.MaxInstances, QueueLength: k.QueueLength, WritableData: k.WritableData, DataMaxMB: k.DataMaxMB,
+		Outbound: k.Outbound, OutboundConnections: k.OutboundConnections, OutboundTenantConns: k.OutboundTenantConns,
+		OutboundConnectTimeout: (*time.Duration)(k.OutboundConnectTimeout),
 	}
 }

@@ -21,20 +21,35 @@ type Policy struct {
 	QueueLength    int           // requests waiting for an instance (503 above; 0: none wait)
 	WritableData   bool          // a writable data folder at /data
 	DataMaxMB      int           // what the data folder may hold (writes past it fail; at least 1)
+
+	// Outbound connections (package outbound). A tenant's Outbound is what
+	// it may connect to: nothing when empty. In the ceiling, Outbound
+	// bounds every tenant's rules when OutboundLimited is set (an empty
+	// list then forbids outbound connections); unset, any rule is allowed.
+	Outbound               []Rule
+	OutboundLimited        bool          // ceiling only: Outbound bounds tenants' rules
+	OutboundConnections    int           // open at once per instance (0: none)
+	OutboundTenantConns    int           // open at once by all the tenant's instances (0: none)
+	OutboundConnectTimeout time.Duration // for one connection to be made (more than 0)
 }
 
 // Presets are the named policies a tenant can start from.
+// Each has no outbound rules: a tenant lists what it connects to.
 var Presets = map[string]Policy{
-	"default": {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 4, QueueLength: 64, WritableData: false, DataMaxMB: 1024},
-	"strict":  {RequestTimeout: 5 * time.Second, MemoryMB: 128, MaxBodyBytes: 1 << 20, MaxInstances: 1, QueueLength: 8, WritableData: false, DataMaxMB: 64},
-	"data":    {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 2, QueueLength: 64, WritableData: true, DataMaxMB: 1024},
+	"default": {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 4, QueueLength: 64, WritableData: false, DataMaxMB: 1024,
+		OutboundConnections: 8, OutboundTenantConns: 32, OutboundConnectTimeout: 10 * time.Second},
+	"strict": {RequestTimeout: 5 * time.Second, MemoryMB: 128, MaxBodyBytes: 1 << 20, MaxInstances: 1, QueueLength: 8, WritableData: false, DataMaxMB: 64,
+		OutboundConnections: 2, OutboundTenantConns: 2, OutboundConnectTimeout: 5 * time.Second},
+	"data": {RequestTimeout: 30 * time.Second, MemoryMB: 512, MaxBodyBytes: 64 << 20, MaxInstances: 2, QueueLength: 64, WritableData: true, DataMaxMB: 1024,
+		OutboundConnections: 8, OutboundTenantConns: 16, OutboundConnectTimeout: 10 * time.Second},
 }
 
 // MaxMemoryMB is the most linear memory a wasm32 instance can address.
 const MaxMemoryMB = 4096
 
 // DefaultCeiling is the server-wide ceiling when the operator sets none.
-var DefaultCeiling = Policy{RequestTimeout: 5 * time.Minute, MemoryMB: 2048, MaxBodyBytes: 1 << 30, MaxInstances: 16, QueueLength: 1024, WritableData: true, DataMaxMB: 10240}
+var DefaultCeiling = Policy{RequestTimeout: 5 * time.Minute, MemoryMB: 2048, MaxBodyBytes: 1 << 30, MaxInstances: 16, QueueLength: 1024, WritableData: true, DataMaxMB: 10240,
+	OutboundConnections: 64, OutboundTenantConns: 256, OutboundConnectTimeout: time.Minute}
 
 // Overrides are a tenant's changes to its preset; nil fields keep it.
 type Overrides struct {
@@ -45,6 +60,12 @@ type Overrides struct {
 	QueueLength    *int
 	WritableData   *bool
 	DataMaxMB      *int
+
+	// Outbound is the rule list as written; Resolve and Ceiling parse it.
+	Outbound               *[]string
+	OutboundConnections    *int
+	OutboundTenantConns    *int
+	OutboundConnectTimeout *time.Duration
 }
 
 // FieldError names the policy key that is wrong and why.
@@ -66,7 +87,21 @@ func Resolve(preset string, o Overrides, ceiling Policy) (Policy, error) {
 		return Policy{}, &FieldError{Key: "preset", Reason: fmt.Sprintf("unknown preset %q (have %s)", preset, presetNames())}
 	}
 	p = o.Apply(p)
+	if o.Outbound != nil {
+		rules, err := ParseRules(*o.Outbound)
+		if err != nil {
+			return Policy{}, outboundError(err)
+		}
+		p.Outbound = rules
+	}
 	return p, p.within(ceiling)
+}
+
+// outboundError is a ParseRules error as a FieldError: "outbound[2]: ...".
+func outboundError(err error) error {
+	msg := err.Error()
+	idx, reason, _ := strings.Cut(msg, ": ")
+	return &FieldError{Key: "outbound" + idx, Reason: reason}
 }
 
 // Apply returns p with the overrides that are set.
@@ -92,6 +127,15 @@ func (o Overrides) Apply(p Policy) Policy {
 	if o.DataMaxMB != nil {
 		p.DataMaxMB = *o.DataMaxMB
 	}
+	if o.OutboundConnections != nil {
+		p.OutboundConnections = *o.OutboundConnections
+	}
+	if o.OutboundTenantConns != nil {
+		p.OutboundTenantConns = *o.OutboundTenantConns
+	}
+	if o.OutboundConnectTimeout != nil {
+		p.OutboundConnectTimeout = *o.OutboundConnectTimeout
+	}
 	return p
 }
 
@@ -101,6 +145,13 @@ func (o Overrides) Apply(p Policy) Policy {
 // not loaded, with the key that is over.
 func Ceiling(o Overrides) (Policy, error) {
 	c := o.Apply(DefaultCeiling)
+	if o.Outbound != nil {
+		rules, err := ParseRules(*o.Outbound)
+		if err != nil {
+			return Policy{}, outboundError(err)
+		}
+		c.Outbound, c.OutboundLimited = rules, true
+	}
 	for _, ch := range []struct {
 		key  string
 		bad  bool
@@ -112,6 +163,9 @@ func Ceiling(o Overrides) (Policy, error) {
 		{"max_instances", c.MaxInstances < 1, "at least 1"},
 		{"queue_length", c.QueueLength < 0, "0 or more"},
 		{"data_max_mb", c.DataMaxMB < 1, "at least 1"},
+		{"outbound_connections", c.OutboundConnections < 0, "0 or more"},
+		{"outbound_tenant_connections", c.OutboundTenantConns < 0, "0 or more"},
+		{"outbound_connect_timeout", c.OutboundConnectTimeout <= 0, "more than 0"},
 	} {
 		if ch.bad {
 			return Policy{}, &FieldError{Key: ch.key, Reason: "must be " + ch.want}
@@ -132,6 +186,9 @@ func (p Policy) within(c Policy) error {
 		{"max_instances", p.MaxInstances < 1 || p.MaxInstances > c.MaxInstances, p.MaxInstances, c.MaxInstances},
 		{"queue_length", p.QueueLength < 0 || p.QueueLength > c.QueueLength, p.QueueLength, c.QueueLength},
 		{"data_max_mb", p.DataMaxMB < 1 || p.DataMaxMB > c.DataMaxMB, p.DataMaxMB, c.DataMaxMB},
+		{"outbound_connections", p.OutboundConnections < 0 || p.OutboundConnections > c.OutboundConnections, p.OutboundConnections, c.OutboundConnections},
+		{"outbound_tenant_connections", p.OutboundTenantConns < 0 || p.OutboundTenantConns > c.OutboundTenantConns, p.OutboundTenantConns, c.OutboundTenantConns},
+		{"outbound_connect_timeout", p.OutboundConnectTimeout <= 0 || p.OutboundConnectTimeout > c.OutboundConnectTimeout, p.OutboundConnectTimeout, c.OutboundConnectTimeout},
 	}
 	for _, ch := range checks {
 		if ch.bad {
@@ -141,7 +198,36 @@ func (p Policy) within(c Policy) error {
 	if p.WritableData && !c.WritableData {
 		return &FieldError{Key: "writable_data", Reason: "the server does not allow writable data folders"}
 	}
+	if c.OutboundLimited {
+		for i, r := range p.Outbound {
+			if !c.allowsRule(r) {
+				reason := fmt.Sprintf("%q is not within the server's outbound rules (%s)", r, ruleList(c.Outbound))
+				if len(c.Outbound) == 0 {
+					reason = fmt.Sprintf("%q: the server allows no outbound connections", r)
+				}
+				return &FieldError{Key: fmt.Sprintf("outbound[%d]", i), Reason: reason}
+			}
+		}
+	}
 	return nil
+}
+
+// allowsRule reports whether one of the ceiling's rules covers r.
+func (p Policy) allowsRule(r Rule) bool {
+	for _, c := range p.Outbound {
+		if c.Covers(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func ruleList(rules []Rule) string {
+	s := make([]string, len(rules))
+	for i, r := range rules {
+		s[i] = r.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 func presetNames() string {

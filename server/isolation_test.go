@@ -24,7 +24,7 @@ import (
 func serveTree(t *testing.T, eng *sandbox.Engine, root string, cfg server.Config) (*server.Server, *httptest.Server) {
 	t.Helper()
 	cfg.TenantDir = root
-	if cfg.Ceiling == (policies.Policy{}) {
+	if cfg.Ceiling.MemoryMB == 0 { // no ceiling given
 		cfg.Ceiling = policies.DefaultCeiling
 	}
 	if cfg.MemoryBudget == 0 {

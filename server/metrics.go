@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wsgi-wasm/wsgi-wasm/outbound"
 	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
@@ -23,6 +24,8 @@ type metrics struct {
 	durations *prometheus.HistogramVec
 	inFlight  *prometheus.GaugeVec
 	failures  *prometheus.CounterVec
+
+	outOpened, outRefused, outBytes *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -42,7 +45,16 @@ func newMetrics(s *Server) *metrics {
 			Name: "wsgi_wasm_guest_failures_total", Help: "Guest calls that trapped, exited or passed their deadline, by tenant.",
 		}, []string{"tenant", "kind"}),
 	}
-	m.registry.MustRegister(m.requests, m.durations, m.inFlight, m.failures,
+	m.outOpened = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wsgi_wasm_outbound_connections_total", Help: "Outbound connections tenants opened, by tenant.",
+	}, []string{"tenant"})
+	m.outRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wsgi_wasm_outbound_refused_total", Help: "Outbound connections refused before anything left the host, by tenant and reason (rule, address, limit).",
+	}, []string{"tenant", "reason"})
+	m.outBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wsgi_wasm_outbound_bytes_total", Help: "Bytes tenants sent (out) and received (in) over outbound connections, TLS included, by tenant.",
+	}, []string{"tenant", "direction"})
+	m.registry.MustRegister(m.requests, m.durations, m.inFlight, m.failures, m.outOpened, m.outRefused, m.outBytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_warm_tenants", Help: "Tenants with a pool in the warm set."},
 			func() float64 { return float64(s.warm.Stats().Tenants) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_warm_memory_bytes", Help: "RAM held by all warm instances: their private pages, plus each tenant's shared snapshot pages once."},
@@ -58,6 +70,16 @@ func newMetrics(s *Server) *metrics {
 		dataCollector{s},
 	)
 	return m
+}
+
+// outbound is a tenant's share of the outbound series, for its Gate.
+func (m *metrics) outbound(tenant string) *outbound.Metrics {
+	return &outbound.Metrics{
+		Opened:   m.outOpened.WithLabelValues(tenant),
+		Refused:  m.outRefused.MustCurryWith(prometheus.Labels{"tenant": tenant}),
+		BytesOut: m.outBytes.WithLabelValues(tenant, "out"),
+		BytesIn:  m.outBytes.WithLabelValues(tenant, "in"),
+	}
 }
 
 var (

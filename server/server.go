@@ -8,6 +8,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,6 +59,9 @@ type Config struct {
 	// and the server opens or builds them in the background after each
 	// load, one tenant at a time.
 	Snapshots *sandbox.SnapshotStore
+	// OutboundRootCAs verifies the servers tenants connect to over TLS
+	// when a tenant loads no CA of its own; nil is the host's store.
+	OutboundRootCAs *x509.CertPool
 }
 
 // Server routes requests to tenants. Create it with New; it is an

@@ -37,6 +37,9 @@ type File struct {
 	Snapshots         *bool
 	SnapshotBase      *bool
 	SnapshotDir       *string
+	// OutboundCAFile holds the certificates (PEM) that verify the servers
+	// tenants connect to over TLS, instead of the host's store.
+	OutboundCAFile *string
 	// MaxConnections and MaxConnectionsPerIP cap the front's open
 	// connections (0: no cap).
 	MaxConnections      *int
@@ -71,6 +74,7 @@ type file struct {
 	Snapshots         *bool               `toml:"snapshots"`
 	SnapshotBase      *bool               `toml:"snapshot_base"`
 	SnapshotDir       *string             `toml:"snapshot_dir"`
+	OutboundCAFile    *string             `toml:"outbound_ca_file"`
 	MaxConnections    *int                `toml:"max_connections"`
 	MaxConnsPerIP     *int                `toml:"max_connections_per_ip"`
 	GracefulTimeout   *tomlfile.Duration  `toml:"graceful_timeout"`
@@ -146,6 +150,7 @@ func Read(path string) (*File, error) {
 		CertFile: under(dir, f.CertFile), KeyFile: under(dir, f.KeyFile),
 		PythonDir: under(dir, f.PythonDir), CacheDir: under(dir, f.CacheDir),
 		Snapshots: f.Snapshots, SnapshotBase: f.SnapshotBase, SnapshotDir: under(dir, f.SnapshotDir),
+		OutboundCAFile: under(dir, f.OutboundCAFile),
 		MaxConnections: f.MaxConnections, MaxConnectionsPerIP: f.MaxConnsPerIP,
 		GracefulTimeout: (*time.Duration)(f.GracefulTimeout), ReadHeaderTimeout: (*time.Duration)(f.ReadHeaderTimeout),
 		IdleTimeout: (*time.Duration)(f.IdleTimeout), WriteTimeout: (*time.Duration)(f.WriteTimeout),

@@ -2,11 +2,15 @@ package serverconfig_test
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/serverconfig"
@@ -56,7 +60,7 @@ writable_data = false
 		t.Errorf("admin_bind %v, access_logfile %v", f.AdminBind, f.AccessLogFile)
 	case *f.GracefulTimeout != 10*time.Second || *f.IdleTimeout != 5*time.Second || f.ReadHeaderTimeout != nil:
 		t.Errorf("timeouts %v %v %v", *f.GracefulTimeout, *f.IdleTimeout, f.ReadHeaderTimeout)
-	case f.Ceiling != want:
+	case !cmp.Equal(f.Ceiling, want, cmpopts.EquateComparable(netip.Addr{})):
 		t.Errorf("ceiling %+v, want %+v", f.Ceiling, want)
 	case f.MaxConnectionsPerIP == nil || *f.MaxConnectionsPerIP != 16 || f.MaxConnections != nil:
 		t.Errorf("max_connections %v, max_connections_per_ip %v", f.MaxConnections, f.MaxConnectionsPerIP)
@@ -116,7 +120,7 @@ func TestReadmeExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README example: %v", err)
 	}
-	if f.Ceiling != policies.DefaultCeiling || f.TenantDir == nil || len(*f.Bind) != 2 ||
+	if !cmp.Equal(f.Ceiling, policies.DefaultCeiling) || f.TenantDir == nil || len(*f.Bind) != 2 ||
 		f.Snapshots == nil || !*f.Snapshots || f.SnapshotBase == nil || *f.SnapshotBase || f.SnapshotDir == nil ||
 		f.MaxConnections == nil || *f.MaxConnections != 10000 || f.MaxConnectionsPerIP == nil || *f.MaxConnectionsPerIP != 256 {
 		t.Fatalf("README example read as %+v (ceiling %+v, want the default %+v)", f, f.Ceiling, policies.DefaultCeiling)

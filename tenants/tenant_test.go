@@ -68,6 +68,8 @@ func TestLoadErrors(t *testing.T) {
 		"over ceiling":      {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nmemory_mb = 99999", "policy.memory_mb", "outside what the server allows"},
 		"bad duration":      {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nrequest_timeout = \"soon\"", "", "duration"},
 		"static outside":    {`app = "a:b"` + "\nhosts=[\"*\"]\n[static]\n\"/s\" = \"../x\"", "static./s", "inside the tenant folder"},
+		"bad outbound rule": {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\noutbound = [\"db:5432\", \"db.internal\"]", "policy.outbound[1]", "not host:port"},
+		"outbound wildcard": {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\noutbound = [\"*.com:443\"]", "policy.outbound[0]", "two labels"},
 		"min warm too big":  {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\npreset = \"strict\"\n[pool]\nmin_warm = 3", "pool.min_warm", "max_instances"},
 	} {
 		t.Run(name, func(t *testing.T) {

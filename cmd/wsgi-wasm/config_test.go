@@ -93,7 +93,7 @@ func TestServeSettingsPrecedence(t *testing.T) {
 
 	// No file: the defaults.
 	s, err = settingsFor(t, "--tenant-dir", "t")
-	if err != nil || s.memoryBudgetMB != 4096 || s.ceiling != policies.DefaultCeiling || !reflect.DeepEqual(s.forwardedAllowIPs, []string{"127.0.0.1", "::1"}) || !s.snapshots || s.snapshotBase {
+	if err != nil || s.memoryBudgetMB != 4096 || !reflect.DeepEqual(s.ceiling, policies.DefaultCeiling) || !reflect.DeepEqual(s.forwardedAllowIPs, []string{"127.0.0.1", "::1"}) || !s.snapshots || s.snapshotBase {
 		t.Fatalf("defaults: %+v %v", s, err)
 	}
 }

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wsgi-wasm/wsgi-wasm/outbound"
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 	"github.com/wsgi-wasm/wsgi-wasm/python-wasi/embedded"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
@@ -38,7 +40,8 @@ func run() int {
 	level := new(slog.LevelVar)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	exitCode := 0
-	if err := newApp(logger, level, &exitCode).RunContext(ctx, os.Args); err != nil {
+	app := newApp(logger, level, &exitCode)
+	if err := app.RunContext(ctx, flagsFirst(app, os.Args)); err != nil {
 		logger.Error(err.Error())
 		return 1
 	}
@@ -121,7 +124,23 @@ type httpTimeouts struct {
 // frontFlags are the flags that run and serve share: the front's, and
 // those of snapshots.
 func frontFlags() []cli.Flag {
-	return append(httpFlags(), snapshotFlags()...)
+	return append(append(httpFlags(), snapshotFlags()...), outboundFlags()...)
+}
+
+// outboundFlags are the settings of tenants' outbound connections.
+func outboundFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "outbound-ca-file", Usage: "CA certificates `FILE` (PEM) that verify the servers tenants connect to over TLS, instead of the host's store (a tenant may still load its own)", EnvVars: []string{"WSGI_WASM_OUTBOUND_CA_FILE"}},
+	}
+}
+
+// outboundRootCAs is the pool of --outbound-ca-file, or nil (the host's
+// store) when path is empty.
+func outboundRootCAs(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return outbound.LoadRootCAs(path)
 }
 
 // httpFlags are the front's flags: its timeouts, connection caps, trusted

@@ -57,7 +57,7 @@ type serveSettings struct {
 	configFile, tenantDir, dataDir, certFile, keyFile, adminBind, accessLog string
 	tenantLogDir                                                            string
 	tenantLogMaxMB                                                          int64
-	pythonDir, cacheDir, snapshotDir                                        string
+	pythonDir, cacheDir, snapshotDir, outboundCAFile                        string
 	snapshots, snapshotBase, pprof                                          bool
 	binds, forwardedAllowIPs                                                []string
 	memoryBudgetMB                                                          int64
@@ -95,6 +95,7 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 		snapshots:         pick(c, "snapshots", f.Snapshots, c.Bool),
 		snapshotBase:      pick(c, "snapshot-base", f.SnapshotBase, c.Bool),
 		snapshotDir:       pick(c, "snapshot-dir", f.SnapshotDir, c.String),
+		outboundCAFile:    pick(c, "outbound-ca-file", f.OutboundCAFile, c.String),
 		gracefulTimeout:   pick(c, "graceful-timeout", f.GracefulTimeout, c.Duration),
 		maxConns:          pick(c, "max-connections", f.MaxConnections, c.Int),
 		maxConnsPerIP:     pick(c, "max-connections-per-ip", f.MaxConnectionsPerIP, c.Int),
@@ -152,10 +153,14 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 		return err
 	}
 	defer eng.Close(context.Background())
+	roots, err := outboundRootCAs(s.outboundCAFile)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(ctx, eng, server.Config{
 		TenantDir: s.tenantDir, Ceiling: s.ceiling, HostAssignments: s.hosts, DataDir: s.dataDir,
 		MemoryBudget: s.memoryBudgetMB << 20, Logger: logger,
-		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store,
+		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store, OutboundRootCAs: roots,
 		TenantLogDir: s.tenantLogDir, TenantLogMaxBytes: s.tenantLogMaxMB << 20,
 	})
 	if err != nil {
