@@ -244,9 +244,10 @@ type RotatingFile struct {
 	path string
 	max  int64
 
-	mu   sync.Mutex
-	f    *os.File // nil after a failed rotation: the next write opens it
-	size int64
+	mu     sync.Mutex
+	f      *os.File // nil after a failed rotation: the next write opens it
+	size   int64
+	closed bool
 }
 
 // OpenRotatingFile opens (appends to) or creates path, readable by its
@@ -278,6 +279,9 @@ func (r *RotatingFile) open() error {
 func (r *RotatingFile) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return 0, os.ErrClosed // a report scheduled before the server closed
+	}
 	if r.f != nil && r.size > 0 && r.size+int64(len(p)) > r.max {
 		r.f.Close()
 		r.f = nil
@@ -299,6 +303,7 @@ func (r *RotatingFile) Write(p []byte) (int, error) {
 func (r *RotatingFile) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closed = true
 	if r.f == nil {
 		return nil
 	}

@@ -178,7 +178,6 @@ func TestRotatingFile(t *testing.T) {
 	if f, err = server.OpenRotatingFile(path, 100); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	size := func(p string) int {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -207,6 +206,10 @@ func TestRotatingFile(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".2"); !os.IsNotExist(err) {
 		t.Fatalf("a third file: %v", err)
+	}
+	f.Close()
+	if _, err := f.Write([]byte("late")); err == nil || size(path) != 1 {
+		t.Fatalf("a write after Close: %v, %d bytes", err, size(path))
 	}
 	link := filepath.Join(filepath.Dir(path), "link.log")
 	os.Symlink(path, link)
