@@ -517,7 +517,10 @@ def _route_logging():
 
     def emit_at_level(self, record):
         stream = self.stream
-        stream = getattr(stream, "_get_current_object", lambda: stream)()
+        try:  # a proxy (werkzeug's LocalProxy) may have nothing behind it
+            stream = getattr(stream, "_get_current_object", lambda: stream)()
+        except Exception:
+            return emit(self, record)
         if not isinstance(stream, ErrorStream):
             return emit(self, record)
         stream.flush()
