@@ -84,8 +84,10 @@ const (
 
 // Log levels of log_write (ABI.md "log_write").
 const (
-	LogInfo  = 0
-	LogError = 1
+	LogInfo    = 0
+	LogError   = 1
+	LogWarning = 2
+	LogDebug   = 3
 )
 
 // Responder receives the response of one request.

@@ -3,7 +3,7 @@ package pool
 import (
 	"net/http"
 
-	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
 // Handler serves every request with one app's pool.
@@ -13,7 +13,7 @@ type Handler struct {
 	// mounted; without it the request is taken as it came.
 	Info func(*http.Request) RequestInfo
 	// Log receives the guest's log lines during each request.
-	Log hostabi.Logger
+	Log sandbox.GuestLog
 	// Done, if set, is told how each request ended.
 	Done func(*http.Request, Outcome)
 }

@@ -2,6 +2,7 @@ package pool_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -49,7 +50,7 @@ type logLines struct {
 	lines []string
 }
 
-func (l *logLines) log(level int32, msg []byte) {
+func (l *logLines) log(level slog.Level, msg []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lines = append(l.lines, string(msg))

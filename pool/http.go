@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -273,11 +274,11 @@ func failed(err error) Outcome { return Outcome{Outcome: sandbox.Outcome{Err: er
 // adapter of one instance, without a pool (tests and benchmarks drive
 // instances with it). A failure before the response's headers is answered
 // with its Status; the reason of a refused response goes to log.
-func ServeInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+func ServeInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Request, info RequestInfo, log sandbox.GuestLog) Outcome {
 	return serveInstance(inst, w, r, info, log)
 }
 
-func serveInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+func serveInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Request, info RequestInfo, log sandbox.GuestLog) Outcome {
 	env, err := BuildEnviron(nil, r, info)
 	if err != nil {
 		Fail(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
@@ -307,7 +308,7 @@ func serveInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Reques
 	o := Outcome{Outcome: inst.Serve(ctx, x, log), ClientError: body.clientErr}
 	refused := x.Refused()
 	if refused != nil && log != nil {
-		log(hostabi.LogError, fmt.Appendf(nil, "wsgi-wasm: 502 Bad Gateway: the app's response was refused: %v", refused))
+		log(slog.LevelError, fmt.Appendf(nil, "wsgi-wasm: 502 Bad Gateway: the app's response was refused: %v", refused))
 	}
 	if o.Err != nil {
 		if !x.HeadersSent() {

@@ -43,6 +43,10 @@ type Config struct {
 	// SnapshotKey is sandbox.Engine.SnapshotKey of the app, if the caller has it;
 	// otherwise the pool computes it when it first starts an instance.
 	SnapshotKey string
+	// Log receives the pool's own records (an instance that failed to
+	// start, snapshots saved or refused); nil: the engine's logger, with
+	// app=.
+	Log *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -178,7 +182,11 @@ type pooled struct {
 // New starts a pool of app's instances on e and begins warming MinWarm
 // of them.
 func New(e *sandbox.Engine, app sandbox.AppConfig, cfg Config) *Pool {
-	p := &Pool{engine: e, app: app, cfg: cfg.withDefaults(), log: e.Logger().With("app", app.App),
+	log := cfg.Log
+	if log == nil {
+		log = e.Logger()
+	}
+	p := &Pool{engine: e, app: app, cfg: cfg.withDefaults(), log: log.With("app", app.App),
 		stop: make(chan struct{}), all: map[*pooled]struct{}{}}
 	p.unheld.L = &p.mu
 	p.mu.Lock()
@@ -534,7 +542,7 @@ func (p *Pool) putLockedAfterServing(pi *pooled, o Outcome) {
 // Serve serves r with an instance of the pool and answers a failure with
 // its status (status.go): the queue is full or no instance can start, the
 // deadline passes while waiting or in the guest, the guest traps.
-func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, info RequestInfo, log sandbox.GuestLog) Outcome {
 	// The guest's deadline is the pool's; a client that goes away does not
 	// kill the instance (its writes fail instead).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.cfg.RequestTimeout)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 
-	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -74,7 +73,7 @@ func (w *WarmSet) drop(p *Pool) {
 // Serve serves r with key's warm pool, or makes one (a cold start) and
 // offers it to the set. The pool serves r even when the set refuses or
 // evicts it meanwhile: a dropped pool closes once no request holds it.
-func (w *WarmSet) Serve(key string, app sandbox.AppConfig, cfg Config, rw http.ResponseWriter, r *http.Request, info RequestInfo, log hostabi.Logger) Outcome {
+func (w *WarmSet) Serve(key string, app sandbox.AppConfig, cfg Config, rw http.ResponseWriter, r *http.Request, info RequestInfo, log sandbox.GuestLog) Outcome {
 	p := w.hold(key, app, cfg)
 	defer p.unhold()
 	return p.Serve(rw, r, info, log)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -292,7 +293,7 @@ func TestAppExitingAtImportFromBase(t *testing.T) {
 	}
 	defer store.Close()
 	var logs strings.Builder
-	cfg := sandbox.AppConfig{App: "exitonimport:app", Dir: "testdata/apps", Log: func(_ int32, msg []byte) { logs.Write(msg) }}
+	cfg := sandbox.AppConfig{App: "exitonimport:app", Dir: "testdata/apps", Log: func(_ slog.Level, msg []byte) { logs.Write(msg) }}
 	inst, err := store.NewInstance(context.Background(), testEngine(t), cfg)
 	if err == nil {
 		inst.Close(context.Background())

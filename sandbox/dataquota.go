@@ -3,6 +3,7 @@ package sandbox
 import (
 	"io"
 	"io/fs"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"sync"
@@ -86,7 +87,7 @@ func (e *Engine) DataUsage(dir string) (used, limit, refused int64, ok bool) {
 }
 
 // grow takes n more bytes, or reports false (and counts the refusal).
-func (q *dataQuota) grow(n int64, log func(level int32, msg []byte)) bool {
+func (q *dataQuota) grow(n int64, log GuestLog) bool {
 	if n <= 0 {
 		q.used.Add(n)
 		return true
@@ -104,7 +105,7 @@ func (q *dataQuota) grow(n int64, log func(level int32, msg []byte)) bool {
 }
 
 // create takes one more entry, or reports false.
-func (q *dataQuota) create(log func(level int32, msg []byte)) bool {
+func (q *dataQuota) create(log GuestLog) bool {
 	if q.entries.Add(1) > MaxDataFiles {
 		q.entries.Add(-1)
 		q.refuse(log)
@@ -113,13 +114,13 @@ func (q *dataQuota) create(log func(level int32, msg []byte)) bool {
 	return true
 }
 
-func (q *dataQuota) refuse(log func(level int32, msg []byte)) {
+func (q *dataQuota) refuse(log GuestLog) {
 	q.refused.Add(1)
 	q.warnedMu.Lock()
 	defer q.warnedMu.Unlock()
 	if log != nil && time.Since(q.warned) > time.Minute {
 		q.warned = time.Now()
-		log(1, []byte("wsgi-wasm: the data folder is full (its policy's data_max_mb or 100000 files); writes fail with OSError until files are removed"))
+		log(slog.LevelError, []byte("wsgi-wasm: the data folder is full (its policy's data_max_mb or 100000 files); writes fail with OSError until files are removed"))
 	}
 }
 
@@ -127,7 +128,7 @@ func (q *dataQuota) refuse(log func(level int32, msg []byte)) {
 type quotaFS struct {
 	experimentalsys.FS
 	q   *dataQuota
-	log func(level int32, msg []byte)
+	log GuestLog
 }
 
 // size is the bytes p holds (0 for a folder) and whether it exists.
@@ -254,7 +255,7 @@ func (f *quotaFS) Rename(from, to string) experimentalsys.Errno {
 type quotaFile struct {
 	pollable
 	q       *dataQuota
-	log     func(level int32, msg []byte)
+	log     GuestLog
 	ino     uint64
 	appends bool
 	closed  atomic.Bool

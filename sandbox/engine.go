@@ -7,6 +7,7 @@ package sandbox
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -339,6 +341,12 @@ func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 	}
 	fsc = fsc.WithReadOnlyDirMount(e.interp.LibDir(), pythonwasi.GuestLibDir)
 	fsc = mount(fsc, devFS{}, GuestDevDir)
+	return e.runCommandModule(ctx, compiled, fsc, c)
+}
+
+// runCommandModule runs the compiled command module on the file system
+// fsc with c's arguments, environment, stdio and memory cap.
+func (e *Engine) runCommandModule(ctx context.Context, compiled wazero.CompiledModule, fsc wazero.FSConfig, c Command) (int, error) {
 	cfg := baseModuleConfig().
 		WithName("").
 		WithArgs(append([]string{"python"}, c.Args...)...).
@@ -358,6 +366,7 @@ func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 		cfg = cfg.WithStderr(c.Stderr)
 	}
 	var mem *linearMemory
+	var err error
 	if c.MemoryLimit > 0 {
 		if mem, err = newLinearMemory(c.MemoryLimit, nil, memoryImage{}); err != nil {
 			return 0, err
@@ -383,6 +392,48 @@ func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 	}
 }
 
+// execPrelude is the program RunAppCommand runs (python -c), with the
+// command's arguments after it.
+//
+//go:embed exec.py
+var execPrelude string
+
+// RunAppCommand runs a command in the sandbox of an app, laid out as an
+// instance of cfg is (ABI.md "Guest file system": its folder read-only at
+// /app, its data folder writable at /data within its quota, zoneinfo,
+// /pyc, /dev/null; cfg.Env and WSGI_WASM_DATA_DIR; cfg.MemoryLimit), but
+// with the command module: the working directory is /app, /app and
+// /app/site-packages come first on sys.path, and args are what follows
+// `python` (a script of the folder such as manage.py, -m MODULE, -c CODE),
+// or the name of a console script of site-packages (flask), or else of a
+// module run as -m would (exec.py). c's Args, Dir and Mounts are ignored;
+// its Env is added to cfg.Env. The guest's stdio is c's; cfg.Log receives
+// the data quota's refusals. Lock the data folder first (LockData).
+func (e *Engine) RunAppCommand(ctx context.Context, cfg AppConfig, args []string, c Command) (int, error) {
+	compiled, err := e.compileIn(ctx, e.cmdRT, e.interp.CommandModule())
+	if err != nil {
+		return 0, err
+	}
+	run := c
+	run.Args = append([]string{"-c", execPrelude}, args...)
+	run.Env = nil
+	for k, v := range cfg.Env {
+		run.Env = append(run.Env, k+"="+v)
+	}
+	if cfg.DataDir != "" {
+		run.Env = append(run.Env, EnvDataDir+"="+GuestDataDir)
+	}
+	if cfg.PycacheDir != "" {
+		run.Env = append(run.Env, "PYTHONPYCACHEPREFIX="+GuestPycacheDir)
+	}
+	run.Env = append(run.Env, c.Env...)
+	run.MemoryLimit = cfg.MemoryLimit
+	if run.MemoryLimit == 0 {
+		run.MemoryLimit = DefaultMemoryLimit
+	}
+	return e.runCommandModule(ctx, compiled, e.appFS(cfg, false), run)
+}
+
 // baseModuleConfig is what every guest gets: real clocks, a real sleep and
 // the host's cryptographic random source. Everything else (files, env,
 // stdio) is denied until a caller grants it.
@@ -404,15 +455,53 @@ func (e *Engine) InstancesRestored() int64 { return e.restored.Load() }
 // ctx ends at the latest. WASI preview 1 has no file locks, so SQLite in one
 // instance cannot exclude another: the host lets one request at a time use
 // a given data folder, across every pool (also the old and new pool of a
-// reloading tenant). The caller runs unlock when its request is done.
+// reloading tenant), and across processes (serve, and wsgi-wasm exec
+// running a tenant's command): the lock is also an flock(2) on the folder
+// itself, polled every 20 ms while another process holds it. The caller
+// runs unlock when its request is done.
 func (e *Engine) LockData(ctx context.Context, dir string) (unlock func(), err error) {
 	l, _ := e.dataLocks.LoadOrStore(filepath.Clean(dir), make(chan struct{}, 1))
 	lock := l.(chan struct{})
 	select {
 	case lock <- struct{}{}:
-		return func() { <-lock }, nil
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
+	}
+	f, err := lockFolder(ctx, dir)
+	if err != nil {
+		<-lock
+		return nil, err
+	}
+	return func() {
+		f.Close() // releases the flock
+		<-lock
+	}, nil
+}
+
+// lockFolder takes an exclusive flock on the folder dir, polling until ctx
+// ends; closing the file releases it.
+func lockFolder(ctx context.Context, dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: lock data folder: %w", err)
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("sandbox: lock data folder %s: %w", dir, err)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			f.Close()
+			return nil, context.Cause(ctx)
+		}
 	}
 }
 

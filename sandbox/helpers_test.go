@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -42,7 +43,7 @@ type logLines struct {
 	lines []string
 }
 
-func (l *logLines) log(level int32, msg []byte) {
+func (l *logLines) log(level slog.Level, msg []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lines = append(l.lines, string(msg))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -56,9 +57,9 @@ type AppConfig struct {
 	// Validate wraps the app in wsgiref.validate.validator inside the guest
 	// (tests run every app both ways).
 	Validate bool
-	// Log receives the guest's stdout/stderr, wsgi.errors and tracebacks.
-	// The message slice is only valid during the call.
-	Log hostabi.Logger
+	// Log receives the guest's stdout/stderr, wsgi.errors, logging records
+	// and tracebacks (GuestLog).
+	Log GuestLog
 	// Stdio receives what the guest writes to WASI stdout/stderr before the
 	// bootstrap redirects them (interpreter start-up errors).
 	Stdio io.Writer
@@ -85,7 +86,7 @@ type Instance struct {
 	handle      api.Function
 	mem         *linearMemory
 	interrupt   *interrupter
-	log         hostabi.Logger // cfg.Log plus the start-up buffer while starting
+	log         GuestLog       // cfg.Log plus the start-up buffer while starting
 	conns       *hostabi.Conns // its outbound connections, closed with it
 	globalNames []string
 	restored    bool      // from its app's own snapshot: it cannot be saved
@@ -136,27 +137,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if err != nil {
 		return nil, err
 	}
-	files := &fileBudget{}
-	fsc := mount(wazero.NewFSConfig(), newConfinedFS(e.interp.LibDir(), false, files), pythonwasi.GuestLibDir)
-	if cfg.Dir != "" {
-		fsc = mount(fsc, newConfinedFS(cfg.Dir, false, files), GuestAppDir)
-	}
-	if cfg.DataDir != "" {
-		// A base image is made on an empty folder, read-only.
-		data := newConfinedFS(cfg.DataDir, from != asBase, files)
-		if cfg.DataMaxBytes > 0 && from != asBase {
-			data.fs = &quotaFS{FS: data.fs, q: e.dataQuota(cfg.DataDir, cfg.DataMaxBytes), log: cfg.Log}
-		}
-		fsc = mount(fsc, data, GuestDataDir)
-	}
-	if e.zoneinfo != "" {
-		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false, files), GuestZoneinfoDir)
-	}
-	if cfg.PycacheDir != "" {
-		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false, files), GuestPycacheDir)
-	}
-	// Last, so that the other mounts keep their descriptor numbers.
-	fsc = mount(fsc, devFS{}, GuestDevDir)
+	fsc := e.appFS(cfg, from == asBase)
 	// The interrupter needs the memory, which exists only once instantiated;
 	// the sleep closure reaches it through this pointer.
 	var it atomic.Pointer[interrupter]
@@ -199,7 +180,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if from == fromBase {
 		inst.base = snap
 	}
-	inst.log = func(level int32, msg []byte) {
+	inst.log = func(level slog.Level, msg []byte) {
 		startup.Write(msg)
 		startup.Write([]byte{'\n'})
 		if cfg.Log != nil {
@@ -285,6 +266,33 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	return inst, nil
 }
 
+// appFS is the guest file system of an instance of cfg (ABI.md "Guest
+// file system"); for a base image (asBase), its data folder is read-only
+// and without a quota.
+func (e *Engine) appFS(cfg AppConfig, asBase bool) wazero.FSConfig {
+	files := &fileBudget{}
+	fsc := mount(wazero.NewFSConfig(), newConfinedFS(e.interp.LibDir(), false, files), pythonwasi.GuestLibDir)
+	if cfg.Dir != "" {
+		fsc = mount(fsc, newConfinedFS(cfg.Dir, false, files), GuestAppDir)
+	}
+	if cfg.DataDir != "" {
+		// A base image is made on an empty folder, read-only.
+		data := newConfinedFS(cfg.DataDir, !asBase, files)
+		if cfg.DataMaxBytes > 0 && !asBase {
+			data.fs = &quotaFS{FS: data.fs, q: e.dataQuota(cfg.DataDir, cfg.DataMaxBytes), log: cfg.Log}
+		}
+		fsc = mount(fsc, data, GuestDataDir)
+	}
+	if e.zoneinfo != "" {
+		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false, files), GuestZoneinfoDir)
+	}
+	if cfg.PycacheDir != "" {
+		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false, files), GuestPycacheDir)
+	}
+	// Last, so that the other mounts keep their descriptor numbers.
+	return mount(fsc, devFS{}, GuestDevDir)
+}
+
 // InitError is a wsgi_init, wsgi_init_base or wsgi_init_app that returned
 // a failure (ABI.md "wsgi_init"): the interpreter did not start, or the
 // bootstrap or the app's import raised; or that trapped or exited (Trap).
@@ -341,7 +349,7 @@ func (e *Engine) resume(ctx context.Context, inst *Instance, snap *Snapshot) err
 func (i *Instance) callContext(ctx context.Context) context.Context {
 	ctx = hostabi.WithConns(hostabi.WithInterrupter(ctx, i.interrupt), i.conns)
 	if i.log != nil {
-		ctx = hostabi.WithLogger(ctx, i.log)
+		ctx = hostabi.WithLogger(ctx, i.log.abi())
 	}
 	return ctx
 }
@@ -364,11 +372,11 @@ func (o Outcome) Reusable() bool {
 
 // Serve runs wsgi_handle for the request in x. The log receives the
 // guest's log_write calls during it.
-func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log hostabi.Logger) Outcome {
+func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log GuestLog) Outcome {
 	ctx = hostabi.WithInterrupter(hostabi.WithExchange(ctx, x), i.interrupt)
 	ctx = hostabi.WithConns(ctx, i.conns)
 	if log != nil {
-		ctx = hostabi.WithLogger(ctx, log)
+		ctx = hostabi.WithLogger(ctx, log.abi())
 	}
 	i.served.Add(1)
 	release := i.interrupt.watch(ctx)

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -20,6 +22,12 @@ import (
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/tenants"
 )
+
+// logTenant logs what the server says about a tenant (tenant=name, err),
+// in the server's log and the tenant's file.
+func (s *Server) logTenant(level slog.Level, name, msg string, err error) {
+	s.files.logger(s.log, name).Log(context.Background(), level, msg, "err", err)
+}
 
 func (s *Server) load(ctx context.Context) error {
 	var entries []os.DirEntry
@@ -37,7 +45,7 @@ func (s *Server) load(ctx context.Context) error {
 	keep := func(name string, err error) bool {
 		// A broken new version leaves the old one serving.
 		if old, ok := previous[name]; ok {
-			s.log.Error("tenant reload failed; the previous version keeps serving", "tenant", name, "err", err)
+			s.logTenant(slog.LevelError, name, "tenant reload failed; the previous version keeps serving", err)
 			loadedTenants[name] = old
 			return true
 		}
@@ -69,7 +77,7 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
-			s.log.Error("tenant not loaded", "tenant", e.Name(), "err", err)
+			s.logTenant(slog.LevelError, e.Name(), "tenant not loaded", err)
 			for _, h := range hostsOf(dir) {
 				if s.mayHold(e.Name(), h) {
 					broken[h] = err.Error()
@@ -89,7 +97,7 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
-			s.log.Error("tenant not loaded", "tenant", t.Name, "err", err)
+			s.logTenant(slog.LevelError, t.Name, "tenant not loaded", err)
 			for _, h := range t.Hosts {
 				if s.mayHold(t.Name, h) {
 					broken[strings.ToLower(h)] = err.Error()
@@ -107,11 +115,11 @@ func (s *Server) load(ctx context.Context) error {
 	}
 	for _, name := range slices.Sorted(maps.Keys(refused)) {
 		if old, ok := previous[name]; ok && s.keepsNoConflict(name, old, loadedTenants) {
-			s.log.Error("tenant reload refused; the previous version keeps serving", "tenant", name, "err", refused[name])
+			s.logTenant(slog.LevelError, name, "tenant reload refused; the previous version keeps serving", refused[name])
 			loadedTenants[name] = old
 			continue
 		}
-		s.log.Error("tenant not loaded", "tenant", name, "err", refused[name])
+		s.logTenant(slog.LevelError, name, "tenant not loaded", refused[name])
 		// Its hosts that no other tenant owns answer 503 rather than reach
 		// the catch-all.
 		for _, h := range refusedVersions[name].tenant.Hosts {
@@ -203,6 +211,30 @@ func (s *Server) precompile(ctx context.Context) {
 	}
 }
 
+// TenantAppConfig is the sandbox configuration serve gives the tenant t
+// (and wsgi-wasm exec too): its folder, its [env], its memory cap and, if
+// its policy grants one, its data folder dataRoot/<tenant> (dataRoot
+// itself if oneTenant, as run's --data-dir), created, with its quota.
+// PycacheDir and Log are the caller's.
+func TenantAppConfig(t *tenants.Tenant, dataRoot string, oneTenant bool) (sandbox.AppConfig, error) {
+	app := sandbox.AppConfig{App: t.App, Dir: t.Dir, Env: t.Env, MemoryLimit: uint64(t.Policy.MemoryMB) << 20}
+	if !t.Policy.WritableData {
+		return app, nil
+	}
+	if dataRoot == "" {
+		return app, errors.New("server: tenant wants a writable data folder but the server has no --data-dir")
+	}
+	app.DataDir = filepath.Join(dataRoot, t.Name)
+	if oneTenant {
+		app.DataDir = dataRoot
+	}
+	app.DataMaxBytes = int64(t.Policy.DataMaxMB) << 20
+	if err := os.MkdirAll(app.DataDir, 0o750); err != nil {
+		return app, err
+	}
+	return app, nil
+}
+
 // prepare compiles the tenant's code and derives its runtime config.
 func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error) {
 	cctx, cancel := context.WithTimeout(ctx, compileTimeout)
@@ -211,25 +243,19 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 	if err != nil {
 		return nil, err
 	}
-	log := s.log.With("tenant", t.Name)
-	guestLog := NewTenantLog(log)
-	app := sandbox.AppConfig{
-		App: t.App, Dir: t.Dir, Env: t.Env, PycacheDir: pyc, Log: guestLog,
-		MemoryLimit: uint64(t.Policy.MemoryMB) << 20,
-	}
-	if t.Policy.WritableData {
-		if s.cfg.DataDir == "" {
-			return nil, errors.New("server: tenant wants a writable data folder but the server has no --data-dir")
-		}
-		app.DataDir = filepath.Join(s.cfg.DataDir, t.Name)
-		if s.cfg.Tenant != nil {
-			app.DataDir = s.cfg.DataDir
-		}
-		app.DataMaxBytes = int64(t.Policy.DataMaxMB) << 20
-		if err := os.MkdirAll(app.DataDir, 0o750); err != nil {
-			return nil, err
+	var file io.Writer
+	if s.files != nil {
+		if f := s.files.file(t.Name); f != nil {
+			file = f
 		}
 	}
+	log := s.files.logger(s.log, t.Name)
+	guestLog := NewTenantLog(s.log.With("tenant", t.Name), file)
+	app, err := TenantAppConfig(t, s.cfg.DataDir, s.cfg.Tenant != nil)
+	if err != nil {
+		return nil, err
+	}
+	app.PycacheDir, app.Log = pyc, guestLog
 	// What the tenant's configuration is: its tenant.toml, or the tenant
 	// as given.
 	toml := fmt.Appendf(nil, "%+v", *t)
@@ -249,7 +275,7 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 		Snapshots: s.cfg.Snapshots, SnapshotKey: snapKey,
 		MinWarm: t.Pool.MinWarm, MaxInstances: t.Policy.MaxInstances, QueueLength: queueLength(t.Policy.QueueLength),
 		MaxRequests: t.Pool.MaxRequests, MaxRequestsJitter: t.Pool.MaxRequestsJitter, RequestTimeout: t.Policy.RequestTimeout,
-		InitTimeout: initTimeout(t.Policy),
+		InitTimeout: initTimeout(t.Policy), Log: log,
 	}
 	key := t.Name + "@" + hex.EncodeToString(version[:6])
 	return &loaded{key: key, tenant: t, app: app, pool: pcfg, guestLg: guestLog}, nil

@@ -9,12 +9,13 @@ package server
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 
-	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
@@ -45,6 +46,14 @@ type Config struct {
 	// AccessLog); nil writes none.
 	AccessLog io.Writer
 	Logger    *slog.Logger
+	// TenantLogDir, if set, holds a log file per tenant,
+	// <TenantLogDir>/<tenant>.log, for its owner: the tenant's records
+	// (FormatTenantRecord: a traceback stays readable, on several lines)
+	// and the server's own about it (it did not load, its reload failed).
+	// Each is rotated at TenantLogMaxBytes (0: DefaultTenantLogMaxBytes),
+	// keeping the file before it as <tenant>.log.1.
+	TenantLogDir      string
+	TenantLogMaxBytes int64
 	// Snapshots, if set, holds snapshots of tenants' initialised instances:
 	// instances are restored from them (milliseconds instead of an import),
 	// and the server opens or builds them in the background after each
@@ -65,6 +74,7 @@ type Server struct {
 
 	metrics  *metrics
 	access   *AccessLog
+	files    *tenantFiles // nil without Config.TenantLogDir
 	reloadMu sync.Mutex
 
 	mu      sync.RWMutex
@@ -82,7 +92,7 @@ type loaded struct {
 	tenant  *tenants.Tenant
 	app     sandbox.AppConfig
 	pool    pool.Config
-	guestLg hostabi.Logger
+	guestLg sandbox.GuestLog
 	// inFlight counts the requests routed to this version. Added under
 	// Server.mu's read lock, so once a reload has swapped the routes no
 	// request joins a retired version, and its pool closes after the last
@@ -107,6 +117,17 @@ func New(ctx context.Context, engine *sandbox.Engine, cfg Config) (*Server, erro
 	s := &Server{cfg: cfg, engine: engine, warm: warm, log: cfg.Logger, access: NewAccessLog(cfg.AccessLog)}
 	s.background, s.cancel = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s)
+	if cfg.TenantLogDir != "" {
+		if err := os.MkdirAll(cfg.TenantLogDir, 0o750); err != nil {
+			warm.Close()
+			return nil, fmt.Errorf("server: tenant log folder: %w", err)
+		}
+		max := cfg.TenantLogMaxBytes
+		if max <= 0 {
+			max = DefaultTenantLogMaxBytes
+		}
+		s.files = &tenantFiles{dir: cfg.TenantLogDir, max: max, log: cfg.Logger, files: map[string]*RotatingFile{}}
+	}
 	if err := s.load(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -119,4 +140,5 @@ func (s *Server) Close() {
 	s.cancel()
 	s.builders.Wait()
 	s.warm.Close()
+	s.files.close()
 }

@@ -79,6 +79,7 @@ func newApp(logger *slog.Logger, level *slog.LevelVar, exitCode *int) *cli.App {
 			checkCommand(logger, exitCode),
 			snapshotCommand(logger, exitCode),
 			pythonCommand(logger, exitCode),
+			execCommand(logger, exitCode),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -38,6 +38,8 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.StringFlag{Name: "keyfile", Usage: "TLS key `FILE` (PEM)", EnvVars: []string{"WSGI_WASM_KEYFILE"}},
 			&cli.StringFlag{Name: "admin-bind", Value: "127.0.0.1:9090", Usage: "listen on `ADDRESS` for /metrics, /livez and /readyz (empty: off)", EnvVars: []string{"WSGI_WASM_ADMIN_BIND"}},
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler (net/http/pprof) at /debug/pprof/ on the admin listener; off by default, as it exposes internals", EnvVars: []string{"WSGI_WASM_PPROF"}},
+			&cli.StringFlag{Name: "tenant-log-dir", Usage: "`FOLDER` for a log file per tenant (<tenant>.log) to hand to its owner: its records, tracebacks on several lines, and why it did not load or start (empty: the server's log only)", EnvVars: []string{"WSGI_WASM_TENANT_LOG_DIR"}},
+			&cli.Int64Flag{Name: "tenant-log-max-mb", Value: server.DefaultTenantLogMaxBytes >> 20, Usage: "a tenant's log file is rotated at `MIB` (the one before is kept as <tenant>.log.1)", EnvVars: []string{"WSGI_WASM_TENANT_LOG_MAX_MB"}},
 			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "on SIGTERM, wait up to `DURATION` for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
 		}, frontFlags()...),
 		Action: func(c *cli.Context) error {
@@ -53,6 +55,8 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 // serveSettings is what serve runs with, resolved by serveSettingsOf.
 type serveSettings struct {
 	configFile, tenantDir, dataDir, certFile, keyFile, adminBind, accessLog string
+	tenantLogDir                                                            string
+	tenantLogMaxMB                                                          int64
 	pythonDir, cacheDir, snapshotDir, outboundCAFile                        string
 	snapshots, snapshotBase, pprof                                          bool
 	binds, forwardedAllowIPs                                                []string
@@ -101,7 +105,10 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 			write:      pick(c, "write-timeout", f.WriteTimeout, c.Duration),
 		},
 		ceiling: f.Ceiling, hosts: f.Hosts,
-		pprof: c.Bool("pprof"),
+		pprof: c.Bool("pprof"), tenantLogDir: c.String("tenant-log-dir"), tenantLogMaxMB: c.Int64("tenant-log-max-mb"),
+	}
+	if s.tenantLogMaxMB < 1 || s.tenantLogMaxMB > maxMemoryBudgetMB {
+		return serveSettings{}, fmt.Errorf("serve: --tenant-log-max-mb must be from 1 to %d, not %d", maxMemoryBudgetMB, s.tenantLogMaxMB)
 	}
 	if s.tenantDir == "" {
 		return serveSettings{}, errors.New("serve: no tenant folder: give --tenant-dir or tenant_dir in the --config file")
@@ -154,6 +161,7 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 		TenantDir: s.tenantDir, Ceiling: s.ceiling, HostAssignments: s.hosts, DataDir: s.dataDir,
 		MemoryBudget: s.memoryBudgetMB << 20, Logger: logger,
 		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store, OutboundRootCAs: roots,
+		TenantLogDir: s.tenantLogDir, TenantLogMaxBytes: s.tenantLogMaxMB << 20,
 	})
 	if err != nil {
 		return err

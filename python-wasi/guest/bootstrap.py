@@ -30,7 +30,7 @@ RESULT_APP_ERROR = 1  # the app raised; a 500 was sent if nothing had been
 RESULT_CLIENT_GONE = 2  # the client went away; the app's iterable was closed
 RESULT_REPLACE = 4  # the app failed so that this instance must be dropped
 
-LOG_INFO, LOG_ERROR = 0, 1
+LOG_INFO, LOG_ERROR, LOG_WARNING, LOG_DEBUG = 0, 1, 2, 3
 
 HOP_BY_HOP = frozenset(
     ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -50,7 +50,7 @@ _base_environ = {
 class ErrorStream:
     """wsgi.errors: text lines to the tenant's error log on the host."""
 
-    def __init__(self, level=LOG_ERROR):
+    def __init__(self, level=LOG_WARNING):
         self._level = level
         self._pending = ""
 
@@ -455,7 +455,7 @@ def init_base(shared):
     SHARED_MODULES. One that this build lacks is skipped: the app's own
     import of it fails as it would."""
     sys.stdout = ErrorStream(LOG_INFO)
-    sys.stderr = ErrorStream(LOG_ERROR)
+    sys.stderr = ErrorStream(LOG_WARNING)
     if not shared:
         return
     for name in SHARED_MODULES:
@@ -490,8 +490,66 @@ def init():
     app_dir = sys.argv[2] if len(sys.argv) > 2 else "/app"
     sys.path[:0] = [app_dir, app_dir + "/site-packages"]
     _app = _load_app(spec)
+    _route_logging()
     if len(sys.argv) > 3 and sys.argv[3] == "validate":
         from wsgiref.validate import validator
 
         _app = validator(_app)
     return handle
+
+
+# --- Python logging records at their own level (tenant logs) ----------------
+# Plain writes to sys.stderr and wsgi.errors are warnings, sys.stdout is
+# information; a record of the logging module written to one of them keeps
+# its level, as one log_write (its traceback included).
+
+
+def _host_level(levelno):
+    """The log_write level of a logging level number."""
+    if levelno >= 40:  # ERROR, CRITICAL
+        return LOG_ERROR
+    if levelno >= 30:
+        return LOG_WARNING
+    if levelno >= 20:
+        return LOG_INFO
+    return LOG_DEBUG
+
+
+def _route_logging():
+    """If the app imported logging, make every logging.StreamHandler whose
+    stream is an ErrorStream (sys.stderr, sys.stdout, wsgi.errors, also
+    behind a proxy such as Flask's) send each record at the record's level.
+    Once per interpreter; an app that imports logging only later logs at
+    the stream's level."""
+    logging = sys.modules.get("logging")
+    if logging is None or getattr(logging.StreamHandler.emit, "_wsgi_wasm", False):
+        return
+    emit = logging.StreamHandler.emit
+
+    def emit_at_level(self, record):
+        stream = self.stream
+        try:  # a proxy (werkzeug's LocalProxy) may have nothing behind it
+            stream = getattr(stream, "_get_current_object", lambda: stream)()
+        except Exception:
+            return emit(self, record)
+        if not isinstance(stream, ErrorStream):
+            return emit(self, record)
+        stream.flush()
+        saved, stream._level = stream._level, _host_level(record.levelno)
+        try:
+            emit(self, record)
+            stream.flush()
+        finally:
+            stream._level = saved
+
+    emit_at_level._wsgi_wasm = True
+    logging.StreamHandler.emit = emit_at_level
+
+
+def _excepthook(kind, value, tb):
+    """An exception nothing caught (the app's import failing: PyErr_Print)
+    as one error record, its traceback included, not a record per line."""
+    _wsgi_host.log(LOG_ERROR, "".join(traceback.format_exception(kind, value, tb)).rstrip("\n"))
+
+
+sys.excepthook = _excepthook

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
+)
+
+// execTenants makes a tenant tree with a and b, each with a writable data
+// folder of 1 MiB; a's app sleeps in /sleep (holding the data lock).
+func execTenants(t *testing.T) string {
+	t.Helper()
+	tree := t.TempDir()
+	for _, name := range []string{"a", "b"} {
+		dir := filepath.Join(tree, name)
+		os.MkdirAll(dir, 0o755)
+		toml := "app = \"app:application\"\nhosts = [\"" + name + ".test\"]\n[env]\nWHO = \"" + name + "\"\n[policy]\nwritable_data = true\ndata_max_mb = 1\n"
+		app := `import os, time
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/sleep":
+        time.sleep(3)
+    body = ",".join(sorted(os.listdir(os.environ["WSGI_WASM_DATA_DIR"]))).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+`
+		tool := "import sys\nprint('tool', sys.argv[1:])\n"
+		for file, text := range map[string]string{"tenant.toml": toml, "app.py": app, "tool.py": tool, "secret_" + name + ".txt": name} {
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return tree
+}
+
+// runExec runs `wsgi-wasm exec ARGS...` and returns its exit code, stdout
+// and stderr.
+func runExec(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	in := testinterp.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), append([]string{"exec"}, args...)...)
+	cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
+	var out, errOut bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if exit, ok := err.(*exec.ExitError); ok {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+// TestExec: a command runs in the tenant's sandbox as serve lays it out
+// (its folder at /app as the working directory, its [env], its data
+// folder within its quota, standard input and output), its exit code is
+// the process's, it sees nothing of another tenant, and it waits for the
+// data folder's lock that serve holds during a request.
+func TestExec(t *testing.T) {
+	tree := execTenants(t)
+	data := t.TempDir()
+	base := []string{"--tenant-dir", tree, "--data-dir", data}
+	code, out, errOut := runExec(t, "from stdin\n", append(base, "--tenant", "a", "--", "-c",
+		"import os, sys; open('/data/x', 'w').write(sys.stdin.read()); print(os.getcwd(), os.environ['WHO'], os.environ['WSGI_WASM_DATA_DIR'], sorted(os.listdir('.'))); sys.exit(7)")...)
+	if code != 7 || out != "/app a /data ['app.py', 'secret_a.txt', 'tenant.toml', 'tool.py']\n" {
+		t.Fatalf("exit %d, out %q, err %s", code, out, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "a", "x")); err != nil || string(b) != "from stdin\n" {
+		t.Fatalf("the data folder holds %q, %v", b, err)
+	}
+	// A script of the folder, TENANT_DIR form, flags passed on.
+	if code, out, errOut := runExec(t, "", append(base, filepath.Join(tree, "a"), "--", "tool.py", "--flag", "x")...); code != 0 || out != "tool ['--flag', 'x']\n" {
+		t.Fatalf("tool.py: exit %d, out %q, err %s", code, out, errOut)
+	}
+	// Tenant b sees its own folder and data only.
+	code, out, errOut = runExec(t, "", append(base, "--tenant", "b", "--", "-c",
+		"import os; print(sorted(os.listdir('/app')), os.listdir('/data'), os.path.exists('/app/../a/secret_a.txt'), os.path.exists('/data/../a/x'))")...)
+	if code != 0 || out != "['app.py', 'secret_b.txt', 'tenant.toml', 'tool.py'] [] False False\n" {
+		t.Fatalf("b: exit %d, out %q, err %s", code, out, errOut)
+	}
+	// Past the data quota the write fails.
+	code, _, errOut = runExec(t, "", append(base, "--tenant", "a", "--", "-c",
+		"open('/data/big', 'wb').write(b'x' * (2 << 20))")...)
+	if code != 1 || !strings.Contains(errOut, "OSError") || !strings.Contains(errOut, "the data folder is full") {
+		t.Fatalf("past the quota: exit %d, err %s", code, errOut)
+	}
+	// /app is read-only.
+	if code, _, errOut := runExec(t, "", append(base, "--tenant", "a", "--", "-c", "open('/app/new', 'w')")...); code != 1 || !strings.Contains(errOut, "Error") {
+		t.Fatalf("a write to /app: exit %d, err %s", code, errOut)
+	}
+	// The lock: while serve serves a request of a, exec waits for it.
+	serve := startServe(t, tree, "--data-dir", data)
+	serve.waitFor200(t, "tenant a serving", "a.test", "http://"+serve.addr+"/", 60*time.Second)
+	sleeping := make(chan error, 1)
+	go func() {
+		_, _, err := get("a.test", "http://"+serve.addr+"/sleep")
+		sleeping <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	code, _, errOut = runExec(t, "", append(base, "--tenant", "a", "--lock-wait", "300ms", "--", "-c", "print(1)")...)
+	if code != 1 || !strings.Contains(errOut, "stayed locked") {
+		t.Fatalf("exec during a request with --lock-wait 300ms: exit %d, err %s", code, errOut)
+	}
+	start := time.Now()
+	code, out, errOut = runExec(t, "", append(base, "--tenant", "a", "--", "-c", "print(open('/data/x').read())")...)
+	if code != 0 || out != "from stdin\n\n" {
+		t.Fatalf("exec waiting for the lock: exit %d, out %q, err %s", code, out, errOut)
+	}
+	if err := <-sleeping; err != nil || time.Since(start) < time.Second {
+		t.Fatalf("exec did not wait for the request (%v, %v)", err, time.Since(start))
+	}
+}
+
+// TestExecFrameworks: Django's manage.py migrate and a command that writes
+// through the ORM, whose row serve then answers with; a Flask app's own
+// command (flask --app app init-db style), found as the flask module.
+func TestExecFrameworks(t *testing.T) {
+	tree := t.TempDir()
+	for _, name := range []string{"django", "flask"} {
+		src := filepath.Join("..", "..", "examples", "tenants", name)
+		if _, err := os.Stat(filepath.Join(src, "site-packages", name)); err != nil {
+			t.Skipf("%s not vendored (make vendor): %v", name, err)
+		}
+		if err := os.CopyFS(filepath.Join(tree, name), os.DirFS(src)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(tree, "django", "manage.py"), []byte(`import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+`), 0o644)
+	app, err := os.ReadFile(filepath.Join(tree, "flask", "app.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app = append(app, `
+
+@app.cli.command("init-db")
+def init_db():
+    import os
+    print("initialised", os.environ.get("GREETING", "-"))
+`...)
+	os.WriteFile(filepath.Join(tree, "flask", "app.py"), app, 0o644)
+	data := t.TempDir()
+	base := []string{"--tenant-dir", tree, "--data-dir", data}
+	code, out, errOut := runExec(t, "", append(base, "--tenant", "django", "--", "manage.py", "migrate")...)
+	if code != 0 || !strings.Contains(out, "Applying notes.0001_initial... OK") {
+		t.Fatalf("migrate: exit %d, out %s, err %s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(data, "django", "db.sqlite3")); err != nil {
+		t.Fatalf("no database in the data folder: %v", err)
+	}
+	code, out, errOut = runExec(t, "", append(base, "--tenant", "django", "--", "manage.py", "shell", "-c",
+		"from notes.models import Note; Note.objects.create(text='written by exec'); print(Note.objects.count())")...)
+	if code != 0 || out != "1\n" {
+		t.Fatalf("manage.py shell: exit %d, out %q, err %s", code, out, errOut)
+	}
+	code, out, errOut = runExec(t, "", append(base, "--tenant", "flask", "--", "flask", "--app", "app", "init-db")...)
+	if code != 0 || !strings.HasPrefix(out, "initialised") {
+		t.Fatalf("flask init-db: exit %d, out %q, err %s", code, out, errOut)
+	}
+	if code, _, _ := runExec(t, "", append(base, "--tenant", "flask", "--", "flask", "--app", "app", "no-such-command")...); code != 2 {
+		t.Fatalf("an unknown flask command: exit %d, want click's 2", code)
+	}
+	serve := startServe(t, tree, "--data-dir", data)
+	serve.waitFor200(t, "django serving", "django.localhost", "http://"+serve.addr+"/notes/", 90*time.Second)
+	if code, body, err := get("django.localhost", "http://"+serve.addr+"/notes/"); err != nil || code != 200 || !strings.Contains(body, "written by exec") {
+		t.Fatalf("serve after exec: %d %q %v", code, body, err)
+	}
+}

@@ -1,0 +1,56 @@
+# wsgi-wasm exec: run a command in a tenant's sandbox (sandbox.RunAppCommand).
+# Run as python -c with the command after it: a script of /app (manage.py),
+# -m MODULE, -c CODE, or a console script of site-packages (flask), else a
+# module of that name run as -m would run it.
+import os, runpy, sys
+
+_args = sys.argv[1:]
+if _args[:1] == ["python"] or _args[:1] == ["python3"]:
+    _args = _args[1:]
+os.chdir("/app")
+sys.path[:1] = ["/app", "/app/site-packages"]
+
+
+def _console_script(name):
+    try:
+        from importlib.metadata import entry_points
+    except ImportError:
+        return None
+    for ep in entry_points(group="console_scripts"):
+        if ep.name == name:
+            return ep
+    return None
+
+
+def _main(args):
+    if not args:
+        sys.stderr.write("wsgi-wasm exec: no command\n")
+        return 2
+    first = args[0]
+    if first == "-m" and len(args) > 1:
+        sys.argv = args[1:]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    elif first == "-c" and len(args) > 1:
+        sys.argv = ["-c"] + args[2:]
+        exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
+    elif first.endswith(".py") or "/" in first:
+        path = os.path.join("/app", first)
+        sys.argv = [path] + args[1:]
+        sys.path[0] = os.path.dirname(path)
+        runpy.run_path(path, run_name="__main__")
+    else:
+        ep = _console_script(first)
+        sys.argv = args
+        if ep is not None:
+            return ep.load()()
+        try:
+            runpy.run_module(first, run_name="__main__", alter_sys=True)
+        except ImportError as e:
+            if getattr(e, "name", None) != first:
+                raise
+            sys.stderr.write("wsgi-wasm exec: %s is no script of /app, console script of site-packages or module\n" % first)
+            return 2
+    return 0
+
+
+sys.exit(_main(_args))
