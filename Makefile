@@ -4,7 +4,7 @@ GO ?= go
 BUILD_PYTHON ?= /usr/bin/python3.11
 BIND ?= 127.0.0.1:8000
 
-.PHONY: help python-wasi vendor testservices test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots check build fuzz
+.PHONY: help python-wasi vendor testservices test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots bench-tenants check build fuzz
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000 (BIND=ADDR for another)"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench        gunicorn/uWSGI/wsgi-wasm, cold start, density, profile, then bench-go -> benchmarks/ (~20 min)"
 	@echo "make bench-go     Go benchmarks -> benchmarks/RESULTS.md, sandbox/README.md"
 	@echo "make bench-snapshots  snapshot-restore: cold start, memory, density -> benchmarks/SNAPSHOTS.md"
+	@echo "make bench-tenants    100-1000 tenants under Zipf load: wsgi-wasm, uWSGI Emperor, gunicorn behind nginx -> benchmarks/TENANTS.md"
 	@echo "make build-embedded  one binary with the interpreter inside -> bin/wsgi-wasm-embedded"
 	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"
 	@echo "make fuzz         every fuzz target for FUZZTIME each (default 30s); crashers land in testdata/fuzz/"
@@ -68,6 +69,13 @@ bench-go: python-wasi vendor
 
 bench-snapshots: python-wasi vendor
 	$(GO) run ./benchmarks/snapbench
+
+# Many tenants under Zipf traffic (benchmarks/tenantload), against uWSGI
+# Emperor and gunicorn behind nginx; TENANTS_FLAGS for other sizes and rates
+# (tenants.py --help). Not part of `make test`.
+bench-tenants: python-wasi vendor build
+	$(GO) build -o bin/tenantload ./benchmarks/tenantload
+	$(BUILD_PYTHON) benchmarks/tenants.py --binary bin/wsgi-wasm $(TENANTS_FLAGS)
 
 # Every fuzz target of the module in turn (go test -fuzz takes one target
 # per run); their seed corpora run in every `go test` already.

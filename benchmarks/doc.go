@@ -1,4 +1,7 @@
-// Package benchmarks measures wsgi-wasm. Two harnesses write RESULTS.md:
+// Package benchmarks measures wsgi-wasm. tenants.py (`make bench-tenants`)
+// writes TENANTS.md: many tenants under Zipf traffic from tenantload (an
+// open-loop Go load generator), against uWSGI Emperor and gunicorn behind
+// nginx. Two harnesses write RESULTS.md:
 //
 //   - bench.py (`make bench`): the same hello-world Flask and plain-WSGI apps
 //     under gunicorn, uWSGI and `wsgi-wasm serve`, driven by wrk; cold start

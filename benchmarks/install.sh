@@ -36,8 +36,9 @@ if ((${#missing[@]})); then
 	}
 fi
 
-# gunicorn and Flask for the native servers, unpacked, not installed.
-packages="python3-gunicorn python3-flask python3-werkzeug python3-jinja2 python3-markupsafe python3-itsdangerous python3-click"
+# gunicorn and Flask for the native servers, and nginx (the multi-tenant
+# benchmark's front), unpacked, not installed (no service is started).
+packages="nginx nginx-common python3-gunicorn python3-flask python3-werkzeug python3-jinja2 python3-markupsafe python3-itsdangerous python3-click"
 need=()
 for p in $packages; do
 	ls "$debs"/"${p}"_*.deb >/dev/null 2>&1 || need+=("$p")
@@ -51,6 +52,7 @@ if ((${#need[@]})); then
 	}
 	rm -rf "$native"
 fi
+[[ -x $native/usr/sbin/nginx ]] || rm -rf "$native"
 if [[ ! -d $native ]]; then
 	rm -rf "$native.tmp" && mkdir -p "$native.tmp"
 	for p in $packages; do
@@ -61,9 +63,11 @@ fi
 pythonpath=$native/usr/lib/python3/dist-packages
 PYTHONPATH=$pythonpath "$python" -c 'import gunicorn, flask' ||
 	{ echo "install: gunicorn or flask does not import from $pythonpath" >&2; exit 1; }
+"$native/usr/sbin/nginx" -v 2>/dev/null || { echo "install: $native/usr/sbin/nginx does not run" >&2; exit 1; }
 
 printf 'WRK=%q\n' "$(command -v wrk)"
 printf 'UWSGI=%q\n' "$(command -v uwsgi-core)"
 printf 'UWSGI_PLUGIN_DIR=%q\n' /usr/lib/uwsgi/plugins
 printf 'PYTHON=%q\n' "$python"
 printf 'NATIVE_PYTHONPATH=%q\n' "$pythonpath"
+printf 'NGINX=%q\n' "$native/usr/sbin/nginx"
