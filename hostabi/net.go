@@ -121,14 +121,17 @@ type Conns struct {
 }
 
 // NewConns makes the table of an instance whose connections d opens, at
-// most max at a time (0: DefaultMaxConnections). A nil d refuses every
+// most max at a time (0: DefaultMaxConnections; less than 0: none). A nil d refuses every
 // destination (outbound.Deny).
 func NewConns(d outbound.Dialer, max int) *Conns {
 	if d == nil {
 		d = outbound.Deny{}
 	}
-	if max <= 0 {
+	switch {
+	case max == 0:
 		max = DefaultMaxConnections
+	case max < 0: // none: the policy's outbound_connections = 0
+		max = 0
 	}
 	return &Conns{dialer: d, max: max, conns: map[int32]*conn{}}
 }

@@ -70,7 +70,7 @@ type AppConfig struct {
 	// "Outbound connections"); nil refuses every one (outbound.Deny).
 	Outbound outbound.Dialer
 	// MaxConnections caps the connections one instance holds open; 0 means
-	// hostabi.DefaultMaxConnections.
+	// hostabi.DefaultMaxConnections, less than 0 none.
 	MaxConnections int
 }
 

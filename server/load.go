@@ -215,9 +215,14 @@ func (s *Server) precompile(ctx context.Context) {
 // (and wsgi-wasm exec too): its folder, its [env], its memory cap and, if
 // its policy grants one, its data folder dataRoot/<tenant> (dataRoot
 // itself if oneTenant, as run's --data-dir), created, with its quota.
-// PycacheDir and Log are the caller's.
+// PycacheDir, Log and Outbound (the tenant's outbound.Gate) are the
+// caller's.
 func TenantAppConfig(t *tenants.Tenant, dataRoot string, oneTenant bool) (sandbox.AppConfig, error) {
-	app := sandbox.AppConfig{App: t.App, Dir: t.Dir, Env: t.Env, MemoryLimit: uint64(t.Policy.MemoryMB) << 20}
+	app := sandbox.AppConfig{App: t.App, Dir: t.Dir, Env: t.Env, MemoryLimit: uint64(t.Policy.MemoryMB) << 20,
+		MaxConnections: t.Policy.OutboundConnections}
+	if app.MaxConnections == 0 {
+		app.MaxConnections = -1 // the policy's 0 is none
+	}
 	if !t.Policy.WritableData {
 		return app, nil
 	}
@@ -256,6 +261,7 @@ func (s *Server) prepare(ctx context.Context, t *tenants.Tenant) (*loaded, error
 		return nil, err
 	}
 	app.PycacheDir, app.Log = pyc, guestLog
+	app.Outbound = s.outboundGate(t, log)
 	// What the tenant's configuration is: its tenant.toml, or the tenant
 	// as given.
 	toml := fmt.Appendf(nil, "%+v", *t)
