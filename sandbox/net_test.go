@@ -350,3 +350,16 @@ func TestOutboundStartTLS(t *testing.T) {
 	body := mustScenario(t, inst, logs, fmt.Sprintf("/starttls?port=%d", port))
 	wantLines(t, body, "answer=b'S'", "tls=hello over tls", "version=TLSv1.3")
 }
+
+// TestOutboundFigures logs the time of a round trip on an open connection
+// and of a full HTTPS handshake from the guest (sandbox/README.md
+// "Outbound connections" has the figures and the native comparison).
+func TestOutboundFigures(t *testing.T) {
+	_, port := listen(t, echoLines)
+	srv, tport, _ := tlsServer(t)
+	d := &loopDialer{roots: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	inst, logs := netInstance(t, sandbox.AppConfig{Outbound: d})
+	body := mustScenario(t, inst, logs, fmt.Sprintf("/figures?port=%d&tls_port=%d", port, tport))
+	wantLines(t, body, "rtt_us=", "handshake_ms=")
+	t.Log(strings.TrimSpace(body))
+}

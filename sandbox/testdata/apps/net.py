@@ -211,6 +211,28 @@ def wrap_first(q, port):
     return ["wrap_first=" + s.recv(100).split(b"\r\n", 1)[0].decode(), "version=" + s.version()]
 
 
+def figures(q, port):
+    """Round trips on one open connection, and full HTTPS handshakes."""
+    import time
+    n = int(q.get("n", 500))
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    start = time.perf_counter()
+    for _ in range(n):
+        s.sendall(b"x\n")
+        if s.recv(10) != b"x\n":
+            return ["bad echo"]
+    rtt = (time.perf_counter() - start) / n
+    s.close()
+    tport, k = int(q["tls_port"]), 20
+    start = time.perf_counter()
+    for _ in range(k):
+        t = _ctx(q).wrap_socket(socket.create_connection(("example.com", tport), timeout=5), server_hostname="example.com")
+        t.close()
+    hs = (time.perf_counter() - start) / k
+    return ["rtt_us=%.1f" % (rtt * 1e6), "handshake_ms=%.2f" % (hs * 1e3)]
+
+
 def starttls(q, port):
     s = socket.create_connection(("example.com", port), timeout=5)
     s.sendall(b"STARTTLS\n")
@@ -230,7 +252,7 @@ def server_side(q, port):
 
 
 SCENARIOS = {f.__name__: f for f in (echo, readiness, timeout, cap, hang, deny, refused, unsupported, keep,
-                                     peek_one, tls, httpclient, starttls, server_side, wrap_first)}
+                                     peek_one, tls, httpclient, starttls, server_side, wrap_first, figures)}
 
 
 def app(environ, start_response):
