@@ -78,6 +78,7 @@ func newApp(logger *slog.Logger, level *slog.LevelVar, exitCode *int) *cli.App {
 			checkCommand(logger, exitCode),
 			snapshotCommand(logger, exitCode),
 			pythonCommand(logger, exitCode),
+			installCommand(logger),
 			{
 				Name:  "version",
 				Usage: "print the version",
