@@ -86,10 +86,12 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	mounts := []sandbox.Mount{
 		{Host: scratch, Guest: "/tmp", Writable: true},
 		{Host: filepath.Clean(pipDir), Guest: "/pip"},
-		{Host: staging, Guest: "/target", Writable: true},
+		// pip makes the target folder itself (mkdir on a mount point
+		// fails in WASI), so it is one below the mount.
+		{Host: staging, Guest: "/stage", Writable: true},
 	}
 	args := []string{"/tmp/pipboot.py", "/pip/" + pipFile, "install",
-		"--no-index", "--only-binary=:all:", "--target", "/target", "--no-compile",
+		"--no-index", "--only-binary=:all:", "--target", "/stage/site-packages", "--no-compile",
 		"--no-cache-dir", "--disable-pip-version-check", "--progress-bar", "off",
 		"--no-warn-script-location", "--root-user-action", "ignore"}
 	for i, d := range o.FindLinks {
@@ -121,13 +123,14 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if code != 0 {
 		return res, explain(out.String(), from, o.FindLinks)
 	}
-	if res.Notes, err = dropCompiled(staging); err != nil {
+	site := filepath.Join(staging, SitePackages)
+	if res.Notes, err = dropCompiled(site); err != nil {
 		return res, err
 	}
-	if res.Distributions, err = distributions(staging); err != nil {
+	if res.Distributions, err = distributions(site); err != nil {
 		return res, err
 	}
-	return res, replace(staging, filepath.Join(o.Tenant, SitePackages))
+	return res, replace(site, filepath.Join(o.Tenant, SitePackages))
 }
 
 // pipMissing matches pip's report of a requirement nothing satisfies.
