@@ -30,6 +30,9 @@ type Options struct {
 	// Tenant is the tenant folder: its requirements file is read, its
 	// site-packages/ replaced.
 	Tenant string
+	// Requirements is a requirements file to use instead of the tenant's
+	// own (empty: the tenant's requirements.txt or pyproject.toml).
+	Requirements string
 	// FindLinks are the folders of wheels pip may install from.
 	FindLinks []string
 	// PipWheel is pip's own wheel file (see PipWheel).
@@ -56,7 +59,14 @@ type Result struct {
 // previous one as it was.
 func Install(ctx context.Context, o Options) (Result, error) {
 	var res Result
-	reqs, from, err := Requirements(o.Tenant)
+	var reqs []string
+	var from string
+	var err error
+	if o.Requirements != "" {
+		reqs, from, err = requirementsFile(o.Requirements)
+	} else {
+		reqs, from, err = Requirements(o.Tenant)
+	}
 	if err != nil {
 		return res, err
 	}

@@ -6,7 +6,9 @@ package deps
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,21 +28,8 @@ const (
 // line) and the file they came from; no file is an error naming both.
 func Requirements(dir string) (lines []string, from string, err error) {
 	from = filepath.Join(dir, RequirementsFile)
-	if data, err := os.ReadFile(from); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		for sc.Scan() {
-			l := strings.TrimSpace(sc.Text())
-			if i := strings.Index(l, " #"); i >= 0 {
-				l = strings.TrimSpace(l[:i])
-			}
-			if l == "" || strings.HasPrefix(l, "#") {
-				continue
-			}
-			lines = append(lines, l)
-		}
-		return lines, from, nil
-	} else if !os.IsNotExist(err) {
-		return nil, from, fmt.Errorf("deps: %w", err)
+	if lines, from, err := requirementsFile(from); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return lines, from, err
 	}
 	from = filepath.Join(dir, PyprojectFile)
 	data, err := os.ReadFile(from)
@@ -59,6 +48,27 @@ func Requirements(dir string) (lines []string, from string, err error) {
 		return nil, from, fmt.Errorf("deps: %s: %w", from, err)
 	}
 	return p.Project.Dependencies, from, nil
+}
+
+// requirementsFile reads a requirements file's lines, without comments.
+func requirementsFile(path string) ([]string, string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, path, fmt.Errorf("deps: %w", err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if i := strings.Index(l, " #"); i >= 0 {
+			l = strings.TrimSpace(l[:i])
+		}
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	return lines, path, nil
 }
 
 // requirementName is the project name a requirement line starts with.

@@ -31,6 +31,7 @@ func installCommand(logger *slog.Logger) *cli.Command {
 			"compiled modules next to a pure-Python fallback are dropped, with a note.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "find-links", Aliases: []string{"f"}, Usage: "a `FOLDER` of wheels to install from (repeatable)", EnvVars: []string{"WSGI_WASM_FIND_LINKS"}},
+			&cli.StringFlag{Name: "requirement", Aliases: []string{"r"}, Usage: "install from this requirements `FILE` instead of the tenant's requirements.txt or pyproject.toml"},
 			&cli.StringFlag{Name: "pip-wheel", Usage: "pip's wheel `FILE` (default: from Debian's python3-pip-whl, fetched once into the cache folder)", EnvVars: []string{"WSGI_WASM_PIP_WHEEL"}},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show pip's output as it runs"},
 		},
@@ -56,7 +57,7 @@ func installCommand(logger *slog.Logger) *cli.Command {
 			defer eng.Close(c.Context)
 			ctx, cancel := context.WithTimeout(c.Context, installTimeout)
 			defer cancel()
-			o := deps.Options{Tenant: c.Args().First(), FindLinks: c.StringSlice("find-links"), PipWheel: pip, Run: eng.RunCommand}
+			o := deps.Options{Tenant: c.Args().First(), Requirements: c.String("requirement"), FindLinks: c.StringSlice("find-links"), PipWheel: pip, Run: eng.RunCommand}
 			if c.Bool("verbose") {
 				o.Output = os.Stderr
 			}
