@@ -4,13 +4,14 @@ GO ?= go
 BUILD_PYTHON ?= /usr/bin/python3.11
 BIND ?= 127.0.0.1:8000
 
-.PHONY: help python-wasi vendor test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots check build fuzz
+.PHONY: help python-wasi vendor testservices test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots check build fuzz
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000 (BIND=ADDR for another)"
 	@echo "make test         build what is missing, then run every test (what CI runs)"
 	@echo "make python-wasi  build (or reuse from cache) the CPython WASI interpreter"
-	@echo "make vendor       vendor Flask, Bottle and Django from Debian into examples/tenants/*/site-packages"
+	@echo "make vendor       vendor Flask, Bottle, Django and the outbound tests' client libraries from Debian (site-packages/ folders)"
+	@echo "make testservices unpack PostgreSQL, MariaDB and Redis from Debian for the tests (internal/testservices)"
 	@echo "make regrtest     CPython's regression tests under wazero -> python-wasi/REGRTEST.md"
 	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
 	@echo "make speed-trials speed of each build variant tried -> python-wasi/TRIALS.md (slow)"
@@ -36,7 +37,10 @@ build-embedded: python-wasi
 vendor:
 	@bash examples/vendor.sh
 
-test: python-wasi vendor
+testservices:
+	@bash internal/testservices/install.sh
+
+test: python-wasi vendor testservices
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -p 1 ./...
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Vendors the pure-Python packages the example and test tenants use, from
 # Debian's packages (`apt-get download` + `dpkg -x`, nothing installed
-# system-wide), into each tenant's site-packages/ (git-ignored).
-#   examples/vendor.sh            all tenants below
+# system-wide), into each tenant's site-packages/ (git-ignored), and the
+# client libraries of the outbound tests (issue 13) into
+# internal/testservices/testdata/outbound/site-packages/ (git-ignored too).
+#   examples/vendor.sh            all tenants below, and the outbound tests
 # Compiled speedups (*.so) are removed: the sandbox loads no native code, and
 # the packages fall back to their pure-Python versions. Symbolic links are
 # removed too (the runtime refuses app folders that contain any).
@@ -16,11 +18,23 @@ declare -A PACKAGES=(
 	[flask]="python3-flask python3-werkzeug python3-jinja2 python3-markupsafe python3-itsdangerous python3-click"
 	[bottle]="python3-bottle"
 	[django]="python3-django python3-asgiref python3-sqlparse python3-tz"
+	[notes-pg]="python3-flask python3-werkzeug python3-jinja2 python3-markupsafe python3-itsdangerous python3-click python3-pg8000 python3-six"
+	# Every client library the outbound tests use, and Django for Django on
+	# MySQL through PyMySQL. wrapt (redis-py's deprecated) loses its C
+	# speedups below and falls back to pure Python; SQLAlchemy's are in
+	# python3-sqlalchemy-ext, which is not taken.
+	[outbound]="python3-pg8000 python3-six python3-pymysql python3-redis python3-async-timeout python3-deprecated python3-wrapt python3-packaging python3-sqlalchemy python3-requests python3-urllib3 python3-certifi python3-idna python3-charset-normalizer python3-chardet python3-django python3-asgiref python3-sqlparse python3-tz"
 )
 declare -A MODULES=(
 	[flask]="flask werkzeug jinja2 markupsafe itsdangerous click"
 	[bottle]="bottle.py"
 	[django]="django asgiref sqlparse pytz"
+	[notes-pg]="flask werkzeug jinja2 markupsafe itsdangerous click pg8000 six.py"
+	[outbound]="pg8000 six.py pymysql redis async_timeout deprecated wrapt packaging sqlalchemy requests urllib3 certifi idna charset_normalizer chardet django asgiref sqlparse pytz"
+)
+# Where a set goes when it is not an example tenant's.
+declare -A DEST=(
+	[outbound]=$here/../internal/testservices/testdata/outbound/site-packages
 )
 
 # Time zone data: the runtime gives guests the host's /usr/share/zoneinfo
@@ -54,8 +68,8 @@ if [[ ! -d $unpacked ]]; then
 fi
 dist=$unpacked/usr/lib/python3/dist-packages
 for t in "${!MODULES[@]}"; do
-	dest=$here/tenants/$t/site-packages
-	[[ -d $here/tenants/$t ]] || continue
+	dest=${DEST[$t]:-$here/tenants/$t/site-packages}
+	[[ -d $(dirname "$dest") ]] || continue
 	rm -rf "$dest" && mkdir -p "$dest"
 	for m in ${MODULES[$t]}; do
 		cp -r "$dist/$m" "$dest/"

@@ -67,9 +67,24 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// initRetryDelay is how long a pool whose app failed to start answers 503
-// before trying again.
-const initRetryDelay = 5 * time.Second
+// A pool whose app failed to start answers 503 for initRetryDelay before
+// trying again, and for twice as long after each further failure in a row,
+// up to maxInitRetryDelay: an app that cannot import costs one attempt per
+// interval, not one per request. A success, or a reload (a new pool), starts
+// over.
+const (
+	initRetryDelay    = 5 * time.Second
+	maxInitRetryDelay = 5 * time.Minute
+)
+
+// initBackoff is the wait after the nth failed start in a row (n >= 1).
+func initBackoff(n int) time.Duration {
+	d := initRetryDelay
+	for i := 1; i < n && d < maxInitRetryDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxInitRetryDelay)
+}
 
 // NoQueue as Config.QueueLength lets no request wait for an instance.
 const NoQueue = -1
@@ -92,6 +107,8 @@ type Pool struct {
 	state    state
 	initErr  error // last failed init, reported to waiters when nothing is alive
 	initAt   time.Time
+	initFail int       // failed starts in a row (see initBackoff)
+	initLog  time.Time // when a refusal in the back-off was last logged
 
 	// WarmSet bookkeeping: the requests holding the pool (see state).
 	holds         int
@@ -233,7 +250,8 @@ func (p *Pool) create() {
 	if err != nil {
 		p.live--
 		p.initErr, p.initAt = err, time.Now()
-		p.log.Error("instance failed to start", "err", err)
+		p.initFail++
+		p.log.Error("instance failed to start", "err", err, "failures_in_a_row", p.initFail, "retry_in", initBackoff(p.initFail).String())
 		// Nothing alive can serve the waiters: fail them rather than hang.
 		if p.live == 0 {
 			for _, w := range p.waiters {
@@ -243,7 +261,7 @@ func (p *Pool) create() {
 		}
 		return
 	}
-	p.initErr = nil
+	p.initErr, p.initFail = nil, 0
 	p.stats.ColdStarts++
 	if restored {
 		p.stats.Restores++
@@ -397,12 +415,16 @@ func (p *Pool) acquire(ctx context.Context) (*pooled, error) {
 		p.mu.Unlock()
 		return nil, ErrQueueFull
 	}
-	if p.live == 0 && p.initErr != nil && time.Since(p.initAt) < initRetryDelay {
-		// The app failed to start moments ago: fail fast instead of paying
-		// another init per request.
-		err := p.initErr
+	if retry := p.initAt.Add(initBackoff(p.initFail)); p.live == 0 && p.initErr != nil && time.Now().Before(retry) {
+		// The app failed to start lately: fail fast instead of paying
+		// another init per request, and say why once per interval.
+		err := &BackoffError{Err: p.initErr, Retry: retry}
+		if time.Since(p.initLog) >= initRetryDelay {
+			p.initLog = time.Now()
+			p.log.Warn("answering 503: the app cannot start", "err", p.initErr, "retry_in", time.Until(retry).Round(time.Second).String())
+		}
 		p.mu.Unlock()
-		return nil, fmt.Errorf("%w: %w", ErrNoInstance, err)
+		return nil, err
 	}
 	w := make(chan *pooled, 1)
 	p.waiters = append(p.waiters, w)

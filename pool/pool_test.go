@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -89,8 +90,13 @@ func TestPoolBrokenAppIs503(t *testing.T) {
 		t.Fatalf("status %d headers %v", rec.Code, rec.Header())
 	}
 	start := time.Now()
-	if rec := get(p, logs, "/"); rec.Code != 503 || time.Since(start) > 100*time.Millisecond {
+	rec = get(p, logs, "/")
+	if rec.Code != 503 || time.Since(start) > 100*time.Millisecond {
 		t.Fatalf("second request: %d after %v; want a fast 503", rec.Code, time.Since(start))
+	}
+	// The pool backs off before its next attempt, and says how long.
+	if after, _ := strconv.Atoi(rec.Header().Get("Retry-After")); after < 3 || after > 5 {
+		t.Fatalf("second request: Retry-After %q, want the back-off left (about 5 s)", rec.Header().Get("Retry-After"))
 	}
 }
 

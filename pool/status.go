@@ -3,8 +3,10 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
@@ -68,12 +70,31 @@ func Status(err error) int {
 // serve a second later.
 const retryAfter = 1
 
+// BackoffError is ErrNoInstance while the pool waits before starting its
+// app again, after Err: a 503 whose Retry-After is the time left.
+type BackoffError struct {
+	Err   error     // why the last start failed
+	Retry time.Time // when the pool tries again
+}
+
+func (e *BackoffError) Error() string {
+	return fmt.Sprintf("%v: %v (next attempt in %s)", ErrNoInstance, e.Err, time.Until(e.Retry).Round(time.Second))
+}
+
+// Unwrap is ErrNoInstance and the cause, so Status reads either.
+func (e *BackoffError) Unwrap() []error { return []error{ErrNoInstance, e.Err} }
+
 // Fail answers the failure err with its Status and the status's text; a
 // 503 says when to retry.
 func Fail(w http.ResponseWriter, err error) {
 	code := Status(err)
 	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		after := retryAfter
+		var b *BackoffError
+		if errors.As(err, &b) {
+			after = max(retryAfter, int(time.Until(b.Retry).Seconds()+0.5))
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(after))
 	}
 	http.Error(w, http.StatusText(code), code)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
@@ -25,6 +26,7 @@ func TestStatus(t *testing.T) {
 		{"queue full", pool.ErrQueueFull, 503, "1"},
 		{"pool closed", pool.ErrPoolClosed, 503, "1"},
 		{"no instance could start", fmt.Errorf("%w: %w", pool.ErrNoInstance, errors.New("import failed")), 503, "1"},
+		{"no instance, backing off", &pool.BackoffError{Err: errors.New("import failed"), Retry: time.Now().Add(30 * time.Second)}, 503, "30"},
 		{"no instance, pool closed meanwhile", fmt.Errorf("%w: %w", pool.ErrNoInstance, pool.ErrPoolClosed), 503, "1"},
 		{"deadline while waiting", context.DeadlineExceeded, 504, ""},
 		{"deadline in the guest", fmt.Errorf("%w: %w", sandbox.ErrDeadline, trap), 504, ""},

@@ -21,7 +21,8 @@ const reloadDebounce = 500 * time.Millisecond
 const maxWatches = 8192
 
 // Watch reloads the tenants when a file anywhere in a tenant's folder, or
-// in the tenant folder itself, changes, or when reload receives a value
+// in the tenant folder itself, changes (with Config.Tenant, a file in its
+// folder), or when reload receives a value
 // (SIGHUP), until ctx ends. Folders are watched as they appear; a
 // tenant's links are not followed (tenantfs.Walk), nor are __pycache__
 // folders watched.
@@ -63,6 +64,10 @@ func (s *Server) Watch(ctx context.Context, reload <-chan os.Signal) error {
 		})
 	}
 	add := func() {
+		if t := s.cfg.Tenant; t != nil {
+			watchTree(t.Dir)
+			return
+		}
 		watch(s.cfg.TenantDir)
 		entries, _ := os.ReadDir(s.cfg.TenantDir)
 		for _, e := range entries {

@@ -9,7 +9,7 @@ import (
 
 // TestExampleTenantsLoad keeps examples/tenants valid.
 func TestExampleTenantsLoad(t *testing.T) {
-	for _, name := range []string{"hello", "flask", "bottle", "django"} {
+	for _, name := range []string{"hello", "flask", "bottle", "django", "notes-pg"} {
 		tn, err := tenants.Load("../examples/tenants/"+name, policies.DefaultCeiling)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

@@ -125,7 +125,7 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 		}
 	}
 	for k := range f.Env {
-		if !envKey.MatchString(k) {
+		if !ValidEnvName(k) {
 			return bad("env."+k, "not a valid environment variable name")
 		}
 	}
@@ -173,3 +173,7 @@ func ValidHost(h string) bool { return hostPattern.MatchString(strings.ToLower(h
 func PathUnder(path, prefix string) bool {
 	return prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/")
 }
+
+// ValidEnvName reports whether k can name an environment variable of a
+// tenant: a letter or '_', then letters, digits and '_'.
+func ValidEnvName(k string) bool { return envKey.MatchString(k) }

@@ -40,7 +40,8 @@ func run() int {
 	level := new(slog.LevelVar)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	exitCode := 0
-	if err := newApp(logger, level, &exitCode).RunContext(ctx, os.Args); err != nil {
+	app := newApp(logger, level, &exitCode)
+	if err := app.RunContext(ctx, flagsFirst(app, os.Args)); err != nil {
 		logger.Error(err.Error())
 		return 1
 	}

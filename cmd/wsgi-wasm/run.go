@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,14 +25,19 @@ import (
 // gets the answer it would get from serve.
 func runCommand(logger *slog.Logger) *cli.Command {
 	return &cli.Command{
-		Name:      "run",
-		Usage:     "serve one app folder over HTTP, like gunicorn MODULE:CALLABLE",
-		ArgsUsage: "DIR MODULE:CALLABLE",
+		Name:        "run",
+		Usage:       "serve one app folder over HTTP, like gunicorn MODULE:CALLABLE",
+		ArgsUsage:   "[DIR] MODULE:CALLABLE",
+		Description: "DIR (default: --chdir, else the current folder) is mounted at /app. Flags may come before or after the arguments.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "bind", Aliases: []string{"b"}, Value: "127.0.0.1:8000", Usage: "listen on `ADDRESS`", EnvVars: []string{"WSGI_WASM_BIND"}},
 			&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 2, Usage: "maximum instances (each serves one request at a time)", EnvVars: []string{"WSGI_WASM_WORKERS"}},
 			&cli.IntFlag{Name: "min-warm", Value: 1, Usage: "instances kept initialised and idle", EnvVars: []string{"WSGI_WASM_MIN_WARM"}},
-			&cli.DurationFlag{Name: "timeout", Aliases: []string{"t"}, Value: 30 * time.Second, Usage: "per-request deadline, from the request's arrival", EnvVars: []string{"WSGI_WASM_TIMEOUT"}},
+			&cli.GenericFlag{Name: "timeout", Aliases: []string{"t"}, Value: &seconds{30 * time.Second}, Usage: "per-request deadline from the request's arrival, in seconds as gunicorn takes it (`30`) or a duration (`1m30s`)", EnvVars: []string{"WSGI_WASM_TIMEOUT"}},
+			&cli.StringFlag{Name: "chdir", Usage: "the app `FOLDER` when DIR is not given (gunicorn's --chdir)", EnvVars: []string{"WSGI_WASM_CHDIR"}},
+			&cli.GenericFlag{Name: "env", Aliases: []string{"e"}, Value: &keyValues{}, Usage: "`KEY=VALUE` in the app's environment (repeatable), as tenant.toml's [env]"},
+			&cli.BoolFlag{Name: "reload", Usage: "serve the new code when a file in DIR changes (for development)", EnvVars: []string{"WSGI_WASM_RELOAD"}},
+			&cli.StringSliceFlag{Name: "outbound", Usage: "`HOST:PORT` the app may connect to (repeatable), as tenant.toml's [policy] outbound", EnvVars: []string{"WSGI_WASM_OUTBOUND"}},
 			&cli.IntFlag{Name: "max-requests", Value: 0, Usage: "replace an instance after this many requests (0: never)", EnvVars: []string{"WSGI_WASM_MAX_REQUESTS"}},
 			&cli.IntFlag{Name: "max-requests-jitter", Value: 0, Usage: "random extra requests before replacement", EnvVars: []string{"WSGI_WASM_MAX_REQUESTS_JITTER"}},
 			&cli.IntFlag{Name: "backlog", Value: 64, Usage: "requests that may wait for an instance; more get 503 (0: none wait)", EnvVars: []string{"WSGI_WASM_BACKLOG"}},
@@ -86,8 +92,15 @@ func runCommand(logger *slog.Logger) *cli.Command {
 				return err
 			}
 			logger.Info("serving", "dir", t.Dir, "app", t.App, "bind", ln.Addr().String(), "workers", t.Policy.MaxInstances)
-			errc := make(chan error, 1)
+			errc := make(chan error, 2)
 			go func() { errc <- hs.Serve(ln) }()
+			if c.Bool("reload") {
+				go func() {
+					if err := srv.Watch(c.Context, nil); err != nil {
+						errc <- err
+					}
+				}()
+			}
 			select {
 			case err := <-errc:
 				return err
@@ -111,10 +124,18 @@ const runMemoryBudget = 1 << 50
 // runTenant is the one tenant that run's flags and arguments describe,
 // answering every host, and its data folder ("" for none).
 func runTenant(c *cli.Context) (*tenants.Tenant, string, error) {
-	if c.NArg() != 2 {
-		return nil, "", fmt.Errorf("run: want DIR MODULE:CALLABLE, got %d arguments", c.NArg())
+	dir, app := c.String("chdir"), c.Args().Get(0)
+	switch {
+	case c.NArg() == 2 && dir != "":
+		return nil, "", errors.New("run: give the app folder as DIR or as --chdir, not both")
+	case c.NArg() == 2:
+		dir, app = c.Args().Get(0), c.Args().Get(1)
+	case c.NArg() != 1:
+		return nil, "", fmt.Errorf("run: want [DIR] MODULE:CALLABLE, got %d arguments", c.NArg())
+	case dir == "":
+		dir = "."
 	}
-	dir, err := filepath.Abs(c.Args().Get(0))
+	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, "", err
 	}
@@ -130,7 +151,8 @@ func runTenant(c *cli.Context) (*tenants.Tenant, string, error) {
 		}
 		static[prefix] = folder
 	}
-	if c.Int("workers") < 1 || c.Int("backlog") < 0 || c.Int64("max-body-bytes") < 0 || c.Duration("timeout") <= 0 {
+	timeout := c.Generic("timeout").(*seconds).Duration
+	if c.Int("workers") < 1 || c.Int("backlog") < 0 || c.Int64("max-body-bytes") < 0 || timeout <= 0 {
 		return nil, "", errors.New("run: --workers must be at least 1, --timeout more than 0, --backlog and --max-body-bytes not negative")
 	}
 	dataDir := c.String("data-dir")
@@ -142,13 +164,68 @@ func runTenant(c *cli.Context) (*tenants.Tenant, string, error) {
 			return nil, "", err
 		}
 	}
+	rules, err := policies.ParseRules(c.StringSlice("outbound"))
+	if err != nil {
+		return nil, "", fmt.Errorf("run: --outbound%w", err)
+	}
+	env := c.Generic("env").(*keyValues).m
+	for k := range env {
+		if !tenants.ValidEnvName(k) {
+			return nil, "", fmt.Errorf("run: --env %s: not an environment variable name", k)
+		}
+	}
+	def := policies.Presets["default"]
 	t := &tenants.Tenant{
-		Name: filepath.Base(dir), Dir: dir, App: c.Args().Get(1), Hosts: []string{"*"}, Static: static,
+		Name: filepath.Base(dir), Dir: dir, App: app, Hosts: []string{"*"}, Static: static, Env: env,
 		Policy: policies.Policy{
-			RequestTimeout: c.Duration("timeout"), MemoryMB: int(c.Uint64("memory-mb")), MaxBodyBytes: c.Int64("max-body-bytes"),
+			RequestTimeout: timeout, MemoryMB: int(c.Uint64("memory-mb")), MaxBodyBytes: c.Int64("max-body-bytes"),
 			MaxInstances: c.Int("workers"), QueueLength: c.Int("backlog"), WritableData: dataDir != "",
+			Outbound: rules, OutboundConnections: def.OutboundConnections, OutboundConnectTimeout: def.OutboundConnectTimeout,
+			OutboundTenantConns: def.OutboundConnections * c.Int("workers"),
 		},
 		Pool: tenants.Pool{MinWarm: c.Int("min-warm"), MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter")},
 	}
 	return t, dataDir, nil
+}
+
+// seconds is run's --timeout: a whole number of seconds, as gunicorn's
+// --timeout, or a Go duration.
+type seconds struct{ time.Duration }
+
+func (s *seconds) Set(v string) error {
+	if n, err := strconv.Atoi(v); err == nil {
+		s.Duration = time.Duration(n) * time.Second
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is neither seconds (30) nor a duration (1m30s)", v)
+	}
+	s.Duration = d
+	return nil
+}
+
+func (s *seconds) String() string { return s.Duration.String() }
+
+// keyValues is a repeatable KEY=VALUE flag; a value may hold commas.
+type keyValues struct{ m map[string]string }
+
+func (kv *keyValues) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", v)
+	}
+	if kv.m == nil {
+		kv.m = map[string]string{}
+	}
+	kv.m[k] = val
+	return nil
+}
+
+func (kv *keyValues) String() string {
+	var b []string
+	for k, v := range kv.m {
+		b = append(b, k+"="+v)
+	}
+	return strings.Join(b, " ")
 }

@@ -19,9 +19,15 @@ import (
 // app answers 200 at /, and kills the process when the test ends.
 func startRun(t *testing.T, dir, app string, args ...string) *serveProc {
 	t.Helper()
+	return startRunArgs(t, append(args, dir, app)...)
+}
+
+// startRunArgs is startRun with run's arguments and flags as given.
+func startRunArgs(t *testing.T, args ...string) *serveProc {
+	t.Helper()
 	in := testinterp.Require(t)
 	p := &serveProc{addr: freeAddr(t), logs: &testlog.Buffer{}, access: &testlog.Buffer{}, waited: make(chan error, 1)}
-	args = append(append([]string{"run", "--bind", p.addr}, args...), dir, app)
+	args = append([]string{"run", "--bind", p.addr}, args...)
 	p.cmd = exec.Command(binary(t), args...)
 	p.cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
 	p.cmd.Stderr, p.cmd.Stdout = p.logs, p.access
@@ -87,6 +93,34 @@ func TestRunAnswersAsServe(t *testing.T) {
 			if resp.StatusCode != tc.code {
 				t.Errorf("%s: %s: %d, want %d", p.cmd, tc.name, resp.StatusCode, tc.code)
 			}
+		}
+	}
+}
+
+// TestRunAsGunicornIsRun: run takes gunicorn's habits: flags after the
+// app, --chdir instead of DIR, --timeout in seconds, --env (a value with a
+// comma stays whole), and --reload serves changed code.
+func TestRunAsGunicornIsRun(t *testing.T) {
+	dir := filepath.Join(copyTenants(t, "reload"), "reload")
+	app := "import os\nVERSION = %q\n\ndef application(environ, start_response):\n" +
+		"    start_response('200 OK', [('Content-Type', 'text/plain')])\n" +
+		"    return [(VERSION + ' ' + os.environ.get('GREETING', '-')).encode()]\n"
+	if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(fmt.Sprintf(app, "v1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startRunArgs(t, "app:application", "--chdir", dir, "--env", "GREETING=hello, world", "--timeout", "5", "--reload", "--snapshot-dir", t.TempDir())
+	if _, body, err := get("", "http://"+p.addr+"/"); err != nil || body != "v1 hello, world" {
+		t.Fatalf("first answer %q %v", body, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(fmt.Sprintf(app, "v2")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, body, _ := get("", "http://"+p.addr+"/"); body == "v2 hello, world" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("--reload: the changed app was not served within a minute; log:\n%s", p.logs.String())
 		}
 	}
 }

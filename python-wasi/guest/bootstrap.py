@@ -351,7 +351,9 @@ def before_snapshot():
 
     if "django.db" in sys.modules:
         sys.modules["django.db"].connections.close_all()
+    _drop_metadata_caches()
     gc.collect()
+    _refuse_open_files(gc)
     random = sys.modules.get("random")
     if random is not None:
         # Objects frozen for a base image are not in get_objects(): the
@@ -361,6 +363,33 @@ def before_snapshot():
                        if isinstance(o, random.Random) and not isinstance(o, random.SystemRandom)
                        and id(o) not in known)
     gc.freeze()
+
+
+def _drop_metadata_caches():
+    """importlib.metadata keeps a zipfile.Path, and so an open file, of
+    every zip on sys.path it has searched (the stdlib's among them) in the
+    caches of its FastPath; entry_points() at import (Pygments does it)
+    would refuse the snapshot. Emptied, the next search opens the zip again."""
+    md = sys.modules.get("importlib.metadata")
+    fast = getattr(md, "FastPath", None)
+    for cached in (getattr(fast, "__new__", None), getattr(fast, "lookup", None)):
+        clear = getattr(cached, "cache_clear", None)
+        if clear is not None:
+            clear()
+
+
+def _refuse_open_files(gc):
+    """Refuse the snapshot, naming the file, when a Python file object is
+    still open after the import: a restored instance would not have it.
+    (A descriptor without a Python object, from os.open, is caught after
+    this by the reactor, by number.)"""
+    import io
+
+    for o in gc.get_objects():
+        if isinstance(o, io.FileIO) and not o.closed and o.fileno() > 2:
+            raise RuntimeError(
+                "snapshot refused: %r is open after the app's import (open it on first use, "
+                "or close it before the import ends)" % (o.name,))
 
 
 def after_restore():
