@@ -34,7 +34,7 @@ build-embedded: python-wasi
 	d=$$(bash python-wasi/build.sh dir) && cp $$d/python.wasm $$d/python-reactor.wasm python-wasi/embedded/files/ && cp $$d/lib/python311.zip python-wasi/embedded/files/lib/
 	$(GO) build -tags embed -o bin/wsgi-wasm-embedded ./cmd/wsgi-wasm
 
-vendor:
+vendor: python-wasi
 	@bash examples/vendor.sh
 
 testservices:
