@@ -10,7 +10,7 @@ help:
 	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000 (BIND=ADDR for another)"
 	@echo "make test         build what is missing, then run every test (what CI runs)"
 	@echo "make python-wasi  build (or reuse from cache) the CPython WASI interpreter"
-	@echo "make vendor       vendor Flask, Bottle, Django and the outbound tests' client libraries from Debian (site-packages/ folders)"
+	@echo "make vendor       vendor Flask, Bottle, Django and the outbound tests' client libraries from Debian, as wheels, with wsgi-wasm install (site-packages/ folders)"
 	@echo "make testservices unpack PostgreSQL, MariaDB and Redis from Debian for the tests (internal/testservices)"
 	@echo "make regrtest     CPython's regression tests under wazero -> python-wasi/REGRTEST.md"
 	@echo "make speed        interpreter speed vs native python3.11 -> python-wasi/SPEED.md"
@@ -35,7 +35,7 @@ build-embedded: python-wasi
 	d=$$(bash python-wasi/build.sh dir) && cp $$d/python.wasm $$d/python-reactor.wasm python-wasi/embedded/files/ && cp $$d/lib/python311.zip python-wasi/embedded/files/lib/
 	$(GO) build -tags embed -o bin/wsgi-wasm-embedded ./cmd/wsgi-wasm
 
-vendor:
+vendor: python-wasi
 	@bash examples/vendor.sh
 
 testservices:

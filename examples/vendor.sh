@@ -5,9 +5,8 @@
 # client libraries of the outbound tests (issue 13) into
 # internal/testservices/testdata/outbound/site-packages/ (git-ignored too).
 #   examples/vendor.sh            all tenants below, and the outbound tests
-# Compiled speedups (*.so) are removed: the sandbox loads no native code, and
-# the packages fall back to their pure-Python versions. Symbolic links are
-# removed too (the runtime refuses app folders that contain any).
+# The packages become wheels and are installed with `wsgi-wasm install`
+# (below), so it needs the built interpreter (make python-wasi).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${WSGI_WASM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wsgi-wasm}/debs
@@ -44,39 +43,42 @@ if [[ ! -f /usr/share/zoneinfo/tzdata.zi ]]; then
 	if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq tzdata >/dev/null; else sudo apt-get install -y -qq tzdata >/dev/null; fi
 fi
 
-unpacked=$cache/unpacked
-need=()
-for t in "${!PACKAGES[@]}"; do
-	for p in ${PACKAGES[$t]}; do
-		ls "$cache"/"${p}"_*.deb >/dev/null 2>&1 || need+=("$p")
-	done
-done
-if ((${#need[@]})); then
-	echo "vendor: downloading ${need[*]}" >&2
-	(cd "$cache" && apt-get download "${need[@]}" >/dev/null 2>"$cache/download.log") || {
-		# Package lists may be missing on a fresh machine.
-		if [[ $(id -u) -eq 0 ]]; then apt-get update -qq; else sudo apt-get update -qq; fi
-		(cd "$cache" && apt-get download "${need[@]}" >/dev/null 2>"$cache/download.log") ||
-			{ echo "vendor: apt-get download failed: $(tail -3 "$cache/download.log")" >&2; exit 1; }
-	}
-	rm -rf "$unpacked"
-fi
-if [[ ! -d $unpacked ]]; then
-	mkdir -p "$unpacked.tmp"
-	for deb in "$cache"/*.deb; do dpkg -x "$deb" "$unpacked.tmp"; done
-	mv "$unpacked.tmp" "$unpacked"
-fi
-dist=$unpacked/usr/lib/python3/dist-packages
+# Each set becomes wheels (examples/debwheels.sh: apt-get download, dpkg -x,
+# a .dist-info with RECORD), then `wsgi-wasm install` puts them into the
+# folder, by pip in the sandbox, as an operator would: metadata kept,
+# compiled speedups dropped (their packages fall back to pure Python), no
+# symbolic links (Debian's asset links become copies, or are left out when
+# their target is not on this machine). A set is redone when its packages,
+# debwheels.sh or the installer change; MODULES are checked afterwards.
+root=$(cd "$here/.." && pwd)
+stamps=$cache/vendored
+mkdir -p "$stamps"
+code=$(cat "$here/debwheels.sh" "$root"/deps/*.go "$root"/deps/*.py | sha256sum | cut -c1-16)
+bin=
 for t in "${!MODULES[@]}"; do
 	dest=${DEST[$t]:-$here/tenants/$t/site-packages}
 	[[ -d $(dirname "$dest") ]] || continue
-	rm -rf "$dest" && mkdir -p "$dest"
+	stamp="$code ${PACKAGES[$t]}"
+	if [[ -d $dest && -f $stamps/$t && $(cat "$stamps/$t") == "$stamp" ]]; then
+		continue
+	fi
+	if [[ -z $bin ]]; then
+		bin=$(mktemp -d)/wsgi-wasm
+		trap 'rm -rf "$(dirname "$bin")"' EXIT
+		(cd "$root" && go build -o "$bin" ./cmd/wsgi-wasm)
+	fi
+	wheels=$cache/wheels/$t
+	rm -rf "$wheels" && mkdir -p "$wheels"
+	# shellcheck disable=SC2086
+	bash "$here/debwheels.sh" "$wheels" ${PACKAGES[$t]} 2>"$wheels.log" ||
+		{ cat "$wheels.log" >&2; exit 1; }
+	for w in "$wheels"/*.whl; do basename "$w" | cut -d- -f1; done >"$wheels.txt"
+	rm -f "$stamps/$t"
+	(cd "$root" && "$bin" -q install -r "$wheels.txt" --find-links "$wheels" "$(dirname "$dest")") >"$wheels.install.log" ||
+		{ cat "$wheels.install.log" >&2; exit 1; }
 	for m in ${MODULES[$t]}; do
-		cp -r "$dist/$m" "$dest/"
+		[[ -e $dest/$m ]] || { echo "vendor: $t: $m missing from $dest after the install" >&2; exit 1; }
 	done
-	find "$dest" \( -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
-	# Debian links some assets to system-wide copies (werkzeug's debugger
-	# jquery.js); the runtime refuses app folders with symbolic links.
-	find "$dest" -type l -delete
+	echo "$stamp" >"$stamps/$t"
 	echo "vendor: $t: ${MODULES[$t]}" >&2
 done

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wsgi-wasm/wsgi-wasm/deps"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/serverconfig"
@@ -58,6 +59,7 @@ func checkCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			errs, warns := 0, 0
 			for _, dir := range dirs {
 				problems := tenants.Check(dir, ceiling)
+				problems = append(problems, requirementProblems(dir)...)
 				if eng != nil && !hasErrors(problems) {
 					problems = append(problems, importProblems(c.Context, eng, dir, ceiling)...)
 				}
@@ -77,6 +79,32 @@ func checkCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// requirementProblems warns about each requirement of the tenant's
+// requirements.txt or pyproject.toml that has no *.dist-info or *.egg-info
+// in its site-packages/ (a warning: the app may not import it; `install`
+// fills the folder).
+func requirementProblems(dir string) []tenants.Problem {
+	reqs, from, err := deps.Requirements(dir)
+	if err != nil {
+		if from == "" {
+			return nil // no requirements file
+		}
+		return []tenants.Problem{{Error: true, Path: from, What: err.Error()}}
+	}
+	installed, _ := deps.Installed(filepath.Join(dir, deps.SitePackages))
+	var missing []string
+	for _, n := range deps.Names(reqs) {
+		if !installed[n] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return []tenants.Problem{{Path: from, What: fmt.Sprintf("not installed in %s: %s (run `wsgi-wasm install --find-links DIR %s`)",
+		deps.SitePackages, strings.Join(missing, ", "), dir)}}
 }
 
 func hasErrors(ps []tenants.Problem) bool {

@@ -67,3 +67,21 @@ func TestCheckImportsApps(t *testing.T) {
 		t.Errorf("check --import=false: exit %d, want 0 (the files are fine):\n%s", code, out)
 	}
 }
+
+// TestCheckRequirements: a requirement of requirements.txt with no
+// *.dist-info or *.egg-info in site-packages is a warning naming it.
+func TestCheckRequirements(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tenant.toml"), []byte("app = \"app:application\"\nhosts = [\"r.test\"]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "app.py"), []byte("def application(environ, start_response):\n    return []\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "requirements.txt"), []byte("Flask>=2\nzope.interface\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "site-packages", "Flask-2.2.2.dist-info"), 0o755)
+	out, err := exec.Command(binary(t), "check", "--import=false", dir).Output()
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	want := filepath.Join(dir, "requirements.txt") + ": warning: not installed in site-packages: zope-interface ("
+	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "0 error(s), 1 warning(s)") {
+		t.Errorf("check output lacks %q:\n%s", want, out)
+	}
+}

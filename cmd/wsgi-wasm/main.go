@@ -80,6 +80,7 @@ func newApp(logger *slog.Logger, level *slog.LevelVar, exitCode *int) *cli.App {
 			snapshotCommand(logger, exitCode),
 			pythonCommand(logger, exitCode),
 			execCommand(logger, exitCode),
+			installCommand(logger),
 			{
 				Name:  "version",
 				Usage: "print the version",
