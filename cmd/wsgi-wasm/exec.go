@@ -11,7 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/wsgi-wasm/wsgi-wasm/outbound"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
@@ -29,14 +28,14 @@ func execCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 		ArgsUsage: "[--env K=V]... [TENANT_DIR] -- ARGS...",
 		Description: "ARGS are what follows python: a script of the tenant's folder (manage.py ...), -m MODULE, -c CODE, " +
 			"or a console script of its site-packages (flask ...). The guest's exit code is the command's.",
-		Flags: append([]cli.Flag{
+		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "server config `FILE` (TOML): its tenant_dir, data_dir, python_dir, cache_dir and [ceiling]", EnvVars: []string{"WSGI_WASM_CONFIG"}},
 			&cli.StringFlag{Name: "tenant-dir", Usage: "`FOLDER` of the tenants, with --tenant", EnvVars: []string{"WSGI_WASM_TENANT_DIR"}},
 			&cli.StringFlag{Name: "tenant", Usage: "the tenant `NAME`: its folder below --tenant-dir (instead of TENANT_DIR)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` of the tenants' data folders, as serve's --data-dir", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.StringSliceFlag{Name: "env", Usage: "also set `KEY=VALUE` in the guest, over the tenant's [env] (repeatable; DJANGO_SUPERUSER_PASSWORD for createsuperuser --noinput); the host environment is not passed"},
 			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "wait up to `DURATION` for the data folder's lock (serve holds it while it serves a request of the tenant)", EnvVars: []string{"WSGI_WASM_EXEC_LOCK_WAIT"}},
-		}, outboundFlags()...),
+		},
 		Action: func(c *cli.Context) error {
 			f := &serverconfig.File{Ceiling: policies.DefaultCeiling}
 			if path := c.String("config"); path != "" {
@@ -69,16 +68,6 @@ func execCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 				return fmt.Errorf("exec: %s: %w", t.Name, err)
 			}
 			app.Log = func(_ slog.Level, msg []byte) { fmt.Fprintf(os.Stderr, "%s\n", msg) }
-			roots, err := outboundRootCAs(pick(c, "outbound-ca-file", f.OutboundCAFile, c.String))
-			if err != nil {
-				return err
-			}
-			// The tenant's outbound rules and limits, as serve applies them
-			// (a migration reaches the tenant's database server).
-			app.Outbound = outbound.New(outbound.Config{
-				Rules: t.Policy.Outbound, MaxConns: t.Policy.OutboundTenantConns, ConnectTimeout: t.Policy.OutboundConnectTimeout,
-				RootCAs: roots, Log: logger.With("tenant", t.Name),
-			})
 			if app.DataDir != "" {
 				unlock, err := lockForExec(c.Context, eng.LockData, app.DataDir, c.Duration("lock-wait"), logger)
 				if err != nil {
