@@ -69,7 +69,8 @@ func TestServeSettingsPrecedence(t *testing.T) {
 		adminBind: "127.0.0.1:9100", memoryBudgetMB: 512, gracefulTimeout: 7 * time.Second, pythonDir: "/opt/python-wasi",
 		forwardedAllowIPs: []string{}, accessLog: "-", ceiling: ceiling, maxConns: 10000, maxConnsPerIP: 64,
 		snapshots: false, snapshotBase: true, snapshotDir: os.Getenv("WSGI_WASM_SNAPSHOT_DIR"), // TestMain's folder
-		timeouts: httpTimeouts{readHeader: 10 * time.Second, idle: 3 * time.Second},
+		timeouts:       httpTimeouts{readHeader: 10 * time.Second, idle: 3 * time.Second},
+		tenantLogMaxMB: 10,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("file only:\n got %+v\nwant %+v", s, want)

@@ -51,7 +51,7 @@ func TestSnapshotCommand(t *testing.T) {
 	}
 	tenant("c", "_f = open(__file__)\n"+hello)
 	out, code, files = run(1, "--snapshot-base")
-	if code != 1 || files != 2 || !strings.Contains(out, "tenant c has no snapshot") || !strings.Contains(out, "file descriptor") {
+	if code != 1 || files != 2 || !strings.Contains(out, "tenant c has no snapshot") || !strings.Contains(out, "is open after the app's import") {
 		t.Fatalf("exit %d with %d files, want 1, two snapshots and tenant c named with the reason:\n%s", code, files, out)
 	}
 }
