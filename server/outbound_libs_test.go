@@ -54,11 +54,15 @@ func TestOutboundLibraries(t *testing.T) {
 	}{
 		{"pg8000_roundtrip.py", pg.Addr(), pg.Env(), func(r map[string]any) bool { return r["inserted"] == r["selected"] && r["inserted"] != nil }},
 		{"pg8000_roundtrip.py", pgTLS.Addr(), append(pgTLS.Env(), "PGSSLMODE=require", "PGSSLROOTCERT=/app/ca.pem"), func(r map[string]any) bool { return r["inserted"] == r["selected"] && r["ssl"] == true }},
-		{"pymysql_roundtrip.py", db.Addr(), db.Env(), func(r map[string]any) bool { return r["inserted"] != nil && fmt.Sprint(r["inserted"]) == fmt.Sprint(r["selected"]) }},
+		{"pymysql_roundtrip.py", db.Addr(), db.Env(), func(r map[string]any) bool {
+			return r["inserted"] != nil && fmt.Sprint(r["inserted"]) == fmt.Sprint(r["selected"])
+		}},
 		{"redis_roundtrip.py", rd.Addr(), rd.Env(), func(r map[string]any) bool { return r["set"] == r["got"] && r["got"] != nil }},
 		{"sqlalchemy_roundtrip.py", db.Addr(), []string{"SQLALCHEMY_URL=" + mysqlURL}, func(r map[string]any) bool { return len(r) > 0 }},
 		{"django_mysql.py", db.Addr(), db.Env(), func(r map[string]any) bool { return len(r) > 0 }},
-		{"requests_https.py", httpsAddr, []string{"HTTPS_URL=" + httpsURL, "CA_FILE=/app/ca.pem", "REQUESTS_CA_BUNDLE=/app/other-ca.pem"}, func(r map[string]any) bool { return r["get"] != nil && r["post"] != nil && r["default_store_refused"] == true }},
+		{"requests_https.py", httpsAddr, []string{"HTTPS_URL=" + httpsURL, "CA_FILE=/app/ca.pem", "REQUESTS_CA_BUNDLE=/app/other-ca.pem"}, func(r map[string]any) bool {
+			return r["get"] != nil && r["post"] != nil && r["default_store_refused"] == true
+		}},
 	}
 	root := t.TempDir()
 	for i, c := range cases {
