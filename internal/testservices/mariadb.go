@@ -73,26 +73,14 @@ func startMariaDB(tr *tree) (*mariaServer, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	_, err = retry(func() (*proc, error) {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
+	err = tr.startOnFreePort("mariadbd", dir, syscall.SIGTERM, "usr/sbin/mariadbd", 30*time.Second, func(port int) []string {
 		s.port = port
-		p, err := tr.start("mariadbd", dir, syscall.SIGTERM, "usr/sbin/mariadbd", append(common,
+		return append(common,
 			"--bind-address=127.0.0.1", "--port="+strconv.Itoa(port), "--socket="+filepath.Join(dir, "sock"),
 			"--pid-file="+filepath.Join(dir, "pid"), "--skip-name-resolve", "--init-file="+init,
 			"--innodb-flush-log-at-trx-commit=0", "--skip-log-bin", "--character-set-server=utf8mb4",
-			"--collation-server=utf8mb4_general_ci", "--max-connections=50")...)
-		if err != nil {
-			return nil, err
-		}
-		if err := p.waitReady(30*time.Second, func() error { _, err := s.sql("SELECT 1"); return err }); err != nil {
-			p.abandon()
-			return nil, err
-		}
-		return p, nil
-	})
+			"--collation-server=utf8mb4_general_ci", "--max-connections=50")
+	}, func() error { _, err := s.sql("SELECT 1"); return err })
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -118,22 +118,10 @@ func startPostgres(tr *tree, ca *CA) (*pgServer, error) {
 	}
 	// Retried on another port if the one picked was taken meanwhile; the
 	// data folder is reused (a failed start leaves it as it was).
-	_, err = retry(func() (*proc, error) {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
+	err = tr.startOnFreePort("postgres", dir, syscall.SIGINT, bin+"postgres", 30*time.Second, func(port int) []string {
 		s.port = port
-		p, err := tr.start("postgres", dir, syscall.SIGINT, bin+"postgres", append(args, "-p", strconv.Itoa(port))...)
-		if err != nil {
-			return nil, err
-		}
-		if err := p.waitReady(30*time.Second, func() error { _, err := s.psql("SELECT 1"); return err }); err != nil {
-			p.abandon()
-			return nil, err
-		}
-		return p, nil
-	})
+		return append(args, "-p", strconv.Itoa(port))
+	}, func() error { _, err := s.psql("SELECT 1"); return err })
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

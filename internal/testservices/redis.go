@@ -49,24 +49,11 @@ func startRedis(tr *tree) (*redisServer, error) {
 		return nil, err
 	}
 	s := &redisServer{password: secret()}
-	_, err = retry(func() (*proc, error) {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
+	err = tr.startOnFreePort("redis-server", dir, syscall.SIGTERM, "usr/bin/redis-server", 10*time.Second, func(port int) []string {
 		s.port = port
-		p, err := tr.start("redis-server", dir, syscall.SIGTERM, "usr/bin/redis-server",
-			"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir, "--requirepass", s.password,
-			"--save", "", "--appendonly", "no", "--daemonize", "no", "--databases", "16")
-		if err != nil {
-			return nil, err
-		}
-		if err := p.waitReady(10*time.Second, s.ping); err != nil {
-			p.abandon()
-			return nil, err
-		}
-		return p, nil
-	})
+		return []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir, "--requirepass", s.password,
+			"--save", "", "--appendonly", "no", "--daemonize", "no", "--databases", "16"}
+	}, s.ping)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -419,17 +419,29 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// retry starts a server up to three times (another process may take the
-// port between freePort and the server's bind).
-func retry[T any](f func() (T, error)) (T, error) {
-	var v T
+// startOnFreePort starts the server bin on a free loopback port and waits
+// up to wait for ready, up to three times (another process may take the
+// port between freePort and the server's bind): args gives its arguments
+// for each port tried (and is where the caller notes the port), ready says
+// when it serves. A server that never became ready is abandoned.
+func (tr *tree) startOnFreePort(name, dir string, quit syscall.Signal, bin string, wait time.Duration,
+	args func(port int) []string, ready func() error) error {
 	var err error
 	for range 3 {
-		if v, err = f(); err == nil {
-			return v, nil
+		var port int
+		if port, err = freePort(); err != nil {
+			continue
 		}
+		var p *proc
+		if p, err = tr.start(name, dir, quit, bin, args(port)...); err != nil {
+			continue
+		}
+		if err = p.waitReady(wait, ready); err == nil {
+			return nil
+		}
+		p.abandon()
 	}
-	return v, err
+	return err
 }
 
 // secret makes a password.
