@@ -42,7 +42,14 @@ func serveTree(t *testing.T, eng *sandbox.Engine, root string, cfg server.Config
 // get sends GET host+path to base and returns the status and body.
 func get(t *testing.T, base, host, path string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", base+path, nil)
+	return send(t, "GET", base, host, path, nil)
+}
+
+// send sends a request with body to base, for host and path, and returns
+// the status and body.
+func send(t *testing.T, method, base, host, path string, body io.Reader) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, body)
 	req.Host = host
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -2,9 +2,7 @@ package server_test
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,19 +40,8 @@ func TestOutboundToPostgres(t *testing.T) {
 	}
 	logs := &testlog.Buffer{}
 	_, hs := serveTree(t, testEngine(t), root, server.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	post := func(host, body string) (int, string) {
-		req, _ := http.NewRequest("POST", hs.URL+"/notes", strings.NewReader(body))
-		req.Host = host
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
 	for i := 0; i < 3; i++ {
-		if code, body := post("allowed.test", fmt.Sprintf("note %d", i)); code != 201 {
+		if code, body := send(t, "POST", hs.URL, "allowed.test", "/notes", strings.NewReader(fmt.Sprintf("note %d", i))); code != 201 {
 			t.Fatalf("POST %d: %d %s\nlog:\n%s", i, code, body, logs)
 		}
 	}

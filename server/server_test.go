@@ -83,15 +83,7 @@ func TestRoutingAndBrokenTenants(t *testing.T) {
 	staticCheck(t, hs.URL)
 	defer hs.Close()
 	do := func(host, method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
-		req.Host = host
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return send(t, method, hs.URL, host, path, strings.NewReader(body))
 	}
 	for _, c := range []struct {
 		host, method, path, body string
