@@ -33,12 +33,7 @@ func TestCheckImportsApps(t *testing.T) {
 		cmd := exec.Command(binary(t), append([]string{"check"}, args...)...)
 		cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
 		out, err := cmd.Output() // the report; the log goes to standard error
-		code := 0
-		if exit, ok := err.(*exec.ExitError); ok {
-			code = exit.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		code := exitCode(t, err)
 		return string(out), code
 	}
 	out, code := run(tree)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -456,4 +457,18 @@ func TestServeReloadUnderLoad(t *testing.T) {
 	if retired == 0 {
 		t.Errorf("no version retired; log:\n%s", p.logs.String())
 	}
+}
+
+// exitCode is the exit status of a command that ran (err from its Run or
+// Output); any other error ends the test.
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
 }

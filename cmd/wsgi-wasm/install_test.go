@@ -89,12 +89,7 @@ func runCLI(t *testing.T, in pythonwasi.Interpreter, dir string, args ...string)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	code := 0
-	if exit, ok := err.(*exec.ExitError); ok {
-		code = exit.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	code := exitCode(t, err)
 	return stdout.String(), stderr.String(), code
 }
 

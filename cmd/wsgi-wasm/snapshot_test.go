@@ -32,11 +32,7 @@ func TestSnapshotCommand(t *testing.T) {
 		cmd := exec.Command(bin, append(append([]string{"snapshot", "--snapshot-dir", snaps}, args...), tree)...)
 		cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
 		b, err := cmd.CombinedOutput()
-		if exit, ok := err.(*exec.ExitError); ok {
-			code = exit.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		code = exitCode(t, err)
 		// The tenants' snapshots, beside any base image they share.
 		all, _ := filepath.Glob(filepath.Join(snaps, "*.snap"))
 		bases, _ := filepath.Glob(filepath.Join(snaps, "base-*.snap"))
