@@ -154,6 +154,9 @@ func (g *Gate) allowedAddrs(ctx context.Context, host string, port uint16, dest 
 	lctx, cancel := context.WithTimeout(ctx, g.cfg.ConnectTimeout)
 	defer cancel()
 	found, err := g.cfg.Resolver.LookupNetIP(lctx, "ip", name)
+	if err == nil && len(found) == 0 {
+		err = errors.New("no addresses")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("outbound: resolve %s: %w", name, err)
 	}

@@ -150,6 +150,10 @@ func TestNamesResolvingInsideAreRefused(t *testing.T) {
 		t.Fatalf("a name resolving to an address a rule names: %v", err)
 	}
 	c.Close()
+	res.table["empty.example.test"] = []netip.Addr{}
+	if _, err := gate(t, res, 8, "empty.example.test:"+p).Dial(context.Background(), "empty.example.test", l.port); err == nil || !strings.Contains(err.Error(), "no addresses") {
+		t.Fatalf("a name resolving to no address: %v", err)
+	}
 	if _, err := g.Dial(context.Background(), "other.example.test", l.port); err == nil {
 		t.Fatal("a name no rule allows connected")
 	}
