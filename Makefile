@@ -4,7 +4,7 @@ GO ?= go
 BUILD_PYTHON ?= /usr/bin/python3.11
 BIND ?= 127.0.0.1:8000
 
-.PHONY: help python-wasi vendor testservices test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots bench-tenants check build fuzz
+.PHONY: help python-wasi vendor testservices test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots bench-tenants bench-outbound check build fuzz
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000 (BIND=ADDR for another)"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench-go     Go benchmarks -> benchmarks/RESULTS.md, sandbox/README.md"
 	@echo "make bench-snapshots  snapshot-restore: cold start, memory, density -> benchmarks/SNAPSHOTS.md"
 	@echo "make bench-tenants    100-1000 tenants under Zipf load: wsgi-wasm, uWSGI Emperor, gunicorn behind nginx -> benchmarks/TENANTS.md"
+	@echo "make bench-outbound   Flask+pg8000 vs gunicorn, round trip, HTTPS, PBKDF2 natively and in the sandbox -> benchmarks/OUTBOUND.md"
 	@echo "make build-embedded  one binary with the interpreter inside -> bin/wsgi-wasm-embedded"
 	@echo "make check        gofmt, go vet, go mod tidy, then git diff --exit-code"
 	@echo "make fuzz         every fuzz target for FUZZTIME each (default 30s); crashers land in testdata/fuzz/"
@@ -76,6 +77,12 @@ bench-snapshots: python-wasi vendor
 bench-tenants: python-wasi vendor build
 	$(GO) build -o bin/tenantload ./benchmarks/tenantload
 	$(BUILD_PYTHON) benchmarks/tenants.py --binary bin/wsgi-wasm $(TENANTS_FLAGS)
+
+# Outbound connections against real PostgreSQL, Redis and HTTPS servers
+# (benchmarks/outbound_test.go); `make test` runs the same harness as a
+# smoke run that writes into a temporary folder.
+bench-outbound: python-wasi vendor testservices
+	WSGI_WASM_BENCH_OUTBOUND=$(CURDIR)/benchmarks/OUTBOUND.md $(GO) test ./benchmarks -run '^TestOutboundFigures$$' -count=1 -v -timeout 30m
 
 # Every fuzz target of the module in turn (go test -fuzz takes one target
 # per run); their seed corpora run in every `go test` already.
