@@ -118,9 +118,11 @@ func pbkdf2HMAC(ctx context.Context, m api.Module, stack []uint64) {
 	case <-ctx.Done():
 		panic(fmt.Errorf("hostabi: %s: %w", FuncPBKDF2HMAC, context.Cause(ctx)))
 	}
-	if key == nil || !m.Memory().Write(out, key) {
+	dst, ok := guestBytes(m, out, dklen) // the guest was blocked: memory did not grow
+	if key == nil || !ok {
 		stack[0] = negErrno(errnoIO)
 		return
 	}
+	copy(dst, key)
 	stack[0] = 0
 }
