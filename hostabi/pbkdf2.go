@@ -24,7 +24,7 @@ const (
 	// key: dklen / digest size, rounded up) of one call. At about 1.5
 	// million HMAC-SHA-512 iterations a second on one core (4 million with
 	// SHA-256), a call costs the host at most about 3 s of CPU; Django's
-	// default iteration counts (260,000 in 3.2, under a million in 5.x) fit.
+	// default iteration counts (260,000 in 3.2, about a million in 5.x) fit.
 	MaxPBKDF2Work = 4_000_000
 	// MaxPBKDF2KeyLen is the largest dklen.
 	MaxPBKDF2KeyLen = 64 << 10
