@@ -241,4 +241,15 @@ func TestDocLimits(t *testing.T) {
 	if want := fmt.Sprintf("at most the first %d bytes of a message", hostabi.MaxLogLine); !strings.Contains(docSection(t, doc, "### `log_write`"), want) {
 		t.Errorf("ABI.md \"log_write\" does not say %q", want)
 	}
+	pbkdf2 := docSection(t, doc, "### `pbkdf2_hmac`")
+	for _, want := range []string{
+		fmt.Sprintf("blocks (`dklen` ÷ the digest size, rounded up) is over %d", hostabi.MaxPBKDF2Work),
+		fmt.Sprintf("or the salt is over %d bytes", hostabi.MaxPBKDF2Input),
+		fmt.Sprintf("(at most %d bytes each)", hostabi.MaxPBKDF2Input),
+		fmt.Sprintf("the `dklen` bytes of the key (at most %d)", hostabi.MaxPBKDF2KeyLen),
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(pbkdf2), " "), want) {
+			t.Errorf("ABI.md \"pbkdf2_hmac\" does not say %q", want)
+		}
+	}
 }

@@ -210,6 +210,8 @@ func Instantiate(ctx context.Context, r wazero.Runtime) error {
 		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, sig.Params, sig.Results).
 			WithParameterNames(f.params...).Export(f.name)
 	}
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(pbkdf2HMAC), HostImports[FuncPBKDF2HMAC].Params, HostImports[FuncPBKDF2HMAC].Results).
+		WithParameterNames("hash", "hash_len", "password", "password_len", "salt", "salt_len", "iterations", "out", "dklen").Export(FuncPBKDF2HMAC)
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("hostabi: instantiate %s: %w", ModuleName, err)
 	}

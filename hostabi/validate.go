@@ -47,6 +47,8 @@ var (
 		FuncNetInfo:      {Params: []api.ValueType{i32, i32, i32, i32}, Results: []api.ValueType{i32}},
 		FuncNetTLS:       {Params: []api.ValueType{i32, i32, i32, i32}, Results: []api.ValueType{i32}},
 		FuncNetLastError: {Params: []api.ValueType{i32, i32}, Results: []api.ValueType{i32}},
+
+		FuncPBKDF2HMAC: {Params: []api.ValueType{i32, i32, i32, i32, i32, i32, i32, i32, i32}, Results: []api.ValueType{i32}},
 	}
 )
 

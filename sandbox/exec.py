@@ -9,6 +9,12 @@ if _args[:1] == ["python"] or _args[:1] == ["python3"]:
     _args = _args[1:]
 os.chdir("/app")
 sys.path[:1] = ["/app", "/app/site-packages"]
+try:  # hashlib.pbkdf2_hmac by the host where it has one (hostabi/ABI.md "Key derivation")
+    import _wsgi_hashlib
+except ImportError:  # an interpreter built before it
+    pass
+else:
+    _wsgi_hashlib.install()
 
 
 def _console_script(name):

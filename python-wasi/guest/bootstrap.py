@@ -25,6 +25,11 @@ import _wsgi_select  # noqa: E402
 sys.modules["_socket"] = _wsgi_socket
 sys.modules["select"] = _wsgi_select
 
+# hashlib.pbkdf2_hmac by the host (hostabi/ABI.md "Key derivation"), before
+# an app can take a reference to CPython's pure-Python one.
+import _wsgi_hashlib  # noqa: E402
+_wsgi_hashlib.install()
+
 RESULT_OK = 0  # the response was sent
 RESULT_APP_ERROR = 1  # the app raised; a 500 was sent if nothing had been
 RESULT_CLIENT_GONE = 2  # the client went away; the app's iterable was closed

@@ -35,6 +35,10 @@ IMPORT("net_close") int32_t host_net_close(int32_t h);
 IMPORT("net_info") int32_t host_net_info(int32_t h, int32_t what, uint8_t *buf, int32_t limit);
 IMPORT("net_tls_handshake") int32_t host_net_tls_handshake(int32_t h, const uint8_t *cfg, int32_t len, int32_t timeout_ms);
 IMPORT("net_last_error") int32_t host_net_last_error(uint8_t *buf, int32_t limit);
+/* ABI.md "pbkdf2_hmac": 0, or -errno */
+IMPORT("pbkdf2_hmac") int32_t host_pbkdf2_hmac(const uint8_t *hash, int32_t hash_len, const uint8_t *password,
+					       int32_t password_len, const uint8_t *salt, int32_t salt_len,
+					       int32_t iterations, uint8_t *out, int32_t dklen);
 
 #define ENVIRON_FIRST_TRY 8192
 
@@ -333,7 +337,47 @@ static PyObject *wsgi_net_last_error(PyObject *self, PyObject *unused) {
 	return out;
 }
 
+/* The largest dklen the host takes (ABI.md "pbkdf2_hmac"): a larger one
+ * is refused here, before the key's buffer is allocated. */
+#define PBKDF2_MAX_KEYLEN 65536
+
+/* pbkdf2_hmac(hash: str, password, salt, iterations, dklen) -> bytes, or
+ * -errno for the caller (_wsgi_hashlib.py) to fall back on CPython's
+ * pure-Python function. */
+static PyObject *wsgi_pbkdf2_hmac(PyObject *self, PyObject *args) {
+	const char *name;
+	Py_ssize_t name_len;
+	Py_buffer password, salt;
+	long long iterations, dklen;
+	if (!PyArg_ParseTuple(args, "s#y*y*LL", &name, &name_len, &password, &salt, &iterations, &dklen)) {
+		return NULL;
+	}
+	PyObject *out = NULL;
+	int32_t rc = 0;
+	if (iterations < 1 || dklen < 1 || name_len > 16) {
+		rc = -28; /* EINVAL */
+	} else if (iterations > INT32_MAX || dklen > PBKDF2_MAX_KEYLEN || password.len > INT32_MAX || salt.len > INT32_MAX) {
+		rc = -1; /* E2BIG */
+	} else if ((out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)dklen)) != NULL) {
+		rc = host_pbkdf2_hmac((const uint8_t *)name, (int32_t)name_len, password.buf, (int32_t)password.len,
+				      salt.buf, (int32_t)salt.len, (int32_t)iterations,
+				      (uint8_t *)PyBytes_AS_STRING(out), (int32_t)dklen);
+	}
+	PyBuffer_Release(&password);
+	PyBuffer_Release(&salt);
+	if (out == NULL && rc == 0) {
+		return NULL; /* MemoryError */
+	}
+	if (rc != 0) {
+		Py_XDECREF(out);
+		return PyLong_FromLong(rc);
+	}
+	return out;
+}
+
 static PyMethodDef methods[] = {
+	{"pbkdf2_hmac", wsgi_pbkdf2_hmac, METH_VARARGS,
+	 "pbkdf2_hmac(hash, password, salt, iterations, dklen) -> key, or -errno (hostabi/ABI.md \"pbkdf2_hmac\")"},
 	{"net_connect", wsgi_net_connect, METH_VARARGS, "net_connect(host, port, timeout_ms) -> handle or -errno"},
 	{"net_send", wsgi_net_send, METH_VARARGS, "net_send(handle, data, timeout_ms) -> sent or -errno"},
 	{"net_recv", wsgi_net_recv, METH_VARARGS, "net_recv(handle, buffer, timeout_ms, flags) -> read or -errno"},
