@@ -53,8 +53,9 @@ done
 log "link: python-reactor.wasm and python.wasm"
 $WASI_CC -mexec-model=reactor "${LINK_FLAGS[@]}" -Wl,--export=wsgi_interrupt_flag -o "$stage/debug/python-reactor.wasm" \
 	"${objs[@]}" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
+# The command form has no host ABI: of the guest objects it takes only fcntl.
 $WASI_CC "${LINK_FLAGS[@]}" -o "$stage/debug/python.wasm" \
-	"$CDIR/objs/python.o" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
+	"$CDIR/objs/python.o" "$WORK/wsgi_fcntl.o" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
 
 for m in python-reactor python; do
 	if [[ $RECIPE_WASM_OPT == none ]]; then

@@ -1,0 +1,95 @@
+package sandbox_test
+
+import (
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wsgi-wasm/wsgi-wasm/pool"
+	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
+)
+
+// TestFcntlLockFileApp serves an app that guards a counter in its data
+// folder with a lock file, as filelock and portalocker do, from two
+// instances at once: fcntl imports, every lock call succeeds, and no update
+// is lost, because the host serves the folder's users one at a time (which
+// is why the guest's locks may succeed without locking).
+func TestFcntlLockFileApp(t *testing.T) {
+	logs := &logLines{}
+	p := pool.New(testEngine(t), sandbox.AppConfig{
+		App: "lockfile:app", Dir: "testdata/apps", DataDir: t.TempDir(), Log: logs.log,
+	}, pool.Config{MinWarm: 2, MaxInstances: 2})
+	defer p.Close()
+	const n = 20
+	var wg sync.WaitGroup
+	results := make(chan string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := httptest.NewRecorder()
+			p.Serve(rec, httptest.NewRequest("POST", "/", nil), pool.RequestInfo{}, logs.log)
+			results <- strconv.Itoa(rec.Code) + " " + rec.Body.String()
+		}()
+	}
+	wg.Wait()
+	close(results)
+	var seen []int
+	for r := range results {
+		code, body, _ := strings.Cut(r, " ")
+		v, err := strconv.Atoi(body)
+		if code != "200" || err != nil {
+			t.Fatalf("response %q; log:\n%s", r, logs)
+		}
+		seen = append(seen, v)
+	}
+	sort.Ints(seen)
+	for i, v := range seen {
+		if v != i+1 {
+			t.Fatalf("counts %v: an update was lost under the lock file", seen)
+		}
+	}
+}
+
+// TestCommandFcntl: the fcntl module of the command form checks what Linux
+// checks (the operation, the descriptor), reports descriptor flags as WASI
+// has them, answers F_GETLK with "no lock in the way", and accepts
+// O_NONBLOCK on a regular file as Linux does (wazero refuses it).
+func TestCommandFcntl(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runPython(t, dir, "-c", `import errno, fcntl, os, struct
+fd = os.open(os.devnull, os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+fcntl.flock(fd, fcntl.LOCK_UN)
+fcntl.lockf(fd, fcntl.LOCK_SH, 0, 0, os.SEEK_SET)
+print(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC == fcntl.FD_CLOEXEC)
+print(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK == 0)
+lk = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0, 0, 0))
+print(struct.unpack("hhqqi", lk)[0] == fcntl.F_UNLCK)
+print(fcntl.fcntl(fd, fcntl.F_SETLKW, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0, 0, 0)) != b"")
+for bad in (lambda: fcntl.flock(fd, 3), lambda: fcntl.lockf(fd, fcntl.LOCK_EX, 0, 0, 7)):
+    try:
+        bad()
+    except OSError as e:
+        print(e.errno == errno.EINVAL or e.errno)
+os.close(fd)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+except OSError as e:
+    print(e.errno == errno.EBADF or e.errno)
+with open("f.txt") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    print(fcntl.fcntl(f, fcntl.F_SETFL, os.O_NONBLOCK) == 0)`)
+	want := strings.Repeat("True\n", 8)
+	if code != 0 || out != want {
+		t.Fatalf("exit %d, stdout %q (want %q), stderr %s", code, out, want, stderr)
+	}
+}
