@@ -54,6 +54,9 @@ type AppConfig struct {
 	// PycacheDir, if set, holds the app's compiled .pyc (from CompileApp),
 	// mounted read-only at /pyc.
 	PycacheDir string
+	// PythonPath are guest folders (inside GuestAppDir) put first on
+	// sys.path, in this order, before the app's folder (run's --pythonpath).
+	PythonPath []string
 	// Validate wraps the app in wsgiref.validate.validator inside the guest
 	// (tests run every app both ways).
 	Validate bool
@@ -513,6 +516,9 @@ func guestArgs(cfg AppConfig) []string {
 	args := []string{"wsgi-wasm", cfg.App, GuestAppDir}
 	if cfg.Validate {
 		args = append(args, "validate")
+	}
+	for _, p := range cfg.PythonPath {
+		args = append(args, "path="+p)
 	}
 	return args
 }

@@ -375,6 +375,9 @@ func (e *Engine) SnapshotKey(ctx context.Context, cfg AppConfig) (string, error)
 	// and time (but not content) from ever sharing a snapshot.
 	fmt.Fprintf(h, "reactor %x\napp %q\ndir %q\nvalidate %t\ndata %t\npyc %q\nzoneinfo %t\nlimit %d\ndev null\n",
 		e.reactorSum, cfg.App, cfg.Dir, cfg.Validate, cfg.DataDir != "", cfg.PycacheDir, e.zoneinfo != "", cfg.MemoryLimit)
+	for _, p := range cfg.PythonPath {
+		fmt.Fprintf(h, "path %q\n", p)
+	}
 	for _, k := range slices.Sorted(maps.Keys(cfg.Env)) {
 		fmt.Fprintf(h, "env %q=%q\n", k, cfg.Env[k])
 	}

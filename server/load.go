@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -222,6 +223,9 @@ func TenantAppConfig(t *tenants.Tenant, dataRoot string, oneTenant bool) (sandbo
 		MaxConnections: t.Policy.OutboundConnections}
 	if app.MaxConnections == 0 {
 		app.MaxConnections = -1 // the policy's 0 is none
+	}
+	for _, rel := range t.PythonPath {
+		app.PythonPath = append(app.PythonPath, path.Join(sandbox.GuestAppDir, rel))
 	}
 	if !t.Policy.WritableData {
 		return app, nil

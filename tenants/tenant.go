@@ -34,6 +34,10 @@ type Tenant struct {
 	Policy     policies.Policy
 	Pool       Pool
 	Static     map[string]string // URL prefix -> folder inside Dir
+	// PythonPath are folders inside Dir, slash-separated and relative, put
+	// first on sys.path in this order (run's --pythonpath; tenant.toml has
+	// no key for it).
+	PythonPath []string
 	// Warmup is the path (and query) of a GET the server sends to a
 	// restored instance once the tenant's snapshot is built, so that the
 	// tenant's first real request after a build finds its write set

@@ -34,6 +34,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 2, Usage: "maximum instances (each serves one request at a time)", EnvVars: []string{"WSGI_WASM_WORKERS"}},
 			&cli.IntFlag{Name: "min-warm", Value: 1, Usage: "instances kept initialised and idle", EnvVars: []string{"WSGI_WASM_MIN_WARM"}},
 			&cli.GenericFlag{Name: "timeout", Aliases: []string{"t"}, Value: &seconds{30 * time.Second}, Usage: "per-request deadline from the request's arrival, in seconds as gunicorn takes it (`30`) or a duration (`1m30s`)", EnvVars: []string{"WSGI_WASM_TIMEOUT"}},
+			&cli.StringSliceFlag{Name: "pythonpath", Usage: "`FOLDERS` of DIR, comma-separated (or repeated), put first on sys.path in this order (gunicorn's --pythonpath)", EnvVars: []string{"WSGI_WASM_PYTHONPATH"}},
 			&cli.StringFlag{Name: "chdir", Usage: "the app `FOLDER` when DIR is not given (gunicorn's --chdir)", EnvVars: []string{"WSGI_WASM_CHDIR"}},
 			&cli.GenericFlag{Name: "env", Aliases: []string{"e"}, Value: &keyValues{}, Usage: "`KEY=VALUE` in the app's environment (repeatable), as tenant.toml's [env]"},
 			&cli.BoolFlag{Name: "reload", Usage: "serve the new code when a file in DIR changes (for development)", EnvVars: []string{"WSGI_WASM_RELOAD"}},
@@ -151,6 +152,10 @@ func runTenant(c *cli.Context) (*tenants.Tenant, string, error) {
 		}
 		static[prefix] = folder
 	}
+	pythonPath, err := folderArgs(dir, c.StringSlice("pythonpath"))
+	if err != nil {
+		return nil, "", err
+	}
 	timeout := c.Generic("timeout").(*seconds).Duration
 	if c.Int("workers") < 1 || c.Int("backlog") < 0 || c.Int64("max-body-bytes") < 0 || timeout <= 0 {
 		return nil, "", errors.New("run: --workers must be at least 1, --timeout more than 0, --backlog and --max-body-bytes not negative")
@@ -176,7 +181,7 @@ func runTenant(c *cli.Context) (*tenants.Tenant, string, error) {
 	}
 	def := policies.Presets["default"]
 	t := &tenants.Tenant{
-		Name: filepath.Base(dir), Dir: dir, App: app, Hosts: []string{"*"}, Static: static, Env: env,
+		Name: filepath.Base(dir), Dir: dir, App: app, Hosts: []string{"*"}, Static: static, Env: env, PythonPath: pythonPath,
 		Policy: policies.Policy{
 			RequestTimeout: timeout, MemoryMB: int(c.Uint64("memory-mb")), MaxBodyBytes: c.Int64("max-body-bytes"),
 			MaxInstances: c.Int("workers"), QueueLength: c.Int("backlog"), WritableData: dataDir != "",
@@ -186,6 +191,24 @@ func runTenant(c *cli.Context) (*tenants.Tenant, string, error) {
 		Pool: tenants.Pool{MinWarm: c.Int("min-warm"), MaxRequests: c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter")},
 	}
 	return t, dataDir, nil
+}
+
+// folderArgs checks run's --pythonpath folders: each relative to dir and
+// inside it (the guest sees nothing else), an existing folder and no link,
+// returned cleaned and slash-separated.
+func folderArgs(dir string, folders []string) ([]string, error) {
+	var out []string
+	for _, f := range folders {
+		clean := filepath.Clean(f)
+		if f == "" || filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+			return nil, fmt.Errorf("run: --pythonpath %q: want a folder inside the app folder %s, as a relative path", f, dir)
+		}
+		if st, err := os.Lstat(filepath.Join(dir, clean)); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("run: --pythonpath %q: %s is not a folder", f, filepath.Join(dir, clean))
+		}
+		out = append(out, filepath.ToSlash(clean))
+	}
+	return out, nil
 }
 
 // seconds is run's --timeout: a whole number of seconds, as gunicorn's

@@ -124,3 +124,47 @@ func TestRunAsGunicornIsRun(t *testing.T) {
 		}
 	}
 }
+
+// TestRunPythonPath: --pythonpath puts folders of the app folder first on
+// sys.path, in the order given (comma-separated or repeated), so an app
+// living in src/ imports from src/ and lib/; a folder outside the app
+// folder, absolute, or missing is refused naming it, before any
+// interpreter starts.
+func TestRunPythonPath(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"src/webapp.py": "import sys, helper\n\ndef app(environ, start_response):\n" +
+			"    start_response('200 OK', [('Content-Type', 'text/plain')])\n" +
+			"    return [(helper.NAME + ' ' + ' '.join(sys.path[:4])).encode()]\n",
+		"lib/helper.py":  "NAME = 'lib'\n",
+		"lib2/helper.py": "NAME = 'lib2'\n",
+	}
+	for name, body := range files {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := startRunArgs(t, "--pythonpath", "src,./lib", "--pythonpath", "lib2", dir, "webapp:app")
+	want := "lib /app/src /app/lib /app/lib2 /app"
+	if _, body, err := get("", "http://"+p.addr+"/"); err != nil || body != want {
+		t.Fatalf("answer %q %v, want %q; log:\n%s", body, err, want, p.logs.String())
+	}
+
+	for _, c := range []struct{ flag, want string }{
+		{"../elsewhere", `--pythonpath "../elsewhere": want a folder inside the app folder`},
+		{"src/../..", `--pythonpath "src/../..": want a folder inside the app folder`},
+		{"/etc", `--pythonpath "/etc": want a folder inside the app folder`},
+		{"nosuch", `--pythonpath "nosuch": ` + filepath.Join(dir, "nosuch") + " is not a folder"},
+		{"src/webapp.py", " is not a folder"},
+	} {
+		out, err := exec.Command(binary(t), "run", "--pythonpath", c.flag, dir, "webapp:app").CombinedOutput()
+		// The log line quotes the message: its quotes come escaped.
+		said := strings.ReplaceAll(string(out), `\"`, `"`)
+		if code := exitCode(t, err); code != 1 || !strings.Contains(said, c.want) {
+			t.Errorf("--pythonpath %s: exit %d, output %q; want exit 1 saying %q", c.flag, code, out, c.want)
+		}
+	}
+}

@@ -487,16 +487,19 @@ def _take_process_state():
 
 def init():
     """Import the app named by argv[1] from the folder argv[2]; return handle.
-    With "validate" as argv[3] the app is wrapped in wsgiref's validator,
-    which turns any PEP 3333 violation of app or server into an error."""
+    Further arguments: "validate" wraps the app in wsgiref's validator,
+    which turns any PEP 3333 violation of app or server into an error;
+    each "path=FOLDER" goes first on sys.path, in order (ABI.md "wsgi_init")."""
     global _app
     _take_process_state()
     spec = sys.argv[1] if len(sys.argv) > 1 else ""
     app_dir = sys.argv[2] if len(sys.argv) > 2 else "/app"
-    sys.path[:0] = [app_dir, app_dir + "/site-packages"]
+    options = sys.argv[3:]
+    extra = [o[len("path="):] for o in options if o.startswith("path=")]
+    sys.path[:0] = extra + [app_dir, app_dir + "/site-packages"]
     _app = _load_app(spec)
     _route_logging()
-    if len(sys.argv) > 3 and sys.argv[3] == "validate":
+    if "validate" in options:
         from wsgiref.validate import validator
 
         _app = validator(_app)
