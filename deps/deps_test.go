@@ -23,23 +23,76 @@ func TestRequirements(t *testing.T) {
 		name, file, data string
 		want             []string
 	}{
-		{"requirements", RequirementsFile, "# deps\nFlask>=2  # web\n\nmarkupsafe==2.1.2\n-r other.txt\n", []string{"flask", "markupsafe"}},
+		{"requirements", RequirementsFile, "# deps\nFlask>=2  # web\n\nmarkupsafe==2.1.2\n", []string{"flask", "markupsafe"}},
 		{"pyproject", PyprojectFile, "[project]\nname = \"x\"\ndependencies = [\"Django>=3.2\", \"sqlparse; python_version >= '3'\", \"zope.interface\"]\n", []string{"django", "sqlparse", "zope-interface"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			write(t, filepath.Join(dir, tc.file), tc.data)
-			lines, from, err := Requirements(dir)
-			if err != nil || from != filepath.Join(dir, tc.file) {
-				t.Fatalf("Requirements: %v, %q", err, from)
+			spec, err := Requirements(dir)
+			if err != nil || spec.From != filepath.Join(dir, tc.file) {
+				t.Fatalf("Requirements: %v, %q", err, spec.From)
 			}
-			if got := Names(lines); !reflect.DeepEqual(got, tc.want) {
+			if got := Names(spec.Lines); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("names %q, want %q", got, tc.want)
 			}
 		})
 	}
-	if _, from, err := Requirements(t.TempDir()); err == nil || from != "" || !strings.Contains(err.Error(), "no requirements.txt and no pyproject.toml") {
-		t.Errorf("no file: %v, %q", err, from)
+	if spec, err := Requirements(t.TempDir()); err == nil || spec.From != "" || !strings.Contains(err.Error(), "no requirements.txt and no pyproject.toml") {
+		t.Errorf("no file: %v, %q", err, spec.From)
+	}
+}
+
+// TestNestedRequirements: -r and -c files are followed in place, relative to
+// the file naming them, in every spelling pip takes; a continued line is
+// one line; loops, missing files and URLs are errors naming the files.
+func TestNestedRequirements(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, RequirementsFile), "flask>=2\n-r reqs/base.txt\n--constraint=constraints.txt\nrequests \\\n  [socks]  # continued\n")
+	write(t, filepath.Join(dir, "reqs", "base.txt"), "--requirement common.txt\nsqlparse\n")
+	write(t, filepath.Join(dir, "reqs", "common.txt"), "-rmore.txt\nasgiref\n")
+	write(t, filepath.Join(dir, "reqs", "more.txt"), "# nothing but a comment\ntyping-extensions\n")
+	write(t, filepath.Join(dir, "constraints.txt"), "django<5\n-c reqs/pins.txt\n")
+	write(t, filepath.Join(dir, "reqs", "pins.txt"), "sqlparse==0.4.4\n")
+	spec, err := Requirements(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Spec{
+		From:        filepath.Join(dir, RequirementsFile),
+		Lines:       []string{"flask>=2", "typing-extensions", "asgiref", "sqlparse", "requests   [socks]"},
+		Constraints: []string{"django<5", "sqlparse==0.4.4"},
+	}
+	if !reflect.DeepEqual(spec, want) {
+		t.Errorf("got %#v\nwant %#v", spec, want)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  []string // each in the error
+	}{
+		{"loop", map[string]string{"requirements.txt": "-r a.txt\n", "a.txt": "x\n-r sub/b.txt\n", "sub/b.txt": "-r ../a.txt\n"},
+			[]string{"loop", "a.txt -> ", "sub/b.txt -> ", "/a.txt"}},
+		{"self", map[string]string{"requirements.txt": "x\n-c requirements.txt\n"}, []string{"loop", "requirements.txt -> "}},
+		{"missing", map[string]string{"requirements.txt": "x\n\n-r nosuch.txt\n"}, []string{"requirements.txt line 3: -r nosuch.txt", "nosuch.txt"}},
+		{"url", map[string]string{"requirements.txt": "-r https://example.invalid/r.txt\n"}, []string{"line 1", "only files"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, data := range tc.files {
+				write(t, filepath.Join(dir, name), data)
+			}
+			_, err := Requirements(dir)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
 	}
 }
 

@@ -59,13 +59,12 @@ type Result struct {
 // previous one as it was.
 func Install(ctx context.Context, o Options) (Result, error) {
 	var res Result
-	var reqs []string
-	var from string
+	var spec Spec
 	var err error
 	if o.Requirements != "" {
-		reqs, from, err = requirementsFile(o.Requirements)
+		spec, err = ReadRequirements(o.Requirements)
 	} else {
-		reqs, from, err = Requirements(o.Tenant)
+		spec, err = Requirements(o.Tenant)
 	}
 	if err != nil {
 		return res, err
@@ -85,7 +84,15 @@ func Install(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("deps: %w", err)
 	}
 	defer os.RemoveAll(staging) // renamed away on success
-	reqText := strings.Join(reqs, "\n") + "\n"
+	reqText := strings.Join(spec.Lines, "\n") + "\n"
+	if len(spec.Constraints) > 0 {
+		// Each -r and -c file was read on the host (the guest sees none of
+		// them); pip gets one of each.
+		reqText += "-c /tmp/constraints.txt\n"
+		if err := os.WriteFile(filepath.Join(scratch, "constraints.txt"), []byte(strings.Join(spec.Constraints, "\n")+"\n"), 0o644); err != nil {
+			return res, fmt.Errorf("deps: %w", err)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(scratch, "requirements.txt"), []byte(reqText), 0o644); err != nil {
 		return res, fmt.Errorf("deps: %w", err)
 	}
@@ -131,7 +138,7 @@ func Install(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("deps: running pip in the sandbox: %w", err)
 	}
 	if code != 0 {
-		return res, explain(out.String(), from, o.FindLinks)
+		return res, explain(out.String(), spec.From, o.FindLinks)
 	}
 	site := filepath.Join(staging, SitePackages)
 	if res.Notes, err = dropCompiled(site); err != nil {

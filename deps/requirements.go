@@ -4,8 +4,6 @@
 package deps
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,20 +22,34 @@ const (
 	PyprojectFile    = "pyproject.toml"
 )
 
-// Requirements returns the tenant's requirements (one pip requirement a
-// line) and the file they came from; no file is an error naming both.
-func Requirements(dir string) (lines []string, from string, err error) {
-	from = filepath.Join(dir, RequirementsFile)
-	if lines, from, err := requirementsFile(from); err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return lines, from, err
+// Spec is what a tenant declares it needs.
+type Spec struct {
+	// From is the file read (requirements.txt, pyproject.toml or the
+	// file given); set also when reading it failed.
+	From string
+	// Lines are requirement lines without comments; the lines of files
+	// included with -r follow in place of the -r line.
+	Lines []string
+	// Constraints are the lines of the files named by -c lines (their own
+	// -r and -c followed), given to pip as one constraints file.
+	Constraints []string
+}
+
+// Requirements reads the tenant's requirements: dir's requirements.txt
+// (nested -r and -c files followed), else the [project] dependencies of its
+// pyproject.toml. No file is an error naming both, with From "".
+func Requirements(dir string) (Spec, error) {
+	spec, err := ReadRequirements(filepath.Join(dir, RequirementsFile))
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return spec, err
 	}
-	from = filepath.Join(dir, PyprojectFile)
+	from := filepath.Join(dir, PyprojectFile)
 	data, err := os.ReadFile(from)
 	if os.IsNotExist(err) {
-		return nil, "", fmt.Errorf("deps: %s: no %s and no %s", dir, RequirementsFile, PyprojectFile)
+		return Spec{}, fmt.Errorf("deps: %s: no %s and no %s", dir, RequirementsFile, PyprojectFile)
 	}
 	if err != nil {
-		return nil, from, fmt.Errorf("deps: %w", err)
+		return Spec{From: from}, fmt.Errorf("deps: %w", err)
 	}
 	var p struct {
 		Project struct {
@@ -45,30 +57,119 @@ func Requirements(dir string) (lines []string, from string, err error) {
 		} `toml:"project"`
 	}
 	if _, err := toml.Decode(string(data), &p); err != nil {
-		return nil, from, fmt.Errorf("deps: %s: %w", from, err)
+		return Spec{From: from}, fmt.Errorf("deps: %s: %w", from, err)
 	}
-	return p.Project.Dependencies, from, nil
+	return Spec{From: from, Lines: p.Project.Dependencies}, nil
 }
 
-// requirementsFile reads a requirements file's lines, without comments.
-func requirementsFile(path string) ([]string, string, error) {
-	data, err := os.ReadFile(path)
+// ReadRequirements reads a requirements file as pip does: comments and
+// blank lines dropped, a line ending in a backslash joined to the next, and
+// the files named by -r / --requirement (read in place) and -c /
+// --constraint (into Constraints) followed, their paths relative to the
+// file that names them. A file that includes itself, directly or not, is
+// an error naming the chain of files.
+func ReadRequirements(path string) (Spec, error) {
+	r := &reqReader{spec: Spec{From: path}}
+	err := r.read(path, false, nil, "")
+	return r.spec, err
+}
+
+// reqReader gathers the lines of a requirements file and the files it
+// includes.
+type reqReader struct{ spec Spec }
+
+// includeOption matches an -r or -c line: the option and the file.
+var includeOption = regexp.MustCompile(`^(?:(-r|-c)\s*=?\s*|(--requirement|--constraint)(?:\s*=\s*|\s+))(\S.*)$`)
+
+// read adds path's lines to the requirements (or, if constraint, to the
+// constraints); chain holds the files being read that led to it, and by
+// says where the last of them names path ("" for the first file).
+func (r *reqReader) read(path string, constraint bool, chain []string, by string) error {
+	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, path, fmt.Errorf("deps: %w", err)
+		return fmt.Errorf("deps: %w", err)
 	}
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if i := strings.Index(l, " #"); i >= 0 {
-			l = strings.TrimSpace(l[:i])
+	for i, c := range chain {
+		if c == abs {
+			loop := append(append([]string{}, chain[i:]...), abs)
+			return fmt.Errorf("deps: requirements files include each other in a loop: %s", strings.Join(loop, " -> "))
 		}
-		if l == "" || strings.HasPrefix(l, "#") {
+	}
+	chain = append(chain, abs)
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		if by != "" {
+			// Not wrapped: only a missing first file means "no requirements.txt".
+			return fmt.Errorf("deps: %s: %v", by, err)
+		}
+		return fmt.Errorf("deps: %w", err)
+	}
+	for _, ln := range logicalLines(string(data)) {
+		l := stripComment(ln.text)
+		if l == "" {
 			continue
 		}
-		lines = append(lines, l)
+		m := includeOption.FindStringSubmatch(l)
+		if m == nil {
+			if constraint {
+				r.spec.Constraints = append(r.spec.Constraints, l)
+			} else {
+				r.spec.Lines = append(r.spec.Lines, l)
+			}
+			continue
+		}
+		opt, name := m[1]+m[2], m[3]
+		where := fmt.Sprintf("%s line %d: %s %s", abs, ln.number, opt, name)
+		if strings.Contains(name, "://") {
+			return fmt.Errorf("deps: %s: only files can be included, not URLs", where)
+		}
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(filepath.Dir(abs), name)
+		}
+		if err := r.read(name, constraint || opt == "-c" || opt == "--constraint", chain, where); err != nil {
+			return err
+		}
 	}
-	return lines, path, nil
+	return nil
+}
+
+// line is one logical line of a requirements file and the number of the
+// line it starts on.
+type line struct {
+	text   string
+	number int
+}
+
+// logicalLines splits a requirements file into lines, a line ending in a
+// backslash joined to the next, as pip joins them.
+func logicalLines(data string) []line {
+	var out []line
+	cur := line{}
+	for i, text := range strings.Split(strings.ReplaceAll(data, "\r\n", "\n"), "\n") {
+		if cur.text == "" {
+			cur.number = i + 1
+		}
+		if strings.HasSuffix(text, "\\") {
+			cur.text += strings.TrimSuffix(text, "\\")
+			continue
+		}
+		cur.text += text
+		out = append(out, cur)
+		cur = line{}
+	}
+	if cur.text != "" {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// comment is a comment as pip reads it: a # at the start of a line or
+// after white space, to the end of the line.
+var comment = regexp.MustCompile(`(?:^|\s+)#.*$`)
+
+// stripComment drops a comment and the white space around what is left.
+func stripComment(l string) string {
+	return strings.TrimSpace(comment.ReplaceAllString(l, ""))
 }
 
 // requirementName is the project name a requirement line starts with.

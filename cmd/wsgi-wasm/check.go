@@ -86,7 +86,8 @@ func checkCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 // in its site-packages/ (a warning: the app may not import it; `install`
 // fills the folder).
 func requirementProblems(dir string) []tenants.Problem {
-	reqs, from, err := deps.Requirements(dir)
+	spec, err := deps.Requirements(dir)
+	from := spec.From
 	if err != nil {
 		if from == "" {
 			return nil // no requirements file
@@ -95,7 +96,7 @@ func requirementProblems(dir string) []tenants.Problem {
 	}
 	installed, _ := deps.Installed(filepath.Join(dir, deps.SitePackages))
 	var missing []string
-	for _, n := range deps.Names(reqs) {
+	for _, n := range deps.Names(spec.Lines) {
 		if !installed[n] {
 			missing = append(missing, n)
 		}

@@ -110,7 +110,12 @@ func TestInstallFlask(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(tenant, f), data, 0o644)
 	}
-	os.WriteFile(filepath.Join(tenant, "requirements.txt"), []byte("# what app.py needs\nFlask>=2.2\nWerkzeug\nJinja2\nMarkupSafe\nitsdangerous\nclick\n"), 0o644)
+	// Nested requirements and constraints files, followed on the host.
+	os.WriteFile(filepath.Join(tenant, "requirements.txt"), []byte("# what app.py needs\nFlask>=2.2\n-r reqs/flask-deps.txt\n"), 0o644)
+	os.MkdirAll(filepath.Join(tenant, "reqs"), 0o755)
+	os.WriteFile(filepath.Join(tenant, "reqs", "flask-deps.txt"), []byte("Werkzeug\nJinja2\n-c pins.txt\n--requirement=more.txt\n"), 0o644)
+	os.WriteFile(filepath.Join(tenant, "reqs", "more.txt"), []byte("MarkupSafe\nitsdangerous\nclick\n"), 0o644)
+	os.WriteFile(filepath.Join(tenant, "reqs", "pins.txt"), []byte("click==8.1.3\n"), 0o644)
 	os.MkdirAll(filepath.Join(tenant, "site-packages"), 0o755)
 	os.WriteFile(filepath.Join(tenant, "site-packages", "stale.py"), nil, 0o644)
 
@@ -129,7 +134,7 @@ func TestInstallFlask(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if got := strings.Join(names, " "); got != "app.py requirements.txt site-packages tenant.toml" {
+	if got := strings.Join(names, " "); got != "app.py reqs requirements.txt site-packages tenant.toml" {
 		t.Errorf("tenant folder after install: %s", got)
 	}
 	site := filepath.Join(tenant, "site-packages")
@@ -168,17 +173,23 @@ func TestInstallRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name, file, data string
 		wants            []string
+		more             map[string]string // more files of the tenant
 	}{
 		{"missing", "pyproject.toml", "[project]\nname = \"t\"\ndependencies = [\"purething\", \"nosuchthing>=1\"]\n",
-			[]string{"nosuchthing (required by " /* the file */, "pyproject.toml", "is in none of the folders searched: " + links}},
+			[]string{"nosuchthing (required by " /* the file */, "pyproject.toml", "is in none of the folders searched: " + links}, nil},
 		{"compiled-wheels", "requirements.txt", "purething\nfastthing\n",
-			[]string{"fastthing ships only compiled wheels (fastthing-1.0-cp311-cp311-manylinux_2_17_x86_64.whl)", "py3-none-any"}},
+			[]string{"fastthing ships only compiled wheels (fastthing-1.0-cp311-cp311-manylinux_2_17_x86_64.whl)", "py3-none-any"}, nil},
 		{"compiled-modules", "requirements.txt", "purething\nsothing\n",
-			[]string{"ships only compiled modules", "sothing-1.0 (sothing.cpython-311-x86_64-linux-gnu.so)"}},
+			[]string{"ships only compiled modules", "sothing-1.0 (sothing.cpython-311-x86_64-linux-gnu.so)"}, nil},
+		{"constrained", "requirements.txt", "-r reqs.txt\n", []string{"purething==2.0"},
+			map[string]string{"reqs.txt": "purething\n--constraint pins.txt\n", "pins.txt": "purething==2.0\n"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tenant := t.TempDir()
 			os.WriteFile(filepath.Join(tenant, tc.file), []byte(tc.data), 0o644)
+			for name, data := range tc.more {
+				os.WriteFile(filepath.Join(tenant, name), []byte(data), 0o644)
+			}
 			os.MkdirAll(filepath.Join(tenant, "site-packages"), 0o755)
 			os.WriteFile(filepath.Join(tenant, "site-packages", "previous.py"), []byte("kept\n"), 0o644)
 			out, errOut, code := runCLI(t, in, tenant, "-q", "install", "-f", links, tenant)
@@ -195,7 +206,7 @@ func TestInstallRefusals(t *testing.T) {
 			}
 			entries, _ := os.ReadDir(tenant)
 			sub, _ := os.ReadDir(filepath.Join(tenant, "site-packages"))
-			if len(entries) != 2 || len(sub) != 1 {
+			if len(entries) != 2+len(tc.more) || len(sub) != 1 {
 				t.Errorf("left behind: %v, site-packages %v", entries, sub)
 			}
 		})
