@@ -24,3 +24,23 @@ func TestFlagsFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyValues: --env of run, exec and python keeps commas and further =
+// in a value (a password), and refuses what is not KEY=VALUE or not a
+// variable name.
+func TestKeyValues(t *testing.T) {
+	var kv keyValues
+	for _, v := range []string{"PASSWORD=a, b=c", "B=", "A_1=x"} {
+		if err := kv.Set(v); err != nil {
+			t.Fatalf("Set(%q): %v", v, err)
+		}
+	}
+	if got, want := strings.Join(kv.pairs(), "|"), "A_1=x|B=|PASSWORD=a, b=c"; got != want {
+		t.Errorf("pairs %q, want %q", got, want)
+	}
+	for _, bad := range []string{"=x", "NOEQUALS", "1A=x", "A B=x"} {
+		if err := kv.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
+		}
+	}
+}

@@ -33,7 +33,7 @@ func execCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			&cli.StringFlag{Name: "tenant-dir", Usage: "`FOLDER` of the tenants, with --tenant", EnvVars: []string{"WSGI_WASM_TENANT_DIR"}},
 			&cli.StringFlag{Name: "tenant", Usage: "the tenant `NAME`: its folder below --tenant-dir (instead of TENANT_DIR)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` of the tenants' data folders, as serve's --data-dir", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
-			&cli.StringSliceFlag{Name: "env", Usage: "also set `KEY=VALUE` in the guest, over the tenant's [env] (repeatable; DJANGO_SUPERUSER_PASSWORD for createsuperuser --noinput); the host environment is not passed"},
+			&cli.GenericFlag{Name: "env", Value: &keyValues{}, Usage: "also set `KEY=VALUE` in the guest, over the tenant's [env] (repeatable; DJANGO_SUPERUSER_PASSWORD for createsuperuser --noinput); a value may hold commas; the host environment is not passed"},
 			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "wait up to `DURATION` for the data folder's lock (serve holds it while it serves a request of the tenant)", EnvVars: []string{"WSGI_WASM_EXEC_LOCK_WAIT"}},
 		},
 		Action: func(c *cli.Context) error {
@@ -76,7 +76,7 @@ func execCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 				defer unlock()
 			}
 			code, err := eng.RunAppCommand(c.Context, app, args, sandbox.Command{
-				Env: c.StringSlice("env"), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+				Env: c.Generic("env").(*keyValues).pairs(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 			})
 			*exitCode = code
 			return err

@@ -179,3 +179,54 @@ def init_db():
 		t.Fatalf("serve after exec: %d %q %v", code, body, err)
 	}
 }
+
+// TestExecDjangoCreateSuperuser: `manage.py createsuperuser --noinput` with
+// DJANGO_SUPERUSER_PASSWORD given by --env creates the user in the data
+// folder's database (a second exec reads it back: a superuser, its email,
+// its password), and a second createsuperuser of the same name fails with
+// Django's exit code. The example tenant has no auth app, so its copy here
+// gets settings that add it.
+func TestExecDjangoCreateSuperuser(t *testing.T) {
+	src := filepath.Join("..", "..", "examples", "tenants", "django")
+	if _, err := os.Stat(filepath.Join(src, "site-packages", "django")); err != nil {
+		t.Skipf("django not vendored (make vendor): %v", err)
+	}
+	tree := t.TempDir()
+	dir := filepath.Join(tree, "django")
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"manage.py": "import os, sys\n\nif __name__ == '__main__':\n" +
+			"    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mysite.settings')\n" +
+			"    from django.core.management import execute_from_command_line\n\n" +
+			"    execute_from_command_line(sys.argv)\n",
+		"mysite/settings_auth.py": "from mysite.settings import *  # noqa: F403\n\n" +
+			"INSTALLED_APPS = ['django.contrib.auth', 'django.contrib.contenttypes'] + INSTALLED_APPS  # noqa: F405\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := t.TempDir()
+	base := []string{"--tenant-dir", tree, "--data-dir", data, "--env", "DJANGO_SETTINGS_MODULE=mysite.settings_auth", "--tenant", "django"}
+	if code, out, errOut := runExec(t, "", append(base, "--", "manage.py", "migrate")...); code != 0 || !strings.Contains(out, "Applying auth.0001_initial... OK") {
+		t.Fatalf("migrate: exit %d, out %s, err %s", code, out, errOut)
+	}
+	create := append(base, "--env", "DJANGO_SUPERUSER_PASSWORD=s3cret pass, with a comma",
+		"--", "manage.py", "createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.test")
+	if code, out, errOut := runExec(t, "", create...); code != 0 || !strings.Contains(out, "Superuser created successfully.") {
+		t.Fatalf("createsuperuser: exit %d, out %q, err %s", code, out, errOut)
+	}
+	code, out, errOut := runExec(t, "", append(base, "--", "manage.py", "shell", "-c",
+		"from django.contrib.auth import get_user_model\n"+
+			"u = get_user_model().objects.get(username='admin')\n"+
+			"print(u.is_superuser, u.is_staff, u.email, u.check_password('s3cret pass, with a comma'), u.check_password('wrong'))")...)
+	if code != 0 || out != "True True admin@example.test True False\n" {
+		t.Fatalf("reading the superuser back: exit %d, out %q, err %s", code, out, errOut)
+	}
+	if code, out, errOut := runExec(t, "", create...); code != 1 || !strings.Contains(errOut, "That username is already taken.") {
+		t.Fatalf("createsuperuser again: exit %d, out %q, err %q; want 1 and Django's refusal", code, out, errOut)
+	}
+}

@@ -18,7 +18,7 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 		Usage:     "run the sandboxed interpreter like python, with the current directory read-only",
 		ArgsUsage: "-- [python arguments...]",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "env", Usage: "set `KEY=VALUE` in the guest (repeatable); the host environment is not passed"},
+			&cli.GenericFlag{Name: "env", Value: &keyValues{}, Usage: "set `KEY=VALUE` in the guest (repeatable; a value may hold commas); the host environment is not passed"},
 			&cli.StringSliceFlag{Name: "mount", Usage: "also mount host folder `HOST:GUEST[:rw]` (repeatable; read-only unless :rw)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -42,7 +42,7 @@ func pythonCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			code, err := eng.RunCommand(c.Context, sandbox.Command{
 				Args:   c.Args().Slice(),
 				Dir:    wd,
-				Env:    c.StringSlice("env"),
+				Env:    c.Generic("env").(*keyValues).pairs(),
 				Mounts: mounts,
 				Stdin:  os.Stdin,
 				Stdout: os.Stdout,

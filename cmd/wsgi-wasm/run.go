@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -174,11 +176,6 @@ func runTenant(c *cli.Context) (*tenants.Tenant, string, error) {
 		return nil, "", fmt.Errorf("run: --outbound%w", err)
 	}
 	env := c.Generic("env").(*keyValues).m
-	for k := range env {
-		if !tenants.ValidEnvName(k) {
-			return nil, "", fmt.Errorf("run: --env %s: not an environment variable name", k)
-		}
-	}
 	def := policies.Presets["default"]
 	t := &tenants.Tenant{
 		Name: filepath.Base(dir), Dir: dir, App: app, Hosts: []string{"*"}, Static: static, Env: env, PythonPath: pythonPath,
@@ -230,7 +227,8 @@ func (s *seconds) Set(v string) error {
 
 func (s *seconds) String() string { return s.Duration.String() }
 
-// keyValues is a repeatable KEY=VALUE flag; a value may hold commas.
+// keyValues is a repeatable KEY=VALUE flag of environment variables (run,
+// exec and python's --env); a value may hold commas.
 type keyValues struct{ m map[string]string }
 
 func (kv *keyValues) Set(v string) error {
@@ -238,11 +236,23 @@ func (kv *keyValues) Set(v string) error {
 	if !ok || k == "" {
 		return fmt.Errorf("%q is not KEY=VALUE", v)
 	}
+	if !tenants.ValidEnvName(k) {
+		return fmt.Errorf("%q: %s is not an environment variable name", v, k)
+	}
 	if kv.m == nil {
 		kv.m = map[string]string{}
 	}
 	kv.m[k] = val
 	return nil
+}
+
+// pairs are the values as KEY=VALUE, sorted by key.
+func (kv *keyValues) pairs() []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(kv.m)) {
+		out = append(out, k+"="+kv.m[k])
+	}
+	return out
 }
 
 func (kv *keyValues) String() string {
