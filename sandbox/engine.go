@@ -402,8 +402,8 @@ var execPrelude string
 // instance of cfg is (ABI.md "Guest file system": its folder read-only at
 // /app, its data folder writable at /data within its quota, zoneinfo,
 // /pyc, /dev/null; cfg.Env and WSGI_WASM_DATA_DIR; cfg.MemoryLimit), but
-// with the command module: the working directory is /app, /app and
-// /app/site-packages come first on sys.path, and args are what follows
+// with the command module: the working directory is /app, cfg.PythonPath,
+// /app and /app/site-packages come first on sys.path, and args are what follows
 // `python` (a script of the folder such as manage.py, -m MODULE, -c CODE),
 // or the name of a console script of site-packages (flask), or else of a
 // module run as -m would (exec.py). c's Args, Dir and Mounts are ignored;
@@ -415,7 +415,11 @@ func (e *Engine) RunAppCommand(ctx context.Context, cfg AppConfig, args []string
 		return 0, err
 	}
 	run := c
-	run.Args = append([]string{"-c", execPrelude}, args...)
+	run.Args = []string{"-c", execPrelude}
+	for _, p := range cfg.PythonPath {
+		run.Args = append(run.Args, "--path="+p)
+	}
+	run.Args = append(append(run.Args, "--"), args...)
 	run.Env = nil
 	for k, v := range cfg.Env {
 		run.Env = append(run.Env, k+"="+v)

@@ -1,14 +1,17 @@
 # wsgi-wasm exec: run a command in a tenant's sandbox (sandbox.RunAppCommand).
-# Run as python -c with the command after it: a script of /app (manage.py),
+# Run as python -c with the folders of the tenant's python_path (each
+# --path=FOLDER), then --, then the command: a script of /app (manage.py),
 # -m MODULE, -c CODE, or a console script of site-packages (flask), else a
 # module of that name run as -m would run it.
 import os, runpy, sys
 
-_args = sys.argv[1:]
+_end = sys.argv.index("--")
+_paths = [a[len("--path="):] for a in sys.argv[1:_end]]
+_args = sys.argv[_end + 1:]
 if _args[:1] == ["python"] or _args[:1] == ["python3"]:
     _args = _args[1:]
 os.chdir("/app")
-sys.path[:1] = ["/app", "/app/site-packages"]
+sys.path[:1] = _paths + ["/app", "/app/site-packages"]
 try:  # hashlib.pbkdf2_hmac by the host where it has one (hostabi/ABI.md "Key derivation")
     import _wsgi_hashlib
 except ImportError:  # an interpreter built before it
@@ -42,7 +45,7 @@ def _main(args):
     elif first.endswith(".py") or "/" in first:
         path = os.path.join("/app", first)
         sys.argv = [path] + args[1:]
-        sys.path[0] = os.path.dirname(path)
+        sys.path[len(_paths)] = os.path.dirname(path)  # in place of /app
         runpy.run_path(path, run_name="__main__")
     else:
         ep = _console_script(first)

@@ -127,6 +127,11 @@ func checkLoad(t *testing.T, data []byte, path string, tn *tenants.Tenant, err e
 			t.Fatalf("static %q = %q", prefix, folder)
 		}
 	}
+	for _, folder := range tn.PythonPath {
+		if !filepath.IsLocal(folder) {
+			t.Fatalf("python_path %q", folder)
+		}
+	}
 	if tn.Dir != filepath.Dir(path) || tn.Name != filepath.Base(tn.Dir) {
 		t.Fatalf("tenant %q in %q, want %q", tn.Name, tn.Dir, filepath.Dir(path))
 	}

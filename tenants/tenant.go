@@ -35,8 +35,8 @@ type Tenant struct {
 	Pool       Pool
 	Static     map[string]string // URL prefix -> folder inside Dir
 	// PythonPath are folders inside Dir, slash-separated and relative, put
-	// first on sys.path in this order (run's --pythonpath; tenant.toml has
-	// no key for it).
+	// first on sys.path in this order (tenant.toml's python_path, run's
+	// --pythonpath).
 	PythonPath []string
 	// Warmup is the path (and query) of a GET the server sends to a
 	// restored instance once the tenant's snapshot is built, so that the
@@ -62,8 +62,9 @@ type file struct {
 		MaxRequests       int `toml:"max_requests"`
 		MaxRequestsJitter int `toml:"max_requests_jitter"`
 	} `toml:"pool"`
-	Static map[string]string `toml:"static"`
-	Warmup string            `toml:"warmup"`
+	Static     map[string]string `toml:"static"`
+	Warmup     string            `toml:"warmup"`
+	PythonPath []string          `toml:"python_path"`
 }
 
 type policyFile struct {
@@ -148,6 +149,14 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 			return bad("static."+prefix, "folder %q does not exist in the tenant folder", folder)
 		}
 	}
+	var pythonPath []string
+	for i, folder := range f.PythonPath {
+		clean, err := FolderInside(abs, folder)
+		if err != nil {
+			return bad(fmt.Sprintf("python_path[%d]", i), "%v", err)
+		}
+		pythonPath = append(pythonPath, clean)
+	}
 	pol, err := policies.Resolve(f.Policy.Preset, f.Policy.Overrides(), ceiling)
 	if err != nil {
 		var fe *policies.FieldError
@@ -161,9 +170,22 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 	}
 	return &Tenant{
 		Name: filepath.Base(abs), Dir: abs, App: f.App, Hosts: f.Hosts, PathPrefix: prefix,
-		Env: f.Env, Policy: pol, Static: f.Static, Warmup: f.Warmup,
+		Env: f.Env, Policy: pol, Static: f.Static, Warmup: f.Warmup, PythonPath: pythonPath,
 		Pool: Pool{MinWarm: f.Pool.MinWarm, MaxRequests: f.Pool.MaxRequests, MaxRequestsJitter: f.Pool.MaxRequestsJitter},
 	}, nil
+}
+
+// FolderInside checks that folder, relative, names a folder inside dir
+// (absolute), not a link, and returns it cleaned and slash-separated.
+func FolderInside(dir, folder string) (string, error) {
+	clean := filepath.Clean(folder)
+	if folder == "" || !filepath.IsLocal(clean) {
+		return "", fmt.Errorf("%q: want a folder inside %s, as a relative path", folder, dir)
+	}
+	if st, err := os.Lstat(filepath.Join(dir, clean)); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("%q: %s is not a folder", folder, filepath.Join(dir, clean))
+	}
+	return filepath.ToSlash(clean), nil
 }
 
 // ValidHost reports whether h is a host name, "*.domain" or "*" (any

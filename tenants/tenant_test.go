@@ -27,6 +27,7 @@ app = "app:application"
 hosts = ["shop.example.test", "*.shop.example.test"]
 path_prefix = "/shop/"
 warmup = "/shop/healthz?deep=1"
+python_path = ["./src/", "."]
 [env]
 GREETING = "hi"
 [policy]
@@ -37,9 +38,15 @@ min_warm = 1
 max_requests = 500
 max_requests_jitter = 50
 `)
+	if err := os.Mkdir(filepath.Join(dir, "src"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tn, err := tenants.Load(dir, policies.DefaultCeiling)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Join(tn.PythonPath, " ") != "src ." {
+		t.Errorf("python_path %q", tn.PythonPath)
 	}
 	if tn.App != "app:application" || tn.PathPrefix != "/shop" || tn.Env["GREETING"] != "hi" ||
 		tn.Policy.RequestTimeout != 2*time.Second || tn.Policy.MemoryMB != policies.Presets["strict"].MemoryMB ||
@@ -68,6 +75,8 @@ func TestLoadErrors(t *testing.T) {
 		"over ceiling":      {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nmemory_mb = 99999", "policy.memory_mb", "outside what the server allows"},
 		"bad duration":      {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\nrequest_timeout = \"soon\"", "", "duration"},
 		"static outside":    {`app = "a:b"` + "\nhosts=[\"*\"]\n[static]\n\"/s\" = \"../x\"", "static./s", "inside the tenant folder"},
+		"python_path out":   {`app = "a:b"` + "\nhosts=[\"*\"]\npython_path = [\".\", \"../x\"]", "python_path[1]", `"../x": want a folder inside `},
+		"python_path none":  {`app = "a:b"` + "\nhosts=[\"*\"]\npython_path = [\"src\"]", "python_path[0]", "src is not a folder"},
 		"bad outbound rule": {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\noutbound = [\"db:5432\", \"db.internal\"]", "policy.outbound[1]", "not host:port"},
 		"outbound wildcard": {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\noutbound = [\"*.com:443\"]", "policy.outbound[0]", "two labels"},
 		"min warm too big":  {`app = "a:b"` + "\nhosts=[\"*\"]\n[policy]\npreset = \"strict\"\n[pool]\nmin_warm = 3", "pool.min_warm", "max_instances"},

@@ -230,3 +230,30 @@ func TestExecDjangoCreateSuperuser(t *testing.T) {
 		t.Fatalf("createsuperuser again: exit %d, out %q, err %q; want 1 and Django's refusal", code, out, errOut)
 	}
 }
+
+// TestExecPythonPath: tenant.toml's python_path puts folders of the tenant
+// first on sys.path for a command too, in order, before /app (a script's
+// own folder takes /app's place, as python does).
+func TestExecPythonPath(t *testing.T) {
+	tree := t.TempDir()
+	dir := filepath.Join(tree, "t")
+	for name, text := range map[string]string{
+		"tenant.toml":   "app = \"webapp:app\"\nhosts = [\"t.test\"]\npython_path = [\"src\", \"lib\"]\n",
+		"src/webapp.py": "import helper\n",
+		"lib/helper.py": "NAME = 'helper of lib'\n",
+		"bin/tool.py":   "import sys, helper\nprint(sys.path[:3], helper.NAME)\n",
+	} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := runExec(t, "", dir, "--", "-c", "import sys, webapp; print(sys.path[:4], webapp.helper.NAME)")
+	if want := "['/app/src', '/app/lib', '/app', '/app/site-packages'] helper of lib\n"; code != 0 || out != want {
+		t.Fatalf("-c: exit %d, out %q, want %q; err %s", code, out, want, errOut)
+	}
+	code, out, errOut = runExec(t, "", dir, "--", "bin/tool.py")
+	if want := "['/app/src', '/app/lib', '/app/bin'] helper of lib\n"; code != 0 || out != want {
+		t.Fatalf("script: exit %d, out %q, want %q; err %s", code, out, want, errOut)
+	}
+}

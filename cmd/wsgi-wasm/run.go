@@ -196,14 +196,11 @@ func runTenant(c *cli.Context) (*tenants.Tenant, string, error) {
 func folderArgs(dir string, folders []string) ([]string, error) {
 	var out []string
 	for _, f := range folders {
-		clean := filepath.Clean(f)
-		if f == "" || filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
-			return nil, fmt.Errorf("run: --pythonpath %q: want a folder inside the app folder %s, as a relative path", f, dir)
+		clean, err := tenants.FolderInside(dir, f)
+		if err != nil {
+			return nil, fmt.Errorf("run: --pythonpath %w", err)
 		}
-		if st, err := os.Lstat(filepath.Join(dir, clean)); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("run: --pythonpath %q: %s is not a folder", f, filepath.Join(dir, clean))
-		}
-		out = append(out, filepath.ToSlash(clean))
+		out = append(out, clean)
 	}
 	return out, nil
 }

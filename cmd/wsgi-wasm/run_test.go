@@ -154,9 +154,9 @@ func TestRunPythonPath(t *testing.T) {
 	}
 
 	for _, c := range []struct{ flag, want string }{
-		{"../elsewhere", `--pythonpath "../elsewhere": want a folder inside the app folder`},
-		{"src/../..", `--pythonpath "src/../..": want a folder inside the app folder`},
-		{"/etc", `--pythonpath "/etc": want a folder inside the app folder`},
+		{"../elsewhere", `--pythonpath "../elsewhere": want a folder inside ` + dir},
+		{"src/../..", `--pythonpath "src/../..": want a folder inside ` + dir},
+		{"/etc", `--pythonpath "/etc": want a folder inside ` + dir},
 		{"nosuch", `--pythonpath "nosuch": ` + filepath.Join(dir, "nosuch") + " is not a folder"},
 		{"src/webapp.py", " is not a folder"},
 	} {
