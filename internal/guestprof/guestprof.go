@@ -5,13 +5,13 @@
 //
 // Method. A Profiler listens on every function of the modules compiled with
 // its Context (guest and host functions alike) and keeps a shadow call stack:
-// Before pushes the function, After and Abort pop it. A ticker sets a "sample
-// now" mark every Period; the first call or return after the mark records
-// the stack of the function that was executing when the mark was set:
+// Before pushes the function, After and Abort pop it. A ticker counts a
+// "sample now" mark every period; the first call or return after marks
+// records, once per mark, the stack of the function that was executing:
 //
 //   - at Before(f), called by g, g was running: the stack without f;
 //   - at After(f), f was running (its own code, since it made no call after
-//     the mark): the stack with f.
+//     the marks): the stack with f.
 //
 // So a leaf function's own time is its own, not its caller's or the next
 // callee's. A mark set while no guest function is on the stack (the host
@@ -23,8 +23,7 @@
 // (about a hundred nanoseconds on the machines here), whether or not a sample
 // is due, so the guest runs several times slower while profiled, and that
 // time lands on the functions that make many short calls: shares are of the
-// slowed guest. Overhead measures it; benchmarks/PROFILE.md states it per
-// workload. Names come from the module's name section (wazero reads it); a
+// slowed guest; benchmarks/PROFILE.md measures it per workload. Names come from the module's name section (wazero reads it); a
 // stripped module shows "$INDEX" names, see NamedInterpreter.
 //
 // A Profiler follows one guest call at a time (one shadow stack): profile
@@ -200,6 +199,13 @@ func (p *Profiler) Stop() {
 	close(stop)
 	<-done
 	p.mark.Store(0)
+}
+
+// Reset forgets the samples and counts so far (not the function names).
+func (p *Profiler) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.samples, p.events, p.dropped, p.wall = map[string]int64{}, 0, 0, 0
 }
 
 // Stats are counts of what a Profiler saw.
