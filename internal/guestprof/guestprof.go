@@ -58,8 +58,9 @@ type Profiler struct {
 	names   []string // function id -> name
 	stack   []uint32 // shadow stack of function ids, outermost first
 	samples map[string]int64
-	events  int64 // calls and returns seen while started
-	dropped int64 // marks consumed outside any guest call
+	charged []int64 // function id -> events charged to it while started
+	events  int64   // calls and returns seen while started
+	dropped int64   // marks consumed outside any guest call
 	on      bool
 
 	stop chan struct{}
@@ -96,6 +97,7 @@ func (p *Profiler) NewFunctionListener(def api.FunctionDefinition) experimental.
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.names = append(p.names, name)
+	p.charged = append(p.charged, 0)
 	return &listener{p: p, id: uint32(len(p.names) - 1)}
 }
 
@@ -107,22 +109,30 @@ type listener struct {
 func (l *listener) Before(_ context.Context, _ api.Module, _ api.FunctionDefinition, _ []uint64, _ experimental.StackIterator) {
 	p := l.p
 	p.mu.Lock()
-	if p.mark.Load() != 0 && p.on {
-		p.take()
+	if p.on {
+		if p.mark.Load() != 0 {
+			p.take()
+		}
+		if n := len(p.stack); n > 0 {
+			p.charged[p.stack[n-1]]++ // the caller pays for the call
+		}
+		p.events++
 	}
 	p.stack = append(p.stack, l.id)
-	p.events++
 	p.mu.Unlock()
 }
 
 func (l *listener) After(context.Context, api.Module, api.FunctionDefinition, []uint64) {
 	p := l.p
 	p.mu.Lock()
-	if p.mark.Load() != 0 && p.on {
-		p.take()
+	if p.on {
+		if p.mark.Load() != 0 {
+			p.take()
+		}
+		p.charged[l.id]++ // the returning function pays for the return
+		p.events++
 	}
 	p.pop(l.id)
-	p.events++
 	p.mu.Unlock()
 }
 
@@ -206,6 +216,7 @@ func (p *Profiler) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.samples, p.events, p.dropped, p.wall = map[string]int64{}, 0, 0, 0
+	clear(p.charged)
 }
 
 // Stats are counts of what a Profiler saw.
@@ -290,6 +301,47 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// FlatCorrected estimates each function's own share of the guest's time
+// without the listener: its sampled time less perEvent for every listener
+// event charged to it while sampling (the calls it made and its own
+// returns, which is where a sample taken in the listener's path lands),
+// clamped at zero, over the sum of what remains. perEvent is the listener's
+// cost per event, measured as (time with listener - time without) / events.
+// Functions whose names skip returns true are left out. It returns the n
+// largest (all if n <= 0).
+func (p *Profiler) FlatCorrected(perEvent time.Duration, n int, skip func(string) bool) []Row {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	flat := make([]float64, len(p.names))
+	for k, c := range p.samples {
+		flat[binary.LittleEndian.Uint32([]byte(k[len(k)-4:]))] += float64(c) * float64(p.period)
+	}
+	var total float64
+	for id := range flat {
+		flat[id] = max(0, flat[id]-float64(perEvent)*float64(p.charged[id]))
+		if skip != nil && skip(p.names[id]) {
+			flat[id] = 0
+		}
+		total += flat[id]
+	}
+	var rows []Row
+	for id, v := range flat {
+		if v > 0 {
+			rows = append(rows, Row{Name: p.names[id], Flat: v / total})
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Flat != rows[j].Flat {
+			return rows[i].Flat > rows[j].Flat
+		}
+		return rows[i].Name < rows[j].Name
+	})
+	if n > 0 && len(rows) > n {
+		rows = rows[:n]
+	}
+	return rows
+}
+
 // Row is one function's share of a profile's samples.
 type Row struct {
 	Name string
@@ -299,12 +351,16 @@ type Row struct {
 
 // Top returns the n functions of prof (all if n <= 0) with the largest flat
 // share, and the n with the largest cumulative share, by prof's first
-// sample value.
-func Top(prof *profile.Profile, n int) (flat, cum []Row) {
+// sample value. Samples whose innermost function's name skip returns true
+// for are left out (skip may be nil).
+func Top(prof *profile.Profile, n int, skip func(string) bool) (flat, cum []Row) {
 	var total int64
 	rows := map[string]*Row{}
 	flatN, cumN := map[string]int64{}, map[string]int64{}
 	for _, s := range prof.Sample {
+		if skip != nil && len(s.Location) > 0 && len(s.Location[0].Line) > 0 && skip(s.Location[0].Line[0].Function.Name) {
+			continue
+		}
 		v := s.Value[0]
 		total += v
 		seen := map[string]bool{}

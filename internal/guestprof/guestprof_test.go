@@ -92,7 +92,7 @@ func TestAttributesLeafTime(t *testing.T) {
 	if err != nil {
 		t.Fatalf("written profile does not parse: %v", err)
 	}
-	flat, cum := Top(prof, 0)
+	flat, cum := Top(prof, 0, nil)
 	share := map[string]Row{}
 	for _, r := range flat {
 		share[r.Name] = r
@@ -101,6 +101,12 @@ func TestAttributesLeafTime(t *testing.T) {
 		st.Samples, st.Wall, share["hot"].Flat, share["cold"].Flat, share["main"].Flat, share["main"].Cum, cum[0].Name)
 	if h, c := share["hot"].Flat, share["cold"].Flat; h < 0.75 || c <= 0 || h < 4*c {
 		t.Errorf("hot %.3f, cold %.3f of the samples; want about 0.91 and 0.09", h, c)
+	}
+	if corr := p.FlatCorrected(0, 1, nil); len(corr) != 1 || corr[0].Name != "hot" || corr[0].Flat != share["hot"].Flat {
+		t.Errorf("FlatCorrected with no cost per event: %+v, want hot at %.3f as Top says", corr, share["hot"].Flat)
+	}
+	if rest, _ := Top(prof, 0, func(name string) bool { return name == "hot" }); len(rest) == 0 || rest[0].Name != "cold" || rest[0].Flat < 0.99 {
+		t.Errorf("Top without hot's samples: %+v, want cold at 1", rest)
 	}
 	if share["main"].Flat > 0.05 || share["main"].Cum < 0.99 || cum[0].Name != "main" {
 		t.Errorf("main: flat %.3f (want about 0), cum %.3f (want 1), first by cum %q", share["main"].Flat, share["main"].Cum, cum[0].Name)

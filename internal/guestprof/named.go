@@ -15,7 +15,7 @@ import (
 // NamedInterpreter writes into dir a copy of the interpreter src whose
 // python.wasm and python-reactor.wasm are the shipped modules byte for byte
 // plus a "name" section, so that a profile names functions, and returns it
-// (its lib folder is a link to src's).
+// (with a copy of src's lib folder).
 //
 // The shipped modules are stripped. Their names are recovered from the
 // unstripped link output in src's debug folder: DWARF is stripped from it
@@ -63,10 +63,15 @@ func NamedInterpreter(src pythonwasi.Interpreter, dir string) (pythonwasi.Interp
 			return pythonwasi.Interpreter{}, fmt.Errorf("guestprof: %w", err)
 		}
 	}
+	// A copy, not a link: the sandbox's file system follows no symbolic
+	// links.
 	lib := filepath.Join(dir, "lib")
-	if _, err := os.Lstat(lib); err != nil {
-		if err := os.Symlink(src.LibDir(), lib); err != nil {
-			return pythonwasi.Interpreter{}, fmt.Errorf("guestprof: %w", err)
+	if fi, err := os.Lstat(lib); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		os.Remove(lib)
+	}
+	if _, err := os.Stat(lib); err != nil {
+		if err := os.CopyFS(lib, os.DirFS(src.LibDir())); err != nil {
+			return pythonwasi.Interpreter{}, fmt.Errorf("guestprof: copy %s: %w", src.LibDir(), err)
 		}
 	}
 	return pythonwasi.Interpreter{Dir: dir}, nil
