@@ -20,11 +20,12 @@
 // (they are listened on too and show under their module's name).
 //
 // Cost. Every call and return of the guest leaves the compiled code for Go
-// (about a hundred nanoseconds on the machines here), whether or not a sample
-// is due, so the guest runs several times slower while profiled, and that
-// time lands on the functions that make many short calls: shares are of the
-// slowed guest; benchmarks/PROFILE.md measures it per workload. Names come from the module's name section (wazero reads it); a
-// stripped module shows "$INDEX" names, see NamedInterpreter.
+// (50-70 ns each in benchmarks/PROFILE.md), whether or not a sample is due,
+// so the guest runs 2-10x slower while profiled, and that time lands on the
+// functions that make many short calls: shares are of the slowed guest.
+// FlatCorrected takes an estimate of it out. Names come from the module's
+// name section (wazero reads it); a stripped module shows "$INDEX" names,
+// see NamedInterpreter.
 //
 // A Profiler follows one guest call at a time (one shadow stack): profile
 // one instance, from one goroutine.
