@@ -4,7 +4,7 @@ GO ?= go
 BUILD_PYTHON ?= /usr/bin/python3.11
 BIND ?= 127.0.0.1:8000
 
-.PHONY: help python-wasi vendor testservices test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots bench-tenants bench-outbound check build fuzz
+.PHONY: help python-wasi vendor testservices test serve build-embedded regrtest speed speed-trials bench bench-go bench-snapshots bench-tenants bench-outbound profile-guest check build fuzz
 
 help:
 	@echo "make serve        build what is missing, then serve the example tenants on 127.0.0.1:8000 (BIND=ADDR for another)"
@@ -17,6 +17,7 @@ help:
 	@echo "make speed-trials speed of each build variant tried -> python-wasi/TRIALS.md (slow)"
 	@echo "make bench        gunicorn/uWSGI/wsgi-wasm, cold start, density, profile, then bench-go -> benchmarks/ (~20 min)"
 	@echo "make bench-go     Go benchmarks -> benchmarks/RESULTS.md, sandbox/README.md"
+	@echo "make profile-guest guest time by wasm function -> benchmarks/PROFILE.md, benchmarks/profiles/ (~2 min)"
 	@echo "make bench-snapshots  snapshot-restore: cold start, memory, density -> benchmarks/SNAPSHOTS.md"
 	@echo "make bench-tenants    100-1000 tenants under Zipf load: wsgi-wasm, uWSGI Emperor, gunicorn behind nginx -> benchmarks/TENANTS.md"
 	@echo "make bench-outbound   Flask+pg8000 vs gunicorn, round trip, HTTPS, PBKDF2 natively and in the sandbox -> benchmarks/OUTBOUND.md"
@@ -77,6 +78,11 @@ bench-snapshots: python-wasi vendor
 bench-tenants: python-wasi vendor build
 	$(GO) build -o bin/tenantload ./benchmarks/tenantload
 	$(BUILD_PYTHON) benchmarks/tenants.py --binary bin/wsgi-wasm $(TENANTS_FLAGS)
+
+# Where the guest's time goes, by wasm function (internal/guestprof):
+# pprof profiles of a hello-Flask request and speed workloads.
+profile-guest: python-wasi vendor
+	GUESTPROF_DIR=$(CURDIR)/benchmarks/profiles GUESTPROF_REPORT=$(CURDIR)/benchmarks/PROFILE.md $(GO) test ./benchmarks -run '^TestGuestProfile$$' -count=1 -v -timeout 30m
 
 # Outbound connections against real PostgreSQL, Redis and HTTPS servers
 # (benchmarks/outbound_test.go); `make test` runs the same harness as a

@@ -16,4 +16,9 @@
 //     computes the right thing. By hand:
 //
 //     go test ./benchmarks -run XXX -bench . -benchmem -count 10 | benchstat -
+//
+// TestGuestProfile (`make profile-guest`, only with $GUESTPROF_DIR set)
+// writes PROFILE.md and pprof profiles: the guest's time by wasm function
+// for a hello-Flask request and the speed workloads (internal/guestprof),
+// and a hello-Flask request's guest time against the bare app call.
 package benchmarks
