@@ -2,7 +2,8 @@
 # Stage 2 of the recipe: link the two forms of the interpreter from the
 # cached CPython stage ($1) into the output folder ($2). Takes seconds, so a
 # change to the guest C module or the bootstrap never rebuilds CPython.
-#   python.wasm           command module (_start), behaves like `python`
+#   python.wasm           command module (_start), behaves like `python`, with
+#                         the _wsgi_host builtin (guest/command.c)
 #   python-reactor.wasm   reactor module: _initialize, wsgi_init, wsgi_handle
 #   lib/python311.zip     the stdlib as .pyc
 #   debug/*.wasm          the same modules unstripped, for symbolised traces, and
@@ -43,19 +44,21 @@ print(";")
 PY
 
 log "link: compile guest C sources"
+# command.c is the command module's main; the others make the reactor, and
+# wsgi_host.c (the _wsgi_host module) is in both.
 objs=()
 for c in "$PYWASI_DIR"/guest/*.c; do
 	o=$WORK/$(basename "${c%.c}").o
 	$WASI_CC $OPT_CFLAGS -Wall -Werror -I"$WORK" -I"$CDIR/include/python3.11" -c "$c" -o "$o"
-	objs+=("$o")
+	[[ $c == */command.c ]] || objs+=("$o")
 done
 
 log "link: python-reactor.wasm and python.wasm"
 $WASI_CC -mexec-model=reactor "${LINK_FLAGS[@]}" -Wl,--export=wsgi_interrupt_flag -o "$stage/debug/python-reactor.wasm" \
 	"${objs[@]}" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
-# The command form has no host ABI: of the guest objects it takes only fcntl.
+# The command form: command.c as main, with the _wsgi_host and fcntl builtins.
 $WASI_CC "${LINK_FLAGS[@]}" -o "$stage/debug/python.wasm" \
-	"$CDIR/objs/python.o" "$WORK/wsgi_fcntl.o" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
+	"$WORK/command.o" "$WORK/wsgi_host.o" "$WORK/wsgi_fcntl.o" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
 
 for m in python-reactor python; do
 	if [[ $RECIPE_WASM_OPT == none ]]; then

@@ -408,7 +408,9 @@ var execPrelude string
 // or the name of a console script of site-packages (flask), or else of a
 // module run as -m would (exec.py). c's Args, Dir and Mounts are ignored;
 // its Env is added to cfg.Env. The guest's stdio is c's; cfg.Log receives
-// the data quota's refusals. Lock the data folder first (LockData).
+// the data quota's refusals. Its outbound connections are an instance's:
+// cfg.Outbound opens them, at most cfg.MaxConnections at a time, and they
+// are closed when the command ends. Lock the data folder first (LockData).
 func (e *Engine) RunAppCommand(ctx context.Context, cfg AppConfig, args []string, c Command) (int, error) {
 	compiled, err := e.compileIn(ctx, e.cmdRT, e.interp.CommandModule())
 	if err != nil {
@@ -435,7 +437,9 @@ func (e *Engine) RunAppCommand(ctx context.Context, cfg AppConfig, args []string
 	if run.MemoryLimit == 0 {
 		run.MemoryLimit = DefaultMemoryLimit
 	}
-	return e.runCommandModule(ctx, compiled, e.appFS(cfg, false), run)
+	conns := hostabi.NewConns(cfg.Outbound, cfg.MaxConnections)
+	defer conns.Close()
+	return e.runCommandModule(hostabi.WithConns(ctx, conns), compiled, e.appFS(cfg, false), run)
 }
 
 // baseModuleConfig is what every guest gets: real clocks, a real sleep and

@@ -3,7 +3,20 @@
 # --path=FOLDER), then --, then the command: a script of /app (manage.py),
 # -m MODULE, -c CODE, or a console script of site-packages (flask), else a
 # module of that name run as -m would run it.
-import os, runpy, sys
+import sys
+
+# The sandbox's _socket and select (outbound connections made by the host,
+# hostabi/ABI.md "Outbound connections"), installed as the reactor's
+# bootstrap installs them, before anything imports socket.
+if "socket" in sys.modules or "selectors" in sys.modules:
+    raise ImportError("socket was imported before wsgi-wasm exec could install the sandbox's _socket")
+import _wsgi_select  # noqa: E402
+import _wsgi_socket  # noqa: E402
+
+sys.modules["_socket"] = _wsgi_socket
+sys.modules["select"] = _wsgi_select
+
+import os, runpy  # noqa: E402,E401
 
 _end = sys.argv.index("--")
 _paths = [a[len("--path="):] for a in sys.argv[1:_end]]

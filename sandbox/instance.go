@@ -3,9 +3,11 @@ package sandbox
 import (
 	"context"
 	"crypto/sha256"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -293,8 +295,27 @@ func (e *Engine) appFS(cfg AppConfig, asBase bool) wazero.FSConfig {
 		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false, files), GuestPycacheDir)
 	}
 	// Last, so that the other mounts keep their descriptor numbers.
-	return mount(fsc, devFS{}, GuestDevDir)
+	fsc = mount(fsc, devFS{}, GuestDevDir)
+	return fsc.WithFSMount(caCertsFS, GuestCACertsDir)
 }
+
+// GuestCACertsDir holds a placeholder of the system's CA bundle,
+// ca-certificates.crt, so that code that checks the file exists
+// (requests) goes on to load it, which the guest's ssl takes as "use the
+// host's trust store" (ABI.md "Guest file system").
+const GuestCACertsDir = "/etc/ssl/certs"
+
+//go:embed sslcerts/ca-certificates.crt
+var caCertsEmbed embed.FS
+
+// caCertsFS is the guest's GuestCACertsDir: ca-certificates.crt only.
+var caCertsFS = func() fs.FS {
+	sub, err := fs.Sub(caCertsEmbed, "sslcerts")
+	if err != nil {
+		panic(err) // the embedded folder is there by construction
+	}
+	return sub
+}()
 
 // InitError is a wsgi_init, wsgi_init_base or wsgi_init_app that returned
 // a failure (ABI.md "wsgi_init"): the interpreter did not start, or the

@@ -363,3 +363,97 @@ func TestOutboundFigures(t *testing.T) {
 	wantLines(t, body, "rtt_us=", "handshake_ms=")
 	t.Log(strings.TrimSpace(body))
 }
+
+// appCommand runs a -c script with RunAppCommand in a folder of its own,
+// with cfg's outbound settings, and returns its exit code and output.
+func appCommand(t *testing.T, cfg sandbox.AppConfig, script string) (int, string, string) {
+	t.Helper()
+	cfg.App, cfg.Dir = "app:application", t.TempDir()
+	var out, errOut strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code, err := testEngine(t).RunAppCommand(ctx, cfg, []string{"-c", script}, sandbox.Command{Stdout: &out, Stderr: &errOut})
+	if err != nil {
+		t.Fatalf("RunAppCommand: %v\nstderr: %s", err, errOut.String())
+	}
+	return code, out.String(), errOut.String()
+}
+
+// TestOutboundAppCommand: a command run in an app's sandbox (wsgi-wasm
+// exec) connects as the app's instances do, through cfg.Outbound: a round
+// trip, a refusal naming the destination (nothing reaches the listener),
+// its connections closed when it ends, and the connection cap.
+func TestOutboundAppCommand(t *testing.T) {
+	eof := make(chan struct{}, 1)
+	l, port := listen(t, func(c net.Conn) {
+		echoLines(c)
+		select {
+		case eof <- struct{}{}:
+		default:
+		}
+	})
+	script := fmt.Sprintf(`import socket
+s = socket.create_connection(("127.0.0.1", %d), timeout=10)
+s.sendall(b"hello\n")
+print("echo", s.makefile("rb").readline())
+`, port) // s left open: the host closes it when the command ends
+	code, out, errOut := appCommand(t, sandbox.AppConfig{Outbound: &loopDialer{}}, script)
+	if code != 0 || out != "echo b'hello\\n'\n" {
+		t.Fatalf("round trip: exit %d, out %q, stderr:\n%s", code, out, errOut)
+	}
+	select {
+	case <-eof:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the peer saw no EOF after the command ended")
+	}
+	accepted := l.accepted.Load()
+	code, out, errOut = appCommand(t, sandbox.AppConfig{}, script) // nil Outbound: outbound.Deny
+	if code != 1 || !strings.Contains(errOut, "PermissionError: [Errno 2] outbound: connection to 127.0.0.1:") ||
+		!strings.Contains(errOut, fmt.Sprintf(`add "127.0.0.1:%d" to [policy] outbound`, port)) {
+		t.Fatalf("refused: exit %d, out %q, stderr:\n%s", code, out, errOut)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := l.accepted.Load() - accepted; n != 0 {
+		t.Errorf("the listener accepted %d connections; a refusal must send nothing", n)
+	}
+	capScript := fmt.Sprintf(`import socket
+conns = [socket.create_connection(("127.0.0.1", %d)) for _ in range(2)]
+try:
+    socket.create_connection(("127.0.0.1", %d))
+except OSError as e:
+    print("third", e)
+`, port, port)
+	code, out, errOut = appCommand(t, sandbox.AppConfig{Outbound: &loopDialer{}, MaxConnections: 2}, capScript)
+	if code != 0 || out != "third [Errno 33] too many open connections (this instance may hold 2)\n" {
+		t.Fatalf("cap: exit %d, out %q, stderr:\n%s", code, out, errOut)
+	}
+}
+
+// TestOutboundDefaultCAFile: the system's CA bundle path (certifi.where()
+// on Debian) and folder exist in the guest and, loaded, mean the host's
+// trust store (the Dialer's roots): a server that store trusts is verified,
+// and with a store that does not trust it the handshake fails.
+func TestOutboundDefaultCAFile(t *testing.T) {
+	srv, port, _ := tlsServer(t)
+	script := fmt.Sprintf(`import os, ssl, urllib.request
+p = ssl.get_default_verify_paths()
+print("paths", p.cafile, p.capath, os.path.getsize(p.cafile) > 0)
+for kind, ctx in (("cafile", ssl.create_default_context(cafile="/etc/ssl/certs/ca-certificates.crt")),
+                  ("capath", ssl.create_default_context(capath=b"/etc/ssl/certs/"))):
+    try:
+        print(kind, urllib.request.urlopen("https://127.0.0.1:%d/" + kind, context=ctx, timeout=10).read())
+    except urllib.error.URLError as e:
+        print(kind, type(e.reason).__name__, e.reason.verify_message)
+`, port)
+	trusting := &loopDialer{roots: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	code, out, errOut := appCommand(t, sandbox.AppConfig{Outbound: trusting}, script)
+	want := "paths /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs True\ncafile b'tls:/cafile'\ncapath b'tls:/capath'\n"
+	if code != 0 || out != want {
+		t.Fatalf("trusting store: exit %d, out %q, want %q; stderr:\n%s", code, out, want, errOut)
+	}
+	code, out, errOut = appCommand(t, sandbox.AppConfig{Outbound: &loopDialer{roots: x509.NewCertPool()}}, script)
+	want = "paths /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs True\ncafile SSLCertVerificationError self-signed certificate\ncapath SSLCertVerificationError self-signed certificate\n"
+	if code != 0 || out != want {
+		t.Fatalf("untrusting store: exit %d, out %q, want %q; stderr:\n%s", code, out, want, errOut)
+	}
+}

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -36,8 +37,10 @@ def app(environ, start_response):
 // sandbox, each tenant allowed only its server: pg8000 on PostgreSQL
 // (plain and TLS verified against the test CA), PyMySQL and Django on
 // MariaDB, redis-py on Redis, SQLAlchemy 1.4 on PyMySQL, requests over
-// HTTPS (its "default store" is another CA's bundle, as Debian's certifi
-// names a file the guest does not have). The same scripts run natively in
+// HTTPS (its "default store" is another CA's bundle given by
+// REQUESTS_CA_BUNDLE), and requests with its default verification
+// (Debian's certifi bundle path), which trusts the server's
+// OutboundRootCAs, here the test CA. The same scripts run natively in
 // internal/testservices.
 func TestOutboundLibraries(t *testing.T) {
 	site := testservices.SitePackages(t)
@@ -62,6 +65,9 @@ func TestOutboundLibraries(t *testing.T) {
 		{"django_mysql.py", db.Addr(), db.Env(), func(r map[string]any) bool { return len(r) > 0 }},
 		{"requests_https.py", httpsAddr, []string{"HTTPS_URL=" + httpsURL, "CA_FILE=/app/ca.pem", "REQUESTS_CA_BUNDLE=/app/other-ca.pem"}, func(r map[string]any) bool {
 			return r["get"] != nil && r["post"] != nil && r["default_store_refused"] == true
+		}},
+		{"requests_default_verify.py", httpsAddr, []string{"HTTPS_URL=" + httpsURL}, func(r map[string]any) bool {
+			return r["status"] == 200.0 && r["body"] != nil && r["certifi_where"] == "/etc/ssl/certs/ca-certificates.crt"
 		}},
 	}
 	root := t.TempDir()
@@ -90,7 +96,11 @@ func TestOutboundLibraries(t *testing.T) {
 		}
 	}
 	logs := &testlog.Buffer{}
-	_, hs := serveTree(t, testEngine(t), root, server.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatal("the test CA's PEM holds no certificate")
+	}
+	_, hs := serveTree(t, testEngine(t), root, server.Config{Logger: slog.New(slog.NewTextHandler(logs, nil)), OutboundRootCAs: roots})
 	for i, c := range cases {
 		t.Run(fmt.Sprintf("%s/%s", c.script, c.dest), func(t *testing.T) {
 			code, body := get(t, hs.URL, fmt.Sprintf("t%d.test", i), "/"+c.script)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
 	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testservices"
 )
 
 func freeAddr(t *testing.T) string {
@@ -47,6 +48,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("WSGI_WASM_SNAPSHOT_DIR", snapshots)
 	code := m.Run()
+	testservices.Stop()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -24,18 +24,18 @@ import (
 func execCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 	return &cli.Command{
 		Name:      "exec",
-		Usage:     "run a command in a tenant's sandbox as serve lays it out (manage.py migrate, flask init-db), holding its data folder's lock",
+		Usage:     "run a command in a tenant's sandbox as serve lays it out (manage.py migrate, flask init-db), holding its data folder's lock, with its outbound rules",
 		ArgsUsage: "[--env K=V]... [TENANT_DIR] -- ARGS...",
 		Description: "ARGS are what follows python: a script of the tenant's folder (manage.py ...), -m MODULE, -c CODE, " +
 			"or a console script of its site-packages (flask ...). The guest's exit code is the command's.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "server config `FILE` (TOML): its tenant_dir, data_dir, python_dir, cache_dir and [ceiling]", EnvVars: []string{"WSGI_WASM_CONFIG"}},
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "server config `FILE` (TOML): its tenant_dir, data_dir, python_dir, cache_dir, outbound_ca_file and [ceiling]", EnvVars: []string{"WSGI_WASM_CONFIG"}},
 			&cli.StringFlag{Name: "tenant-dir", Usage: "`FOLDER` of the tenants, with --tenant", EnvVars: []string{"WSGI_WASM_TENANT_DIR"}},
 			&cli.StringFlag{Name: "tenant", Usage: "the tenant `NAME`: its folder below --tenant-dir (instead of TENANT_DIR)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` of the tenants' data folders, as serve's --data-dir", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.GenericFlag{Name: "env", Value: &keyValues{}, Usage: "also set `KEY=VALUE` in the guest, over the tenant's [env] (repeatable; DJANGO_SUPERUSER_PASSWORD for createsuperuser --noinput); a value may hold commas; the host environment is not passed"},
 			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "wait up to `DURATION` for the data folder's lock (serve holds it while it serves a request of the tenant)", EnvVars: []string{"WSGI_WASM_EXEC_LOCK_WAIT"}},
-		},
+		}, outboundFlags()...),
 		Action: func(c *cli.Context) error {
 			f := &serverconfig.File{Ceiling: policies.DefaultCeiling}
 			if path := c.String("config"); path != "" {
@@ -56,6 +56,14 @@ func execCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("exec: %s: %w", t.Name, err)
 			}
+			// Outbound connections as serve makes them for the tenant's
+			// instances: its rules and limits, the server's CA file;
+			// refusals on standard error.
+			roots, err := outboundRootCAs(pick(c, "outbound-ca-file", f.OutboundCAFile, c.String))
+			if err != nil {
+				return fmt.Errorf("exec: %w", err)
+			}
+			app.Outbound = server.TenantOutboundGate(t, roots, logger.With("tenant", t.Name), nil)
 			eng, err := newEngine(c.Context, pick(c, "python-dir", f.PythonDir, c.String), pick(c, "cache-dir", f.CacheDir, c.String), logger)
 			if err != nil {
 				return err

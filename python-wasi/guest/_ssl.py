@@ -199,9 +199,28 @@ def RAND_pseudo_bytes(n):
     return RAND_bytes(n), True
 
 
+# The system's CA bundle and folder as Debian names them (certifi.where() on
+# Debian, requests' default): the guest sees a placeholder file there
+# (hostabi/ABI.md "Guest file system"), and loading it or the folder means
+# the host's trust store: the server's outbound_ca_file, else the system's.
+DEFAULT_CAFILE = "/etc/ssl/certs/ca-certificates.crt"
+DEFAULT_CAPATH = "/etc/ssl/certs"
+_DEFAULT_CAFILES = frozenset((DEFAULT_CAFILE, "/etc/ssl/cert.pem", "/usr/lib/ssl/cert.pem"))
+_DEFAULT_CAPATHS = frozenset((DEFAULT_CAPATH, "/usr/lib/ssl/certs"))
+
+
 def get_default_verify_paths():
-    # The host's store is used, not a file of the guest's.
-    return ("SSL_CERT_FILE", "", "SSL_CERT_DIR", "")
+    # What ssl.get_default_verify_paths() reports; loading either uses the
+    # host's store (load_verify_locations).
+    return ("SSL_CERT_FILE", DEFAULT_CAFILE, "SSL_CERT_DIR", DEFAULT_CAPATH)
+
+
+def _is_default(path, defaults):
+    """Whether path (str, bytes or PathLike) names one of defaults."""
+    p = _os.fspath(path)
+    if isinstance(p, bytes):
+        p = p.decode("utf-8", "surrogateescape")
+    return _os.path.normpath(p) in defaults
 
 
 class MemoryBIO:
@@ -346,6 +365,12 @@ class _SSLContext:
     def load_verify_locations(self, cafile=None, capath=None, cadata=None):
         if cafile is None and capath is None and cadata is None:
             raise TypeError("cafile, capath and cadata cannot be all omitted")
+        # The system's bundle or folder (certifi.where(), requests' default)
+        # is the host's store, not a file of the guest's.
+        if cafile is not None and _is_default(cafile, _DEFAULT_CAFILES):
+            self._default_cas, cafile = True, None
+        if capath is not None and _is_default(capath, _DEFAULT_CAPATHS):
+            self._default_cas, capath = True, None
         if cafile is not None:
             with open(_os.fspath(cafile), "rb") as f:
                 certs = _pem_certs(f.read().decode("latin-1"))
