@@ -82,12 +82,15 @@ func TestWatchBounded(t *testing.T) {
 	toml := func(name string) string { return "app = \"app:application\"\nhosts = [\"" + name + ".test\"]\n" }
 	root := tenantDir(t, map[string]string{"big": toml("big"), "wide": toml("wide"), "refused": toml("refused")})
 	app := `from pkg.sub import value
+import extra
 def application(environ, start_response):
     start_response("200 OK", [])
-    return [value.VALUE.encode()]
+    return [(value.VALUE + "-" + extra.EXTRA).encode()]
 `
 	for _, name := range []string{"big", "wide", "refused"} {
 		dir := filepath.Join(root, name)
+		os.MkdirAll(filepath.Join(dir, "site-packages"), 0o755)
+		os.WriteFile(filepath.Join(dir, "site-packages", "extra.py"), []byte("EXTRA = 'a'\n"), 0o644)
 		os.MkdirAll(filepath.Join(dir, "pkg", "sub"), 0o755)
 		os.WriteFile(filepath.Join(dir, "pkg", "__init__.py"), nil, 0o644)
 		os.WriteFile(filepath.Join(dir, "pkg", "sub", "__init__.py"), nil, 0o644)
@@ -128,24 +131,43 @@ def application(environ, start_response):
 			t.Errorf("%s is polled but still holds %d watches", name, n)
 		}
 	}
-	// Each tenant reloads on a change deep in its own code: big by its
-	// watches, the others by polling.
-	for _, name := range []string{"big", "wide", "refused"} {
-		file := filepath.Join(root, name, "pkg", "sub", "value.py")
+	// until calls change (again every second) until name answers want.
+	until := func(name, want string, change func()) {
+		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		var last time.Time
 		for ; ; time.Sleep(50 * time.Millisecond) {
 			if time.Since(last) > time.Second {
-				os.WriteFile(file, []byte("VALUE = 'two'\n"), 0o644)
+				change()
 				last = time.Now()
 			}
-			if code, body := get(t, hs.URL, name+".test", "/"); code == 200 && body == "two" {
-				break
+			if code, body := get(t, hs.URL, name+".test", "/"); code == 200 && body == want {
+				return
 			}
 			if time.Now().After(deadline) {
 				code, body := get(t, hs.URL, name+".test", "/")
-				t.Fatalf("%s: want \"two\" after the change, still %d %q", name, code, body)
+				t.Fatalf("%s: want %q after the change, still %d %q", name, want, code, body)
 			}
 		}
+	}
+	// Each tenant reloads on a change deep in its own code: big by its
+	// watches, the others by polling.
+	for _, name := range []string{"big", "wide", "refused"} {
+		until(name, "two-a", func() {
+			os.WriteFile(filepath.Join(root, name, "pkg", "sub", "value.py"), []byte("VALUE = 'two'\n"), 0o644)
+		})
+	}
+	// An install's swap of site-packages (as deps.Install does it) reloads
+	// big, though nothing below site-packages is watched.
+	big := filepath.Join(root, "big")
+	staged := filepath.Join(big, ".site-packages.new-1")
+	os.MkdirAll(staged, 0o755)
+	os.WriteFile(filepath.Join(staged, "extra.py"), []byte("EXTRA = 'b'\n"), 0o644)
+	os.Rename(filepath.Join(big, "site-packages"), staged+".old")
+	os.Rename(staged, filepath.Join(big, "site-packages"))
+	os.RemoveAll(staged + ".old")
+	until("big", "two-b", func() {})
+	if watched, _ := srv.WatchCounts(); watched[big] > 6 {
+		t.Errorf("big has %d folders watched after the install, want 6 at most", watched[big])
 	}
 }
