@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -29,26 +32,38 @@ var ErrSpecialFileInApp = errors.New("sandbox: app folder contains a special fil
 
 // CompileApp checks an app folder (no symbolic links or special files
 // anywhere in it) and compiles its .py files to .pyc with the guest's own
-// interpreter, once per content: the result is cached outside the folder,
-// in a directory named by a hash of the folder's Python sources and the
-// interpreter, and returned for AppConfig.PycacheDir. Importing Flask from
-// compiled files takes a fraction of compiling it at every start.
+// interpreter, once per content, into a folder outside the app folder that
+// it returns for AppConfig.PycacheDir. Importing Flask from compiled files
+// takes a fraction of compiling it at every start.
+//
+// Each entry of the app's site-packages (a package folder or a module) is
+// compiled on its own, once per content: its .pyc are kept under a hash of
+// its files' paths and contents (not their times: they are hash-based .pyc,
+// checked against the source at import) and hard-linked into the folder of
+// every app that has the same files, so a hundred tenants with the same
+// vendored Flask compile and store it once. The app's own code is compiled
+// per app. An app's folder is named by the hash of its own sources and of
+// its packages' hashes (see sandbox/README.md, "Compiled code").
 //
 // The sources are read once, through tenantfs (no link followed, nothing
 // but regular files opened): hashed and copied aside, and the copy is what
 // is compiled, so a cache entry holds exactly what its name hashes, even if
 // the folder changes meanwhile; tenants with the same sources can then
-// share it safely. The compiler runs under memoryLimit (0:
-// DefaultMemoryLimit) and stops when ctx is done.
+// share it safely. Packages are compiled in a run without the app's own
+// code, and nothing of an app is imported by the compiler, so no app can
+// put into a shared entry anything but its packages' compiled sources.
+// Entries are written by the host only and mounted read-only. The compiler
+// runs under memoryLimit (0: DefaultMemoryLimit) and stops when ctx is done.
 func (e *Engine) CompileApp(ctx context.Context, appDir string, memoryLimit uint64) (string, error) {
-	root := filepath.Join(e.cacheDir, "..", "pyc")
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	root := e.pycacheRoot()
+	if err := os.MkdirAll(filepath.Join(root, sharedPycDir), 0o755); err != nil {
 		return "", fmt.Errorf("sandbox: pyc cache: %w", err)
 	}
-	key, err := e.sourceHash(appDir, "")
+	srcs, err := e.hashSources(appDir, "")
 	if err != nil {
 		return "", err
 	}
+	key := srcs.key()
 	out := filepath.Join(root, key)
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
@@ -69,6 +84,19 @@ func (e *Engine) CompileApp(ctx context.Context, appDir string, memoryLimit uint
 	return out, err
 }
 
+// pycacheRoot is the folder of compiled code: app folders by key, and
+// sharedPycDir.
+func (e *Engine) pycacheRoot() string { return filepath.Join(e.cacheDir, "..", "pyc") }
+
+// sharedPycDir, below the pyc cache, holds the compiled site-packages
+// entries that app folders link to, each in a folder named by its key and
+// laid out as below /pyc/app/site-packages.
+const sharedPycDir = "shared"
+
+// sitePackagesDir is the app's folder of packages (on sys.path as
+// /app/site-packages), whose entries are compiled and shared by content.
+const sitePackagesDir = "site-packages"
+
 // compileFailureMemory is how long a compile that passed its deadline is
 // remembered.
 const compileFailureMemory = 10 * time.Minute
@@ -78,8 +106,9 @@ type compileFailure struct {
 	at  time.Time
 }
 
-// compileInto copies appDir's sources aside, compiles the copy and stores
-// the result in root under the copy's hash.
+// compileInto copies appDir's sources aside, compiles what is not cached
+// yet (site-packages entries apart from the app's own code) and stores the
+// app's folder in root under the copy's hash.
 func (e *Engine) compileInto(ctx context.Context, root, key, appDir string, memoryLimit uint64) (string, error) {
 	tmp, err := os.MkdirTemp(root, key+".tmp-")
 	if err != nil {
@@ -91,17 +120,78 @@ func (e *Engine) compileInto(ctx context.Context, root, key, appDir string, memo
 		return "", fmt.Errorf("sandbox: pyc cache: %w", err)
 	}
 	// What is compiled is the copy, named by its own hash.
-	if key, err = e.sourceHash(appDir, src); err != nil {
+	srcs, err := e.hashSources(appDir, src)
+	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(root, key)
+	out := filepath.Join(root, srcs.key())
 	if memoryLimit == 0 {
 		memoryLimit = DefaultMemoryLimit
 	}
-	var stderr limitedBuffer
 	start := time.Now()
+	shared := filepath.Join(root, sharedPycDir)
+	// The packages not compiled yet, in a run of their own.
+	pkgSrc := filepath.Join(tmp, "pkg-src")
+	var missing []string
+	for _, name := range srcs.packageNames() {
+		if _, err := os.Stat(filepath.Join(shared, srcs.packages[name].key)); err == nil {
+			continue
+		}
+		missing = append(missing, name)
+		if err := os.MkdirAll(filepath.Join(pkgSrc, sitePackagesDir), 0o755); err != nil {
+			return "", fmt.Errorf("sandbox: pyc cache: %w", err)
+		}
+		if err := os.Rename(filepath.Join(src, sitePackagesDir, name), filepath.Join(pkgSrc, sitePackagesDir, name)); err != nil {
+			return "", fmt.Errorf("sandbox: pyc cache: %w", err)
+		}
+	}
+	if len(missing) > 0 {
+		pkgPyc := filepath.Join(tmp, "pkg-pyc")
+		if err := e.compileTree(ctx, appDir, pkgSrc, pkgPyc, "checked-hash", memoryLimit); err != nil {
+			return "", err
+		}
+		for _, name := range missing {
+			if err := storeShared(shared, srcs.packages[name].key, filepath.Join(pkgPyc, "app", sitePackagesDir), name); err != nil {
+				return "", err
+			}
+		}
+	}
+	// The app's own code, without its packages.
+	if err := os.RemoveAll(filepath.Join(src, sitePackagesDir)); err != nil {
+		return "", fmt.Errorf("sandbox: pyc cache: %w", err)
+	}
+	if srcs.ownFiles > 0 {
+		if err := e.compileTree(ctx, appDir, src, pyc, "timestamp", memoryLimit); err != nil {
+			return "", err
+		}
+	}
+	for _, name := range srcs.packageNames() {
+		to := filepath.Join(pyc, "app", sitePackagesDir)
+		if err := linkTree(filepath.Join(shared, srcs.packages[name].key), to); err != nil {
+			return "", fmt.Errorf("sandbox: pyc cache: linking %s's compiled %s: %w", appDir, name, err)
+		}
+	}
+	if err := os.Rename(pyc, out); err != nil && !os.IsExist(err) {
+		if _, statErr := os.Stat(out); statErr != nil {
+			return "", fmt.Errorf("sandbox: pyc cache: %w", err)
+		}
+	}
+	e.log.Info("compiled app to .pyc", "dir", appDir, "seconds", time.Since(start).Seconds(),
+		"cache", out, "packages", len(srcs.packages), "packages_compiled", len(missing))
+	return out, nil
+}
+
+// compileTree compiles the sources in src (mounted at /app) into pyc
+// (mounted at /pyc) with compileall and the .pyc invalidation mode given.
+// -P keeps the current folder off sys.path: the compiler imports nothing
+// of the app's.
+func (e *Engine) compileTree(ctx context.Context, appDir, src, pyc, mode string, memoryLimit uint64) error {
+	if err := os.MkdirAll(pyc, 0o755); err != nil {
+		return fmt.Errorf("sandbox: pyc cache: %w", err)
+	}
+	var stderr limitedBuffer
 	code, err := e.RunCommand(ctx, Command{
-		Args: []string{"-m", "compileall", "-q", GuestAppDir},
+		Args: []string{"-P", "-m", "compileall", "-q", "--invalidation-mode", mode, GuestAppDir},
 		Env:  []string{"PYTHONPYCACHEPREFIX=" + GuestPycacheDir},
 		Mounts: []Mount{
 			{Host: src, Guest: GuestAppDir},
@@ -112,29 +202,140 @@ func (e *Engine) compileInto(ctx context.Context, root, key, appDir string, memo
 		MemoryLimit: memoryLimit,
 	})
 	if err != nil {
-		return "", fmt.Errorf("sandbox: compiling the app to .pyc: %w", err)
+		return fmt.Errorf("sandbox: compiling the app to .pyc: %w", err)
 	}
 	if code != 0 {
 		// A file that does not compile is the app's problem, reported when it
 		// is imported; the rest is still worth caching.
 		e.log.Warn("some app files did not compile", "dir", appDir, "output", lastLines(stderr.String(), 5))
 	}
-	if err := os.Rename(pyc, out); err != nil && !os.IsExist(err) {
-		if _, statErr := os.Stat(out); statErr != nil {
-			return "", fmt.Errorf("sandbox: pyc cache: %w", err)
-		}
-	}
-	e.log.Info("compiled app to .pyc", "dir", appDir, "seconds", time.Since(start).Seconds(), "cache", out)
-	return out, nil
+	return nil
 }
 
-// sourceHash names a folder's Python sources and the interpreter that
-// compiles them. With copyTo set, every .py file is
-// copied there as it is hashed (same relative path, size and mtime), so
-// the hash names the copy.
-func (e *Engine) sourceHash(dir, copyTo string) (string, error) {
+// storeShared moves the compiled files of the site-packages entry name
+// (a folder, or module "x.py" whose .pyc are "x.*.pyc") from pycDir (the
+// compiled /app/site-packages) into shared/key, unless another compile
+// stored it first.
+func storeShared(shared, key, pycDir, name string) error {
+	dst := filepath.Join(shared, key)
+	tmp, err := os.MkdirTemp(shared, key+".tmp-")
+	if err != nil {
+		return fmt.Errorf("sandbox: pyc cache: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	var compiled []string
+	if st, err := os.Stat(filepath.Join(pycDir, name)); err == nil && st.IsDir() {
+		compiled = []string{filepath.Join(pycDir, name)}
+	} else if stem, ok := strings.CutSuffix(name, ".py"); ok {
+		entries, _ := os.ReadDir(pycDir)
+		for _, ent := range entries {
+			if rest, ok := strings.CutPrefix(ent.Name(), stem+"."); ok && compiledModule.MatchString(rest) && ent.Type().IsRegular() {
+				compiled = append(compiled, filepath.Join(pycDir, ent.Name()))
+			}
+		}
+	}
+	for _, p := range compiled {
+		if err := os.Rename(p, filepath.Join(tmp, filepath.Base(p))); err != nil {
+			return fmt.Errorf("sandbox: pyc cache: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		if _, statErr := os.Stat(dst); statErr != nil {
+			return fmt.Errorf("sandbox: pyc cache: %w", err)
+		}
+	}
+	return nil
+}
+
+// compiledModule is what follows "name." in the name of a module's .pyc:
+// the cache tag (sys.implementation.cache_tag) and an optimisation level.
+var compiledModule = regexp.MustCompile(`^cpython-[0-9]+(\.opt-[0-9]+)?\.pyc$`)
+
+// linkTree hard-links every file below from into the same place below to,
+// making folders as needed (copying a file where a link is refused, as
+// across file systems).
+func linkTree(from, to string) error {
+	return filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, p)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, 0o755)
+		case !d.Type().IsRegular():
+			return fmt.Errorf("%s is not a regular file", p)
+		}
+		if err := os.Link(p, dst); err == nil {
+			return nil
+		}
+		return copyFile(p, dst)
+	})
+}
+
+// copyFile copies the regular file src to dst, which must not exist.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// appSources are the hashes that name an app's compiled code: its own
+// sources, and each entry of its site-packages that holds Python.
+type appSources struct {
+	interp   string
+	own      hash.Hash
+	ownFiles int
+	packages map[string]*packageSources
+}
+
+// packageSources is one site-packages entry's sources.
+type packageSources struct {
+	h   hash.Hash
+	key string // set by finish
+}
+
+// packageNames returns the site-packages entries in order.
+func (s *appSources) packageNames() []string {
+	names := make([]string, 0, len(s.packages))
+	for n := range s.packages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// key names the app's folder: its own sources and its packages' keys.
+func (s *appSources) key() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "interpreter %s\n", e.interp.Dir)
+	fmt.Fprintf(h, "app of interpreter %s\nown %x\n", s.interp, s.own.Sum(nil))
+	for _, n := range s.packageNames() {
+		fmt.Fprintf(h, "package %q %s\n", n, s.packages[n].key)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:24]
+}
+
+// hashSources hashes a folder's Python sources, split into its own and
+// each site-packages entry's. With copyTo set, every .py file is
+// copied there as it is hashed (same relative path, size and mtime), so
+// the hashes name the copy.
+func (e *Engine) hashSources(dir, copyTo string) (*appSources, error) {
+	s := &appSources{interp: e.interp.Dir, own: sha256.New(), packages: map[string]*packageSources{}}
 	err := tenantfs.Walk(dir, func(ent tenantfs.Entry) error {
 		switch {
 		case ent.Type&fs.ModeSymlink != 0:
@@ -157,9 +358,26 @@ func (e *Engine) sourceHash(dir, copyTo string) (string, error) {
 		if err != nil {
 			return err
 		}
-		// The .pyc records the source's mtime and size, so they are part of
-		// the key along with the content.
-		fmt.Fprintf(h, "%s %d %d\n", ent.Rel, st.Size(), st.ModTime().Unix())
+		var h hash.Hash
+		if rest, ok := strings.CutPrefix(ent.Rel, sitePackagesDir+"/"); ok {
+			// A package's .pyc are hash-based: its path, size and content name
+			// it, not its time.
+			name, _, _ := strings.Cut(rest, "/")
+			p := s.packages[name]
+			if p == nil {
+				p = &packageSources{h: sha256.New()}
+				fmt.Fprintf(p.h, "package of interpreter %s\n", e.interp.Dir)
+				s.packages[name] = p
+			}
+			h = p.h
+			fmt.Fprintf(h, "%q %d\n", rest, st.Size())
+		} else {
+			// The app's own .pyc record the source's mtime and size, so they
+			// are part of the key along with the content.
+			h = s.own
+			s.ownFiles++
+			fmt.Fprintf(h, "%q %d %d\n", ent.Rel, st.Size(), st.ModTime().Unix())
+		}
 		if copyTo == "" {
 			_, err = io.Copy(h, f)
 			return err
@@ -167,9 +385,12 @@ func (e *Engine) sourceHash(dir, copyTo string) (string, error) {
 		return copyHashed(h, f, st, filepath.Join(copyTo, filepath.FromSlash(ent.Rel)))
 	})
 	if err != nil {
-		return "", fmt.Errorf("sandbox: hash app sources: %w", err)
+		return nil, fmt.Errorf("sandbox: hash app sources: %w", err)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:24], nil
+	for _, p := range s.packages {
+		p.key = hex.EncodeToString(p.h.Sum(nil))[:32]
+	}
+	return s, nil
 }
 
 // copyHashed copies f (whose stat is st) to dst, writing it into h too,

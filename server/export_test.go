@@ -1,6 +1,13 @@
 package server
 
-import "time"
+import (
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
 
 // SetDropReportInterval sets how often dropped tenant records are
 // reported, until the test ends (restore).
@@ -8,4 +15,27 @@ func SetDropReportInterval(d time.Duration) (restore func()) {
 	old := tenantLogDropReport
 	tenantLogDropReport = d
 	return func() { tenantLogDropReport = old }
+}
+
+// SetWatchLimits sets the folders watched per tenant and how often polled
+// tenants are looked at, and makes the system refuse watches below any
+// folder named refuse (a kernel out of inotify watches), until restore.
+func SetWatchLimits(perTenant int, poll time.Duration, refuse string) (restore func()) {
+	oldMax, oldPoll, oldAdd := maxTenantWatches, pollInterval, watchAdd
+	maxTenantWatches, pollInterval = perTenant, poll
+	if refuse != "" {
+		watchAdd = func(w *fsnotify.Watcher, dir string) error {
+			if strings.Contains(dir, string(filepath.Separator)+refuse) {
+				return syscall.ENOSPC
+			}
+			return oldAdd(w, dir)
+		}
+	}
+	return func() { maxTenantWatches, pollInterval, watchAdd = oldMax, oldPoll, oldAdd }
+}
+
+// WatchCounts returns, while Watch runs, the folders watched per tenant
+// folder and the tenant folders polled instead.
+func (s *Server) WatchCounts() (watched map[string]int, polled []string) {
+	return s.watchCounts()
 }

@@ -405,13 +405,20 @@ func parseDecimal(b []byte) (uint64, bool) {
 }
 
 // ConnLimits caps the front's open connections: in total, and per client
-// address (the TCP peer's IP; behind a proxy that is the proxy). A
+// address (the TCP peer's IP). A
 // connection past either cap is accepted and closed at once, without an
 // answer: writing one would cost what the cap saves, and on a TLS listener
-// it could not be read anyway. 0 is no cap.
+// it could not be read anyway. 0 is no cap. The addresses of ExemptIPs
+// (the trusted proxies) count towards Max only: a front proxy carries many
+// clients' requests, and opens many connections when cold starts make
+// them wait.
 type ConnLimits struct {
 	Max, MaxPerIP int
-	Logger        *slog.Logger
+	// ExemptIPs are the peers the per-address cap does not apply to;
+	// serve and run pass --forwarded-allow-ips ("*" in it exempts no one:
+	// it trusts every peer's headers, it does not make every peer a proxy).
+	ExemptIPs []string
+	Logger    *slog.Logger
 
 	mu      sync.Mutex
 	open    int
@@ -460,11 +467,12 @@ func (l *ConnLimits) admit(c net.Conn) net.Conn {
 	if l.perIP == nil {
 		l.perIP = map[string]int{}
 	}
+	exempt := l.exempt(ip)
 	over := ""
 	switch {
 	case l.Max > 0 && l.open >= l.Max:
 		over = "max_connections"
-	case l.MaxPerIP > 0 && l.perIP[ip] >= l.MaxPerIP:
+	case !exempt && l.MaxPerIP > 0 && l.perIP[ip] >= l.MaxPerIP:
 		over = "max_connections_per_ip"
 	}
 	if over != "" {
@@ -476,14 +484,31 @@ func (l *ConnLimits) admit(c net.Conn) net.Conn {
 		return nil
 	}
 	l.open++
+	if exempt {
+		return &limitConn{Conn: c, limits: l}
+	}
 	l.perIP[ip]++
-	return &limitConn{Conn: c, limits: l, ip: ip}
+	return &limitConn{Conn: c, limits: l, ip: ip, counted: true}
 }
 
-func (l *ConnLimits) release(ip string) {
+// exempt reports whether ip is one of ExemptIPs.
+func (l *ConnLimits) exempt(ip string) bool {
+	peer := net.ParseIP(ip)
+	for _, a := range l.ExemptIPs {
+		if a == ip || (peer != nil && peer.Equal(net.ParseIP(a))) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *ConnLimits) release(ip string, counted bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
+	if !counted {
+		return
+	}
 	if l.perIP[ip]--; l.perIP[ip] <= 0 {
 		delete(l.perIP, ip)
 	}
@@ -492,14 +517,15 @@ func (l *ConnLimits) release(ip string) {
 // limitConn gives its place back when closed (once).
 type limitConn struct {
 	net.Conn
-	limits *ConnLimits
-	ip     string
-	once   sync.Once
+	limits  *ConnLimits
+	ip      string
+	counted bool // in limits.perIP
+	once    sync.Once
 }
 
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.limits.release(c.ip) })
+	c.once.Do(func() { c.limits.release(c.ip, c.counted) })
 	return err
 }
 

@@ -85,6 +85,9 @@ type Server struct {
 	background context.Context // cancelled by Close
 	cancel     context.CancelFunc
 	builders   sync.WaitGroup
+
+	watchMu sync.Mutex
+	watches *watchSet // while Watch runs
 }
 
 type loaded struct {

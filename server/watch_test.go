@@ -2,10 +2,14 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
@@ -64,4 +68,106 @@ def application(environ, start_response):
     return [value.VALUE.encode()]
 `)
 	until("four", filepath.Join(fresh, "value.py"), "VALUE = 'four'\n")
+}
+
+// TestWatchBounded: site-packages is watched at its top only, whatever it
+// holds, so a tenant with 300 package folders uses a handful of watches
+// and its own code still reloads; a tenant with more folders than the
+// per-tenant bound, and one whose watches the system refuses (ENOSPC, as
+// a kernel out of inotify watches), are polled instead, and a change deep
+// in either still reloads it.
+func TestWatchBounded(t *testing.T) {
+	defer server.SetWatchLimits(20, 200*time.Millisecond, "refused")()
+	eng := testEngine(t)
+	toml := func(name string) string { return "app = \"app:application\"\nhosts = [\"" + name + ".test\"]\n" }
+	root := tenantDir(t, map[string]string{"big": toml("big"), "wide": toml("wide"), "refused": toml("refused")})
+	app := `from pkg.sub import value
+import extra
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [(value.VALUE + "-" + extra.EXTRA).encode()]
+`
+	for _, name := range []string{"big", "wide", "refused"} {
+		dir := filepath.Join(root, name)
+		os.MkdirAll(filepath.Join(dir, "site-packages"), 0o755)
+		os.WriteFile(filepath.Join(dir, "site-packages", "extra.py"), []byte("EXTRA = 'a'\n"), 0o644)
+		os.MkdirAll(filepath.Join(dir, "pkg", "sub"), 0o755)
+		os.WriteFile(filepath.Join(dir, "pkg", "__init__.py"), nil, 0o644)
+		os.WriteFile(filepath.Join(dir, "pkg", "sub", "__init__.py"), nil, 0o644)
+		os.WriteFile(filepath.Join(dir, "pkg", "sub", "value.py"), []byte("VALUE = 'one'\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "app.py"), []byte(app), 0o644)
+	}
+	for i := 0; i < 300; i++ {
+		os.MkdirAll(filepath.Join(root, "big", "site-packages", "lib", fmt.Sprintf("d%03d", i), "inner"), 0o755)
+	}
+	for i := 0; i < 30; i++ { // more than the bound of 20, in the tenant's own code
+		os.MkdirAll(filepath.Join(root, "wide", "data", fmt.Sprintf("d%02d", i)), 0o755)
+	}
+	srv, hs := serveTree(t, eng, root, server.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Watch(ctx, nil)
+	var watched map[string]int
+	var polled []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		watched, polled = srv.WatchCounts()
+		if len(polled) == 2 && watched[filepath.Join(root, "big")] > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watched %v, polled %v; want big watched, wide and refused polled", watched, polled)
+		}
+	}
+	sort.Strings(polled)
+	if want := []string{filepath.Join(root, "refused"), filepath.Join(root, "wide")}; !cmp.Equal(polled, want) {
+		t.Errorf("polled %v, want %v", polled, want)
+	}
+	// big: its root, assets, assets/css, pkg, pkg/sub, site-packages.
+	if n := watched[filepath.Join(root, "big")]; n != 6 {
+		t.Errorf("big has %d folders watched, want 6 (site-packages at its top only)", n)
+	}
+	for _, name := range []string{"wide", "refused"} {
+		if n := watched[filepath.Join(root, name)]; n != 0 {
+			t.Errorf("%s is polled but still holds %d watches", name, n)
+		}
+	}
+	// until calls change (again every second) until name answers want.
+	until := func(name, want string, change func()) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		var last time.Time
+		for ; ; time.Sleep(50 * time.Millisecond) {
+			if time.Since(last) > time.Second {
+				change()
+				last = time.Now()
+			}
+			if code, body := get(t, hs.URL, name+".test", "/"); code == 200 && body == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				code, body := get(t, hs.URL, name+".test", "/")
+				t.Fatalf("%s: want %q after the change, still %d %q", name, want, code, body)
+			}
+		}
+	}
+	// Each tenant reloads on a change deep in its own code: big by its
+	// watches, the others by polling.
+	for _, name := range []string{"big", "wide", "refused"} {
+		until(name, "two-a", func() {
+			os.WriteFile(filepath.Join(root, name, "pkg", "sub", "value.py"), []byte("VALUE = 'two'\n"), 0o644)
+		})
+	}
+	// An install's swap of site-packages (as deps.Install does it) reloads
+	// big, though nothing below site-packages is watched.
+	big := filepath.Join(root, "big")
+	staged := filepath.Join(big, ".site-packages.new-1")
+	os.MkdirAll(staged, 0o755)
+	os.WriteFile(filepath.Join(staged, "extra.py"), []byte("EXTRA = 'b'\n"), 0o644)
+	os.Rename(filepath.Join(big, "site-packages"), staged+".old")
+	os.Rename(staged, filepath.Join(big, "site-packages"))
+	os.RemoveAll(staged + ".old")
+	until("big", "two-b", func() {})
+	if watched, _ := srv.WatchCounts(); watched[big] > 6 {
+		t.Errorf("big has %d folders watched after the install, want 6 at most", watched[big])
+	}
 }

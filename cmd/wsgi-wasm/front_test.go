@@ -152,8 +152,10 @@ func TestServeStalledBody(t *testing.T) {
 
 // TestServeConnectionCaps: past --max-connections-per-ip a connection is
 // accepted and closed at once, unanswered; closing one frees its place.
+// (The client, on loopback, is not a trusted proxy here: see
+// TestServeConnectionCapsSpareProxy.)
 func TestServeConnectionCaps(t *testing.T) {
-	p := startServe(t, copyTenants(t, "limits"), "--max-connections-per-ip", "2", "--max-connections", "3")
+	p := startServe(t, copyTenants(t, "limits"), "--max-connections-per-ip", "2", "--max-connections", "3", "--forwarded-allow-ips", "192.0.2.1")
 	// The tenant's first instance is up before the connections are timed.
 	p.waitFor200(t, "limits tenant", "limits.test", "http://"+p.addr+"/sleep?0", time.Minute)
 	http.DefaultClient.CloseIdleConnections()
@@ -208,5 +210,33 @@ func TestServeConnectionCaps(t *testing.T) {
 			t.Fatal("a closed connection's place was not given back")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServeConnectionCapsSpareProxy: by default loopback is a trusted
+// proxy (--forwarded-allow-ips 127.0.0.1 and ::1), and the per-address cap
+// does not count its connections: nginx on the same host, or a load
+// generator, may open more than the cap.
+func TestServeConnectionCapsSpareProxy(t *testing.T) {
+	p := startServe(t, copyTenants(t, "limits"), "--max-connections-per-ip", "1")
+	p.waitFor200(t, "limits tenant", "limits.test", "http://"+p.addr+"/sleep?0", time.Minute)
+	var conns []net.Conn
+	for i := 0; i < 4; i++ {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET /sleep?0 HTTP/1.1\r\nHost: limits.test\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d of 4 from loopback (a trusted proxy) was not answered with a cap of 1 per address: %v\nlog:\n%s", i+1, err, p.logs.String())
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
 	}
 }

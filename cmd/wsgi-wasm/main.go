@@ -152,7 +152,7 @@ func httpFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "a keep-alive connection waits `DURATION` for its next request (gunicorn's --keep-alive)", EnvVars: []string{"WSGI_WASM_IDLE_TIMEOUT"}},
 		&cli.DurationFlag{Name: "write-timeout", Usage: "a response must be written within `DURATION` of the end of the request's headers (0: no limit; the tenant's request_timeout still applies)", EnvVars: []string{"WSGI_WASM_WRITE_TIMEOUT"}},
 		&cli.IntFlag{Name: "max-connections", Value: 10000, Usage: "open client connections at most, in total; more are accepted and closed at once (0: no cap)", EnvVars: []string{"WSGI_WASM_MAX_CONNECTIONS"}},
-		&cli.IntFlag{Name: "max-connections-per-ip", Value: 256, Usage: "open connections at most from one client address (behind a proxy, the proxy's); more are accepted and closed at once (0: no cap)", EnvVars: []string{"WSGI_WASM_MAX_CONNECTIONS_PER_IP"}},
+		&cli.IntFlag{Name: "max-connections-per-ip", Value: 256, Usage: "open connections at most from one client address, the --forwarded-allow-ips proxies excepted; more are accepted and closed at once (0: no cap)", EnvVars: []string{"WSGI_WASM_MAX_CONNECTIONS_PER_IP"}},
 		&cli.StringSliceFlag{Name: "forwarded-allow-ips", Value: cli.NewStringSlice("127.0.0.1", "::1"), Usage: "proxy `IP`s whose X-Forwarded-For/-Proto are trusted (\"*\" for all)", EnvVars: []string{"WSGI_WASM_FORWARDED_ALLOW_IPS"}},
 		&cli.StringFlag{Name: "access-logfile", Value: "-", Usage: "access log `FILE`, one line per request in gunicorn's format plus tenant and seconds (\"-\": standard output, \"\": none)", EnvVars: []string{"WSGI_WASM_ACCESS_LOGFILE"}},
 	}

@@ -89,7 +89,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			hs := newHTTPServer(srv, httpTimeouts{
 				readHeader: c.Duration("read-header-timeout"), idle: c.Duration("idle-timeout"), write: c.Duration("write-timeout"),
 			})
-			caps := &server.ConnLimits{Max: c.Int("max-connections"), MaxPerIP: c.Int("max-connections-per-ip"), Logger: logger}
+			caps := &server.ConnLimits{Max: c.Int("max-connections"), MaxPerIP: c.Int("max-connections-per-ip"), ExemptIPs: c.StringSlice("forwarded-allow-ips"), Logger: logger}
 			ln, err := frontListener(c.String("bind"), caps, "", "")
 			if err != nil {
 				return err

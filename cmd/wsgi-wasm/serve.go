@@ -168,7 +168,7 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 	}
 	defer srv.Close()
 	hs := newHTTPServer(srv, s.timeouts)
-	caps := &server.ConnLimits{Max: s.maxConns, MaxPerIP: s.maxConnsPerIP, Logger: logger}
+	caps := &server.ConnLimits{Max: s.maxConns, MaxPerIP: s.maxConnsPerIP, ExemptIPs: s.forwardedAllowIPs, Logger: logger}
 	g, ctx := errgroup.WithContext(ctx)
 	for _, addr := range s.binds {
 		ln, err := frontListener(addr, caps, s.certFile, s.keyFile)
