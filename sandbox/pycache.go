@@ -66,6 +66,7 @@ func (e *Engine) CompileApp(ctx context.Context, appDir string, memoryLimit uint
 	key := srcs.key()
 	out := filepath.Join(root, key)
 	if _, err := os.Stat(out); err == nil {
+		touch(out) // in use: RetainCompiled leaves it
 		return out, nil
 	}
 	if v, ok := e.compileFailures.Load(key); ok {
@@ -134,7 +135,7 @@ func (e *Engine) compileInto(ctx context.Context, root, key, appDir string, memo
 	pkgSrc := filepath.Join(tmp, "pkg-src")
 	var missing []string
 	for _, name := range srcs.packageNames() {
-		if _, err := os.Stat(filepath.Join(shared, srcs.packages[name].key)); err == nil {
+		if p := filepath.Join(shared, srcs.packages[name].key); touch(p) == nil {
 			continue
 		}
 		missing = append(missing, name)
@@ -245,6 +246,13 @@ func storeShared(shared, key, pycDir, name string) error {
 		}
 	}
 	return nil
+}
+
+// touch sets the modification time of p to now: the cache's mark of use
+// (RetainCompiled).
+func touch(p string) error {
+	now := time.Now()
+	return os.Chtimes(p, now, now)
 }
 
 // compiledModule is what follows "name." in the name of a module's .pyc:

@@ -150,10 +150,17 @@ func (s *Server) load(ctx context.Context) error {
 	s.mu.Unlock()
 	for name, old := range previous {
 		if cur, ok := loadedTenants[name]; !ok || cur.key != old.key {
+			s.mu.Lock()
+			if s.retiring == nil {
+				s.retiring = map[*loaded]bool{}
+			}
+			s.retiring[old] = true
+			s.mu.Unlock()
 			go s.retire(name, old)
 		}
 	}
 	s.maintainSnapshots(loadedTenants)
+	s.pruneCompiled()
 	return nil
 }
 
@@ -168,6 +175,11 @@ const compileTimeout = 2 * time.Minute
 // that became current again meanwhile (an edit undone) is kept.
 func (s *Server) retire(name string, old *loaded) {
 	old.inFlight.Wait()
+	defer func() {
+		s.mu.Lock()
+		delete(s.retiring, old)
+		s.mu.Unlock()
+	}()
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	s.mu.RLock()

@@ -15,6 +15,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/pool"
@@ -59,6 +60,10 @@ type Config struct {
 	// and the server opens or builds them in the background after each
 	// load, one tenant at a time.
 	Snapshots *sandbox.SnapshotStore
+	// PycRetention, if positive, prunes the .pyc cache after each load and
+	// hourly: compiled code no loaded tenant version uses goes once idle
+	// that long (serve's --pyc-retention); 0 keeps everything.
+	PycRetention time.Duration
 	// OutboundRootCAs verifies the servers tenants connect to over TLS
 	// when a tenant loads no CA of its own; nil is the host's store.
 	OutboundRootCAs *x509.CertPool
@@ -81,6 +86,9 @@ type Server struct {
 	routes  []route           // most specific first
 	broken  map[string]string // host -> why its tenant failed to load
 	tenants map[string]*loaded
+	// retiring are the versions no longer routed whose requests in flight
+	// have not all ended (retire).
+	retiring map[*loaded]bool
 
 	background context.Context // cancelled by Close
 	cancel     context.CancelFunc
@@ -134,6 +142,10 @@ func New(ctx context.Context, engine *sandbox.Engine, cfg Config) (*Server, erro
 	if err := s.load(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if cfg.PycRetention > 0 {
+		s.builders.Add(1)
+		go s.prunePeriodically()
 	}
 	return s, nil
 }

@@ -70,7 +70,7 @@ func TestServeSettingsPrecedence(t *testing.T) {
 		forwardedAllowIPs: []string{}, accessLog: "-", ceiling: ceiling, maxConns: 10000, maxConnsPerIP: 64,
 		snapshots: false, snapshotBase: true, snapshotDir: os.Getenv("WSGI_WASM_SNAPSHOT_DIR"), // TestMain's folder
 		timeouts:       httpTimeouts{readHeader: 10 * time.Second, idle: 3 * time.Second},
-		tenantLogMaxMB: 10,
+		tenantLogMaxMB: 10, pycRetention: 24 * time.Hour,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("file only:\n got %+v\nwant %+v", s, want)
@@ -109,10 +109,11 @@ func TestServeSettingsErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		"unknown key":   {[]string{"--config", bad}, bad + ":2: workers: unknown key"},
-		"missing file":  {[]string{"--config", filepath.Join(dir, "none.toml")}, "no such file"},
-		"no tenant dir": {[]string{"--config", noDir}, "no tenant folder"},
-		"bad budget":    {[]string{"--tenant-dir", "t", "--memory-budget-mb", "0"}, "memory-budget-mb"},
+		"unknown key":         {[]string{"--config", bad}, bad + ":2: workers: unknown key"},
+		"missing file":        {[]string{"--config", filepath.Join(dir, "none.toml")}, "no such file"},
+		"no tenant dir":       {[]string{"--config", noDir}, "no tenant folder"},
+		"bad budget":          {[]string{"--tenant-dir", "t", "--memory-budget-mb", "0"}, "memory-budget-mb"},
+		"short pyc retention": {[]string{"--tenant-dir", "t", "--pyc-retention", "30m"}, "--pyc-retention must be 0"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := settingsFor(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -40,6 +40,7 @@ func serveCommand(logger *slog.Logger) *cli.Command {
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler (net/http/pprof) at /debug/pprof/ on the admin listener; off by default, as it exposes internals", EnvVars: []string{"WSGI_WASM_PPROF"}},
 			&cli.StringFlag{Name: "tenant-log-dir", Usage: "`FOLDER` for a log file per tenant (<tenant>.log) to hand to its owner: its records, tracebacks on several lines, and why it did not load or start (empty: the server's log only)", EnvVars: []string{"WSGI_WASM_TENANT_LOG_DIR"}},
 			&cli.Int64Flag{Name: "tenant-log-max-mb", Value: server.DefaultTenantLogMaxBytes >> 20, Usage: "a tenant's log file is rotated at `MIB` (the one before is kept as <tenant>.log.1)", EnvVars: []string{"WSGI_WASM_TENANT_LOG_MAX_MB"}},
+			&cli.DurationFlag{Name: "pyc-retention", Value: 24 * time.Hour, Usage: "remove compiled code (.pyc) of tenant versions no longer served once unused for `DURATION`, after each load and hourly (0: keep everything)", EnvVars: []string{"WSGI_WASM_PYC_RETENTION"}},
 			&cli.DurationFlag{Name: "graceful-timeout", Value: 30 * time.Second, Usage: "on SIGTERM, wait up to `DURATION` for requests in flight", EnvVars: []string{"WSGI_WASM_GRACEFUL_TIMEOUT"}},
 		}, frontFlags()...),
 		Action: func(c *cli.Context) error {
@@ -62,7 +63,7 @@ type serveSettings struct {
 	binds, forwardedAllowIPs                                                []string
 	memoryBudgetMB                                                          int64
 	maxConns, maxConnsPerIP                                                 int
-	gracefulTimeout                                                         time.Duration
+	gracefulTimeout, pycRetention                                           time.Duration
 	timeouts                                                                httpTimeouts
 	ceiling                                                                 policies.Policy
 	hosts                                                                   map[string][]string // the file's [hosts]; nil: none
@@ -106,6 +107,10 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 		},
 		ceiling: f.Ceiling, hosts: f.Hosts,
 		pprof: c.Bool("pprof"), tenantLogDir: c.String("tenant-log-dir"), tenantLogMaxMB: c.Int64("tenant-log-max-mb"),
+		pycRetention: c.Duration("pyc-retention"),
+	}
+	if s.pycRetention < 0 || (s.pycRetention > 0 && s.pycRetention < minPycRetention) {
+		return serveSettings{}, fmt.Errorf("serve: --pyc-retention must be 0 (keep everything) or at least %v, not %v", minPycRetention, s.pycRetention)
 	}
 	if s.tenantLogMaxMB < 1 || s.tenantLogMaxMB > maxMemoryBudgetMB {
 		return serveSettings{}, fmt.Errorf("serve: --tenant-log-max-mb must be from 1 to %d, not %d", maxMemoryBudgetMB, s.tenantLogMaxMB)
@@ -121,6 +126,11 @@ func serveSettingsOf(c *cli.Context) (serveSettings, error) {
 	}
 	return s, nil
 }
+
+// minPycRetention is the shortest --pyc-retention: longer than the hour
+// between two touches of the folders another server uses (server's
+// pruneEvery), so that no server prunes what another still serves.
+const minPycRetention = 2 * time.Hour
 
 // maxMemoryBudgetMB (1 PiB) keeps the budget in bytes within an int64.
 const maxMemoryBudgetMB = 1 << 30
@@ -161,7 +171,7 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 		TenantDir: s.tenantDir, Ceiling: s.ceiling, HostAssignments: s.hosts, DataDir: s.dataDir,
 		MemoryBudget: s.memoryBudgetMB << 20, Logger: logger,
 		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store, OutboundRootCAs: roots,
-		TenantLogDir: s.tenantLogDir, TenantLogMaxBytes: s.tenantLogMaxMB << 20,
+		TenantLogDir: s.tenantLogDir, TenantLogMaxBytes: s.tenantLogMaxMB << 20, PycRetention: s.pycRetention,
 	})
 	if err != nil {
 		return err
