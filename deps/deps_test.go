@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -188,5 +189,77 @@ func TestExplain(t *testing.T) {
 		if err := explain(pip(name), "req.txt", []string{links}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", name, err, want)
 		}
+	}
+}
+
+// TestTenantRequirementsStayInside: a tenant's requirements files are its
+// own, so they cannot make the host read anything outside its folder, a
+// link, a FIFO or an endless file; the operator's own -r FILE can include
+// any file.
+func TestTenantRequirementsStayInside(t *testing.T) {
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "secret.txt")
+	write(t, secret, "TOP-SECRET-LINE\n")
+	for _, tc := range []struct {
+		name  string
+		setup func(dir string)
+		want  string
+	}{
+		{"absolute", func(dir string) { write(t, filepath.Join(dir, RequirementsFile), "flask\n-r "+secret+"\n") },
+			"only files of its own folder"},
+		{"climbs out", func(dir string) {
+			rel, _ := filepath.Rel(filepath.Join(dir, "sub"), secret)
+			write(t, filepath.Join(dir, "sub", "a.txt"), "-c "+rel+"\n")
+			write(t, filepath.Join(dir, RequirementsFile), "-r sub/a.txt\n")
+		}, "only files of its own folder"},
+		{"link", func(dir string) {
+			write(t, filepath.Join(dir, RequirementsFile), "-r inc.txt\n")
+			if err := os.Symlink(secret, filepath.Join(dir, "inc.txt")); err != nil {
+				t.Fatal(err)
+			}
+		}, "symbolic link"},
+		{"linked requirements.txt", func(dir string) {
+			if err := os.Symlink(secret, filepath.Join(dir, RequirementsFile)); err != nil {
+				t.Fatal(err)
+			}
+		}, "symbolic link"},
+		{"linked folder", func(dir string) {
+			write(t, filepath.Join(dir, RequirementsFile), "-r out/secret.txt\n")
+			if err := os.Symlink(outside, filepath.Join(dir, "out")); err != nil {
+				t.Fatal(err)
+			}
+		}, "symbolic link"},
+		{"fifo", func(dir string) {
+			write(t, filepath.Join(dir, RequirementsFile), "-r pipe.txt\n")
+			if err := syscall.Mkfifo(filepath.Join(dir, "pipe.txt"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a regular file"},
+		{"too large together", func(dir string) {
+			big := strings.Repeat("x\n", MaxRequirementsBytes/4)
+			write(t, filepath.Join(dir, "a.txt"), big)
+			write(t, filepath.Join(dir, "b.txt"), big+big)
+			write(t, filepath.Join(dir, RequirementsFile), "-r a.txt\n-r b.txt\n")
+		}, "over 1048576 bytes together"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.setup(dir)
+			spec, err := Requirements(dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q in it", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "TOP-SECRET") || strings.Contains(strings.Join(spec.Lines, " ")+strings.Join(spec.Constraints, " "), "TOP-SECRET") {
+				t.Errorf("the outside file was read: %v %#v", err, spec)
+			}
+		})
+	}
+
+	// The operator's file may include what it likes.
+	op := filepath.Join(t.TempDir(), "ops.txt")
+	write(t, op, "-r "+secret+"\n")
+	spec, err := ReadRequirements(op)
+	if err != nil || !reflect.DeepEqual(spec.Lines, []string{"TOP-SECRET-LINE"}) {
+		t.Errorf("operator's file: %#v, %v", spec, err)
 	}
 }

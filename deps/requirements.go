@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/wsgi-wasm/wsgi-wasm/internal/tenantfs"
 )
 
 // RequirementsFile and PyprojectFile are where a tenant declares what it
@@ -37,15 +40,19 @@ type Spec struct {
 
 // Requirements reads the tenant's requirements: dir's requirements.txt
 // (nested -r and -c files followed), else the [project] dependencies of its
-// pyproject.toml. No file is an error naming both, with From "".
+// pyproject.toml. No file is an error naming both, with From "". The files
+// are the tenant's, so they are read as every file of a tenant folder is
+// (tenantfs): inside dir only, no symbolic link followed, regular files
+// only, at most MaxRequirementsBytes in all.
 func Requirements(dir string) (Spec, error) {
-	spec, err := ReadRequirements(filepath.Join(dir, RequirementsFile))
+	r := &reqReader{spec: Spec{From: filepath.Join(dir, RequirementsFile)}, root: dir}
+	err := r.read(RequirementsFile, false, nil, "")
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return spec, err
+		return r.spec, err
 	}
 	from := filepath.Join(dir, PyprojectFile)
-	data, err := os.ReadFile(from)
-	if os.IsNotExist(err) {
+	data, err := tenantfs.ReadFile(dir, PyprojectFile, MaxRequirementsBytes)
+	if errors.Is(err, fs.ErrNotExist) {
 		return Spec{}, fmt.Errorf("deps: %s: no %s and no %s", dir, RequirementsFile, PyprojectFile)
 	}
 	if err != nil {
@@ -62,12 +69,19 @@ func Requirements(dir string) (Spec, error) {
 	return Spec{From: from, Lines: p.Project.Dependencies}, nil
 }
 
+// MaxRequirementsBytes bounds what is read of a tenant's requirements: its
+// requirements.txt and every file it includes, together, or its
+// pyproject.toml.
+const MaxRequirementsBytes = 1 << 20
+
 // ReadRequirements reads a requirements file as pip does: comments and
 // blank lines dropped, a line ending in a backslash joined to the next, and
 // the files named by -r / --requirement (read in place) and -c /
 // --constraint (into Constraints) followed, their paths relative to the
 // file that names them. A file that includes itself, directly or not, is
-// an error naming the chain of files.
+// an error naming the chain of files. The file is the operator's (install
+// -r FILE), so it and its includes may be anywhere; a tenant's are read by
+// Requirements.
 func ReadRequirements(path string) (Spec, error) {
 	r := &reqReader{spec: Spec{From: path}}
 	err := r.read(path, false, nil, "")
@@ -75,28 +89,51 @@ func ReadRequirements(path string) (Spec, error) {
 }
 
 // reqReader gathers the lines of a requirements file and the files it
-// includes.
-type reqReader struct{ spec Spec }
+// includes. With a root (a tenant folder), paths are relative to it and
+// read through tenantfs, within a total of MaxRequirementsBytes.
+type reqReader struct {
+	spec  Spec
+	root  string
+	total int64 // bytes read so far, with a root
+}
 
 // includeOption matches an -r or -c line: the option and the file.
 var includeOption = regexp.MustCompile(`^(?:(-r|-c)\s*=?\s*|(--requirement|--constraint)(?:\s*=\s*|\s+))(\S.*)$`)
 
-// read adds path's lines to the requirements (or, if constraint, to the
-// constraints); chain holds the files being read that led to it, and by
-// says where the last of them names path ("" for the first file).
-func (r *reqReader) read(path string, constraint bool, chain []string, by string) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return fmt.Errorf("deps: %w", err)
+// file reads one requirements file: path is absolute, or with a root,
+// relative to it. It returns the path to show, the key for loop checks,
+// and the contents.
+func (r *reqReader) file(name string) (shown string, data []byte, err error) {
+	if r.root == "" {
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return name, nil, err
+		}
+		data, err := os.ReadFile(abs)
+		return abs, data, err
 	}
+	shown = filepath.Join(r.root, filepath.FromSlash(name))
+	data, err = tenantfs.ReadFile(r.root, name, MaxRequirementsBytes-r.total)
+	if errors.Is(err, tenantfs.ErrTooLarge) {
+		err = fmt.Errorf("the tenant's requirements files are over %d bytes together", MaxRequirementsBytes)
+	}
+	r.total += int64(len(data))
+	return shown, data, err
+}
+
+// read adds the lines of the file name to the requirements (or, if
+// constraint, to the constraints); chain holds the files being read that
+// led to it, and by says where the last of them names it ("" for the first
+// file).
+func (r *reqReader) read(name string, constraint bool, chain []string, by string) error {
+	shown, data, err := r.file(name)
 	for i, c := range chain {
-		if c == abs {
-			loop := append(append([]string{}, chain[i:]...), abs)
+		if c == shown {
+			loop := append(append([]string{}, chain[i:]...), shown)
 			return fmt.Errorf("deps: requirements files include each other in a loop: %s", strings.Join(loop, " -> "))
 		}
 	}
-	chain = append(chain, abs)
-	data, err := os.ReadFile(abs)
+	chain = append(chain, shown)
 	if err != nil {
 		if by != "" {
 			// Not wrapped: only a missing first file means "no requirements.txt".
@@ -118,15 +155,23 @@ func (r *reqReader) read(path string, constraint bool, chain []string, by string
 			}
 			continue
 		}
-		opt, name := m[1]+m[2], m[3]
-		where := fmt.Sprintf("%s line %d: %s %s", abs, ln.number, opt, name)
-		if strings.Contains(name, "://") {
+		opt, inc := m[1]+m[2], m[3]
+		where := fmt.Sprintf("%s line %d: %s %s", shown, ln.number, opt, inc)
+		if strings.Contains(inc, "://") {
 			return fmt.Errorf("deps: %s: only files can be included, not URLs", where)
 		}
-		if !filepath.IsAbs(name) {
-			name = filepath.Join(filepath.Dir(abs), name)
+		switch {
+		case r.root != "":
+			// Inside the tenant folder, relative to the including file.
+			rel := path.Join(path.Dir(name), filepath.ToSlash(inc))
+			if path.IsAbs(filepath.ToSlash(inc)) || rel == ".." || strings.HasPrefix(rel, "../") {
+				return fmt.Errorf("deps: %s: a tenant's requirements may include only files of its own folder", where)
+			}
+			inc = rel
+		case !filepath.IsAbs(inc):
+			inc = filepath.Join(filepath.Dir(shown), inc)
 		}
-		if err := r.read(name, constraint || opt == "-c" || opt == "--constraint", chain, where); err != nil {
+		if err := r.read(inc, constraint || opt == "-c" || opt == "--constraint", chain, where); err != nil {
 			return err
 		}
 	}
