@@ -2,11 +2,13 @@ package hostabi
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/md5"
-	"crypto/pbkdf2"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/binary"
 	"fmt"
 	"hash"
 
@@ -64,13 +66,51 @@ func PBKDF2(name string, password, salt []byte, iterations, dklen int) ([]byte, 
 	if blocks := (dklen + size - 1) / size; uint64(iterations)*uint64(blocks) > MaxPBKDF2Work {
 		return nil, fmt.Errorf("hostabi: pbkdf2_hmac: %d iterations × %d blocks over the cap of %d", iterations, blocks, MaxPBKDF2Work)
 	}
-	return pbkdf2.Key(newHash, string(password), salt, iterations, dklen)
+	return pbkdf2Key(context.Background(), newHash, password, salt, iterations, dklen)
+}
+
+// pbkdf2CheckEvery is how many HMAC iterations pbkdf2Key computes between
+// two looks at its context (a few milliseconds of work at most).
+const pbkdf2CheckEvery = 4096
+
+// pbkdf2Key derives the key of RFC 8018's PBKDF2 (section 5.2): block i of
+// the key is U1 ^ U2 ^ ... ^ Uc, with U1 = HMAC(password, salt || i as 4
+// big-endian bytes) and Uj = HMAC(password, Uj-1). Go's crypto/pbkdf2 gives
+// the same keys but cannot be stopped; this loop ends with ctx's error
+// within pbkdf2CheckEvery iterations, so a call past its deadline costs the
+// host no more CPU (TestPBKDF2MatchesCrypto holds it to crypto/pbkdf2).
+func pbkdf2Key(ctx context.Context, newHash func() hash.Hash, password, salt []byte, iterations, dklen int) ([]byte, error) {
+	prf := hmac.New(newHash, password)
+	size := prf.Size()
+	key := make([]byte, 0, (dklen+size-1)/size*size)
+	u := make([]byte, 0, size)
+	t := make([]byte, size)
+	var counter [4]byte
+	for block := uint32(1); len(key) < dklen; block++ {
+		binary.BigEndian.PutUint32(counter[:], block)
+		prf.Reset()
+		prf.Write(salt)
+		prf.Write(counter[:])
+		u = prf.Sum(u[:0])
+		copy(t, u)
+		for j := 1; j < iterations; j++ {
+			if j%pbkdf2CheckEvery == 0 && ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
+			prf.Reset()
+			prf.Write(u)
+			u = prf.Sum(u[:0])
+			subtle.XORBytes(t, t, u)
+		}
+		key = append(key, t...)
+	}
+	return key[:dklen], nil
 }
 
 // pbkdf2HMAC: ABI.md "pbkdf2_hmac". The inputs are copied out of guest
-// memory and the key computed on another goroutine, so that the call ends
-// when ctx does (a trap, as every blocking call); the goroutine then runs
-// on to the end of its bounded work and its result is dropped.
+// memory and the key computed on the calling goroutine, which looks at ctx
+// every pbkdf2CheckEvery iterations: when ctx ends first, the call traps
+// (as every blocking call does) and the computation stops with it.
 func pbkdf2HMAC(ctx context.Context, m api.Module, stack []uint64) {
 	namePtr, nameLen := uint32(stack[0]), uint32(stack[1])
 	pwPtr, pwLen := uint32(stack[2]), uint32(stack[3])
@@ -102,24 +142,14 @@ func pbkdf2HMAC(ctx context.Context, m api.Module, stack []uint64) {
 		stack[0] = negErrno(errnoTooBig)
 		return
 	}
-	nameS := string(name)
+	// Copies: the guest's memory is not read while the key is computed.
 	password, salt = append([]byte(nil), password...), append([]byte(nil), salt...)
-	done := make(chan []byte, 1)
-	go func() {
-		key, err := PBKDF2(nameS, password, salt, int(iterations), int(dklen))
-		if err != nil {
-			key = nil
-		}
-		done <- key
-	}()
-	var key []byte
-	select {
-	case key = <-done:
-	case <-ctx.Done():
-		panic(fmt.Errorf("hostabi: %s: %w", FuncPBKDF2HMAC, context.Cause(ctx)))
+	key, err := pbkdf2Key(ctx, newHash, password, salt, int(iterations), int(dklen))
+	if err != nil {
+		panic(fmt.Errorf("hostabi: %s: %w", FuncPBKDF2HMAC, err))
 	}
 	dst, ok := guestBytes(m, out, dklen) // the guest was blocked: memory did not grow
-	if key == nil || !ok {
+	if !ok {
 		stack[0] = negErrno(errnoIO)
 		return
 	}

@@ -3,6 +3,7 @@ package hostabi
 import (
 	"bytes"
 	"context"
+	"crypto/pbkdf2"
 	"encoding/hex"
 	"errors"
 	"testing"
@@ -33,6 +34,42 @@ func TestPBKDF2Vectors(t *testing.T) {
 		if err != nil || hex.EncodeToString(got) != v.want {
 			t.Errorf("PBKDF2(%s, %q, %q, %d, %d) = %x, %v; want %s", v.name, v.password, v.salt, v.iterations, v.dklen, got, err, v.want)
 		}
+	}
+}
+
+// TestPBKDF2MatchesCrypto: the loop that can be stopped gives Go's
+// crypto/pbkdf2 keys, for every hash, around block boundaries and
+// iteration counts around the context check.
+func TestPBKDF2MatchesCrypto(t *testing.T) {
+	for name, newHash := range pbkdf2Hashes {
+		size := newHash().Size()
+		for _, dklen := range []int{1, size - 1, size, size + 1, 3*size + 5} {
+			for _, iterations := range []int{1, 2, pbkdf2CheckEvery - 1, pbkdf2CheckEvery, pbkdf2CheckEvery + 1} {
+				want, err := pbkdf2.Key(newHash, "pass\x00word", []byte("NaCl salt"), iterations, dklen)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := PBKDF2(name, []byte("pass\x00word"), []byte("NaCl salt"), iterations, dklen)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("PBKDF2(%s, %d iterations, dklen %d) = %x, %v; crypto/pbkdf2 gives %x", name, iterations, dklen, got, err, want)
+				}
+			}
+		}
+	}
+}
+
+// TestPBKDF2KeyStops: a key derivation whose context ends stops within
+// pbkdf2CheckEvery iterations instead of running on to its end.
+func TestPBKDF2KeyStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	key, err := pbkdf2Key(ctx, pbkdf2Hashes["sha512"], []byte("pw"), []byte("salt"), MaxPBKDF2Work, 64)
+	if !errors.Is(err, context.Canceled) || key != nil {
+		t.Errorf("pbkdf2Key with a cancelled context = %x, %v; want context.Canceled", key, err)
+	}
+	if el := time.Since(start); el > 500*time.Millisecond {
+		t.Errorf("took %v to stop (the whole computation is about 3 s)", el)
 	}
 }
 
