@@ -11,6 +11,8 @@ import (
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 )
 
 // confinedFS serves a host folder to the guest without ever resolving a path
@@ -20,22 +22,25 @@ import (
 // is refused (ENOENT, as if absent) when any of its components on the host
 // is a symlink, so links placed by someone else are not followed either.
 // Only regular files and folders are opened (a FIFO would block the host
-// thread, out of reach of the deadline), and every open counts against the
-// instance's fileBudget.
+// thread, out of reach of the deadline), every open counts against the
+// instance's fileBudget, and every regular file open is in the instance's
+// table of lockable files (hostabi.FileLocks) until closed.
 type confinedFS struct {
-	root   string
-	fs     experimentalsys.FS
-	budget *fileBudget
+	root     string
+	fs       experimentalsys.FS
+	writable bool
+	budget   *fileBudget
+	locks    *hostabi.FileLocks
 }
 
 // newConfinedFS mounts root, read-only unless writable; its open files
-// count against budget.
-func newConfinedFS(root string, writable bool, budget *fileBudget) *confinedFS {
+// count against budget and may be locked through locks.
+func newConfinedFS(root string, writable bool, budget *fileBudget, locks *hostabi.FileLocks) *confinedFS {
 	var inner experimentalsys.FS = sysfs.DirFS(root)
 	if !writable {
 		inner = &sysfs.ReadFS{FS: inner}
 	}
-	return &confinedFS{root: root, fs: inner, budget: budget}
+	return &confinedFS{root: root, fs: inner, writable: writable, budget: budget, locks: locks}
 }
 
 // MaxOpenFiles bounds the files and folders one instance holds open at
@@ -111,19 +116,30 @@ func (c *confinedFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.File
 		c.budget.give()
 		return nil, e
 	}
-	return &budgetedFile{pollable: pollable{f}, budget: c.budget}, 0
+	bf := &budgetedFile{pollable: pollable{f}, budget: c.budget}
+	if st.Mode.IsRegular() && c.locks != nil {
+		bf.locks, bf.dev, bf.ino = c.locks, st.Dev, st.Ino
+		c.locks.Opened(st.Dev, st.Ino, filepath.Join(c.root, filepath.FromSlash(path.Clean("/"+p))), c.writable)
+	}
+	return bf, 0
 }
 
-// budgetedFile gives its place in the budget back when closed.
+// budgetedFile gives its place in the budget back when closed, and leaves
+// the table of lockable files.
 type budgetedFile struct {
 	pollable
-	budget *fileBudget
-	closed atomic.Bool
+	budget   *fileBudget
+	locks    *hostabi.FileLocks
+	dev, ino uint64
+	closed   atomic.Bool
 }
 
 func (f *budgetedFile) Close() experimentalsys.Errno {
 	if f.closed.CompareAndSwap(false, true) {
 		f.budget.give()
+		if f.locks != nil {
+			f.locks.Closed(f.dev, f.ino)
+		}
 	}
 	return f.File.Close()
 }

@@ -16,9 +16,8 @@ import (
 
 // TestFcntlLockFileApp serves an app that guards a counter in its data
 // folder with a lock file, as filelock and portalocker do, from two
-// instances at once: fcntl imports, every lock call succeeds, and no update
-// is lost, because the host serves the folder's users one at a time (which
-// is why the guest's locks may succeed without locking).
+// instances at once: fcntl imports, the lock calls lock for real (through
+// the host), and no update is lost although the requests run side by side.
 func TestFcntlLockFileApp(t *testing.T) {
 	logs := &logLines{}
 	p := pool.New(testEngine(t), sandbox.AppConfig{
