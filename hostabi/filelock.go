@@ -123,8 +123,8 @@ func (t *FileLocks) Close() error {
 type fileLocksKey struct{}
 
 // WithFileLocks makes t the lock table of the guest calls made with ctx.
-// Without one (`wsgi-wasm python`), file_lock grants every lock without
-// locking, as the guest did before it had the call.
+// Without one, file_lock grants every lock without locking, as the guest
+// did before it had the call.
 func WithFileLocks(ctx context.Context, t *FileLocks) context.Context {
 	return context.WithValue(ctx, fileLocksKey{}, t)
 }
@@ -145,7 +145,7 @@ func (t *FileLocks) Lock(dev, ino uint64, op, typ int32, start, length int64) in
 	switch {
 	case l == nil:
 		return -errnoBadf
-	case typ == LockWrite && !l.writable:
+	case op == LockSet && typ == LockWrite && !l.writable:
 		return -errnoBadf // as Linux: a write lock needs a descriptor open for writing
 	case l.f == nil && typ == LockUnlock:
 		return 0 // never locked

@@ -64,6 +64,7 @@ func TestFileLockArguments(t *testing.T) {
 		{"other device", l, dev + 1, ino, hostabi.LockSet, hostabi.LockRead, 0, 0, -8},
 		{"write on a read-only mount", ro, dev, ino, hostabi.LockSet, hostabi.LockWrite, 0, 0, -8},
 		{"read on a read-only mount", ro, dev, ino, hostabi.LockSet, hostabi.LockRead, 0, 1, 0},
+		{"test for write on a read-only mount", ro, dev, ino, hostabi.LockTest, hostabi.LockWrite, 1, 1, 0},
 		{"no table grants", nil, dev, ino, hostabi.LockSet, hostabi.LockWrite, 0, 0, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -239,3 +239,72 @@ func (c *confinedFS) Utimens(p string, atim, mtim int64) experimentalsys.Errno {
 	}
 	return c.fs.Utimens(p, atim, mtim)
 }
+
+// lockingFS is a plain directory mount of `wsgi-wasm python` (wazero's own,
+// which follows links: the command runs the operator's code, not a
+// tenant's) whose regular files are recorded in the command's lock table,
+// so that its SQLite and fcntl locks are real as an instance's are.
+type lockingFS struct {
+	experimentalsys.FS
+	root     string
+	writable bool
+	locks    *hostabi.FileLocks
+}
+
+func newLockingFS(root string, writable bool, locks *hostabi.FileLocks) *lockingFS {
+	var inner experimentalsys.FS = sysfs.DirFS(root)
+	if !writable {
+		inner = &sysfs.ReadFS{FS: inner}
+	}
+	return &lockingFS{FS: inner, root: root, writable: writable, locks: locks}
+}
+
+func (l *lockingFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
+	f, e := l.FS.OpenFile(p, flag, perm)
+	if e != 0 {
+		return nil, e
+	}
+	st, e := f.Stat()
+	if e != 0 || !st.Mode.IsRegular() {
+		return f, 0
+	}
+	l.locks.Opened(st.Dev, st.Ino, filepath.Join(l.root, filepath.FromSlash(path.Clean("/"+p))), l.writable)
+	lf := &lockedFile{File: f, locks: l.locks, dev: st.Dev, ino: st.Ino}
+	if pf, ok := f.(experimentalsys.PollableFile); ok {
+		// Pollable only when wazero's own file is (a read-only mount's is
+		// not), so that wazero treats it as it would unwrapped.
+		return &lockedPollable{lockedFile: lf, p: pf}, 0
+	}
+	return lf, 0
+}
+
+// lockedFile leaves the lock table when closed.
+type lockedFile struct {
+	experimentalsys.File
+	locks    *hostabi.FileLocks
+	dev, ino uint64
+	closed   atomic.Bool
+}
+
+// lockedPollable is a lockedFile of a pollable file.
+type lockedPollable struct {
+	*lockedFile
+	p experimentalsys.PollableFile
+}
+
+func (f *lockedPollable) Poll(flag experimentalsys.Pflag, timeoutMillis int32) (bool, experimentalsys.Errno) {
+	return f.p.Poll(flag, timeoutMillis)
+}
+
+func (f *lockedPollable) IsNonblock() bool { return f.p.IsNonblock() }
+
+func (f *lockedPollable) SetNonblock(enable bool) experimentalsys.Errno {
+	return f.p.SetNonblock(enable)
+}
+
+func (f *lockedFile) Close() experimentalsys.Errno {
+	if f.closed.CompareAndSwap(false, true) {
+		f.locks.Closed(f.dev, f.ino)
+	}
+	return f.File.Close()
+}

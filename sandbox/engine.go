@@ -321,27 +321,26 @@ func ParseMount(s string) (Mount, error) {
 
 // RunCommand runs the command module to completion and returns its exit code.
 // The guest gets the real wall and monotonic clocks, a sleep that sleeps,
-// crypto/rand as its random source and the stdlib zip read-only. It is
-// stopped when ctx is done (an error, not an exit code).
+// crypto/rand as its random source and the stdlib zip read-only; its file
+// locks on its mounts are real (hostabi.FileLocks). It is stopped when ctx
+// is done (an error, not an exit code).
 func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 	compiled, err := e.compileIn(ctx, e.cmdRT, e.interp.CommandModule())
 	if err != nil {
 		return 0, err
 	}
+	locks := hostabi.NewFileLocks()
+	defer locks.Close()
 	fsc := wazero.NewFSConfig()
 	if c.Dir != "" {
-		fsc = fsc.WithReadOnlyDirMount(c.Dir, "/")
+		fsc = mount(fsc, newLockingFS(c.Dir, false, locks), "/")
 	}
 	for _, m := range c.Mounts {
-		if m.Writable {
-			fsc = fsc.WithDirMount(m.Host, m.Guest)
-		} else {
-			fsc = fsc.WithReadOnlyDirMount(m.Host, m.Guest)
-		}
+		fsc = mount(fsc, newLockingFS(m.Host, m.Writable, locks), m.Guest)
 	}
-	fsc = fsc.WithReadOnlyDirMount(e.interp.LibDir(), pythonwasi.GuestLibDir)
+	fsc = mount(fsc, newLockingFS(e.interp.LibDir(), false, locks), pythonwasi.GuestLibDir)
 	fsc = mount(fsc, devFS{}, GuestDevDir)
-	return e.runCommandModule(ctx, compiled, fsc, c)
+	return e.runCommandModule(hostabi.WithFileLocks(ctx, locks), compiled, fsc, c)
 }
 
 // runCommandModule runs the compiled command module on the file system
