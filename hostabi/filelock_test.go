@@ -11,7 +11,7 @@ import (
 )
 
 // lockFile makes a file and returns its path, device and inode.
-func lockFile(t *testing.T) (string, uint64, uint64) {
+func lockFile(t testing.TB) (string, uint64, uint64) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "db")
 	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
@@ -150,4 +150,33 @@ func TestFileLockMovedFile(t *testing.T) {
 	if r := l.Lock(dev, ino, hostabi.LockSet, hostabi.LockRead, 0, 0); r != -46 {
 		t.Fatalf("Lock = %d, want -46", r)
 	}
+}
+
+// FuzzFileLock: whatever the guest passes, file_lock answers one of the
+// results ABI.md "file_lock" lists, refuses a bad range with EINVAL, and
+// sets nothing but 0.
+func FuzzFileLock(f *testing.F) {
+	f.Add(int32(0), int32(2), int64(0x40000000), int64(1))
+	f.Add(int32(1), int32(1), int64(0), int64(0))
+	f.Add(int32(0), int32(0), int64(-1), int64(5))
+	f.Add(int32(7), int32(-3), int64(1<<62), int64(1<<62))
+	path, dev, ino := lockFile(f)
+	l := hostabi.NewFileLocks()
+	defer l.Close()
+	l.Opened(dev, ino, path, true)
+	f.Fuzz(func(t *testing.T, op, typ int32, start, n int64) {
+		r := l.Lock(dev, ino, op, typ, start, n)
+		switch r {
+		case 0, -28:
+		case hostabi.LockRead, hostabi.LockWrite:
+			if op != hostabi.LockTest {
+				t.Fatalf("Lock(%d, %d, %d, %d) = %d: only a test reports a lock type", op, typ, start, n, r)
+			}
+		default:
+			t.Fatalf("Lock(%d, %d, %d, %d) = %d, not a result of ABI.md", op, typ, start, n, r)
+		}
+		if (start < 0 || n < 0) && r != -28 {
+			t.Fatalf("Lock(%d, %d, %d, %d) = %d, want EINVAL", op, typ, start, n, r)
+		}
+	})
 }
