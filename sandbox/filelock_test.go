@@ -104,16 +104,26 @@ func TestSQLiteIncrementsFromTwoInstances(t *testing.T) {
 	}
 }
 
+// holding starts two instances a and b of sqlite_lock.py on one database,
+// has a hold an exclusive transaction for ms milliseconds, and returns once
+// b sees the lock ("database is locked" without a busy timeout); a's body
+// comes on held when it commits.
+func holding(t *testing.T, ms int) (b *sandbox.Instance, logs *logLines, held chan string) {
+	t.Helper()
+	insts, logs, _ := dataInstances(t, 2)
+	a, b := insts[0], insts[1]
+	mustCall(t, b, logs, "/count") // creates the database
+	held = make(chan string, 1)
+	go func() { held <- mustCall(t, a, logs, "/hold?ms="+strconv.Itoa(ms)) }()
+	waitFor(t, "b sees the lock", func() bool { return mustCall(t, b, logs, "/try") == "database is locked" })
+	return b, logs, held
+}
+
 // TestSQLiteBusyWhileExclusive: while one instance holds an exclusive
 // transaction, another gets "database is locked" without a busy timeout,
 // and with one waits until the first commits, then proceeds.
 func TestSQLiteBusyWhileExclusive(t *testing.T) {
-	insts, logs, _ := dataInstances(t, 2)
-	a, b := insts[0], insts[1]
-	mustCall(t, b, logs, "/count") // creates the database
-	held := make(chan string, 1)
-	go func() { held <- mustCall(t, a, logs, "/hold?ms=1500") }()
-	waitFor(t, "b sees the lock", func() bool { return mustCall(t, b, logs, "/try") == "database is locked" })
+	b, logs, held := holding(t, 1500)
 	start := time.Now()
 	if got := mustCall(t, b, logs, "/incr?n=1"); got != "1001" {
 		t.Fatalf("b's increment after a's commit: %s, want 1001", got)
@@ -133,12 +143,7 @@ func TestSQLiteBusyWhileExclusive(t *testing.T) {
 // handler (its sleeps are the sandbox's) ends at its deadline, not at its
 // 20 s busy timeout.
 func TestSQLiteBusyWaitEndsAtDeadline(t *testing.T) {
-	insts, logs, _ := dataInstances(t, 2)
-	a, b := insts[0], insts[1]
-	mustCall(t, b, logs, "/count")
-	held := make(chan string, 1)
-	go func() { held <- mustCall(t, a, logs, "/hold?ms=4000") }()
-	waitFor(t, "b sees the lock", func() bool { return mustCall(t, b, logs, "/try") == "database is locked" })
+	b, logs, held := holding(t, 4000)
 	start := time.Now()
 	_, err := call(b, logs, "/incr?n=1", time.Second)
 	if !errors.Is(err, sandbox.ErrDeadline) {
