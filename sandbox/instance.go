@@ -91,9 +91,9 @@ type Instance struct {
 	handle      api.Function
 	mem         *linearMemory
 	interrupt   *interrupter
-	log         GuestLog       // cfg.Log plus the start-up buffer while starting
-	conns       *hostabi.Conns // its outbound connections, closed with it
-	locks       *hostabi.FileLocks
+	log         GuestLog           // cfg.Log plus the start-up buffer while starting
+	conns       *hostabi.Conns     // its outbound connections, closed with it
+	locks       *hostabi.FileLocks // the files it may lock (ABI.md "File locks"), unlocked with it
 	globalNames []string
 	restored    bool      // from its app's own snapshot: it cannot be saved
 	base        *Snapshot // the base image it started from, if any (base.go)
