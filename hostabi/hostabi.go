@@ -212,6 +212,8 @@ func Instantiate(ctx context.Context, r wazero.Runtime) error {
 	}
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(pbkdf2HMAC), HostImports[FuncPBKDF2HMAC].Params, HostImports[FuncPBKDF2HMAC].Results).
 		WithParameterNames("hash", "hash_len", "password", "password_len", "salt", "salt_len", "iterations", "out", "dklen").Export(FuncPBKDF2HMAC)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(fileLock), HostImports[FuncFileLock].Params, HostImports[FuncFileLock].Results).
+		WithParameterNames("dev", "ino", "op", "type", "start", "len").Export(FuncFileLock)
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("hostabi: instantiate %s: %w", ModuleName, err)
 	}

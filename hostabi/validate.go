@@ -16,6 +16,7 @@ type Signature struct {
 
 var (
 	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
 	// GuestExports are the reactor's required function exports.
 	GuestExports = map[string]Signature{
 		ExportInitialize: {},
@@ -49,6 +50,8 @@ var (
 		FuncNetLastError: {Params: []api.ValueType{i32, i32}, Results: []api.ValueType{i32}},
 
 		FuncPBKDF2HMAC: {Params: []api.ValueType{i32, i32, i32, i32, i32, i32, i32, i32, i32}, Results: []api.ValueType{i32}},
+
+		FuncFileLock: {Params: []api.ValueType{i64, i64, i32, i32, i64, i64}, Results: []api.ValueType{i32}},
 	}
 )
 

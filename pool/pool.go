@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -551,15 +550,6 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, info RequestInfo, l
 	if err != nil {
 		Fail(w, err)
 		return failed(err)
-	}
-	if p.app.DataDir != "" {
-		unlock, err := p.engine.LockData(ctx, p.app.DataDir)
-		if err != nil {
-			p.release(pi, Outcome{Outcome: sandbox.Outcome{Result: hostabi.HandleOK}})
-			Fail(w, err)
-			return failed(err)
-		}
-		defer unlock()
 	}
 	o := serveInstance(pi.inst, w, r.WithContext(ctx), info, log)
 	p.release(pi, o)

@@ -24,14 +24,6 @@ func WarmUp(ctx context.Context, e *sandbox.Engine, store *sandbox.SnapshotStore
 	if snap.HasWriteSet() || !e.RecordsWriteSets() {
 		return 0, nil
 	}
-	if cfg.DataDir != "" {
-		// As a pool's request: one instance at a time in a data folder.
-		unlock, err := e.LockData(ctx, cfg.DataDir)
-		if err != nil {
-			return 0, err
-		}
-		defer unlock()
-	}
 	inst, err := e.Restore(ctx, cfg, snap)
 	if err != nil {
 		return 0, err

@@ -69,14 +69,16 @@ build_zlib() {
 # --- SQLite ---------------------------------------------------------------
 # SQLite has no WASI port: no mmap, no dlopen, no threads and no POSIX file
 # locks in WASI preview 1. The amalgamation is generated with host tools, then
-# compiled for wasm32 with those features compiled out. Locking is a no-op in
-# the guest; the runtime must serialise writers (see README).
+# compiled for wasm32 with those features compiled out. Its unix VFS locks
+# through wsgi_wasm_sqlite_fcntl, which the guest (guest/wsgi_fcntl.c) sends
+# to the host's file_lock (hostabi/ABI.md). HAVE_USLEEP=1 makes the busy
+# handler retry after 1 to 100 ms rather than whole seconds.
 SQLITE_DEFINES=(
 	-DSQLITE_THREADSAFE=0 -DSQLITE_OMIT_LOAD_EXTENSION -DSQLITE_OMIT_WAL
 	-DSQLITE_MAX_MMAP_SIZE=0 -DSQLITE_OMIT_DEPRECATED
 	-DSQLITE_DEFAULT_FOREIGN_KEYS=0 -DSQLITE_ENABLE_FTS5 -DSQLITE_ENABLE_JSON1
 	-DSQLITE_ENABLE_MATH_FUNCTIONS -DSQLITE_TEMP_STORE=3
-	-DSQLITE_ENABLE_LOCKING_STYLE=0 -DHAVE_USLEEP=0 -DSQLITE_NOHAVE_SYSTEM
+	-DSQLITE_ENABLE_LOCKING_STYLE=0 -DHAVE_USLEEP=1 -DSQLITE_NOHAVE_SYSTEM
 	-D_WASI_EMULATED_GETPID
 )
 build_sqlite() {

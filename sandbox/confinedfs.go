@@ -11,6 +11,8 @@ import (
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 )
 
 // confinedFS serves a host folder to the guest without ever resolving a path
@@ -20,22 +22,25 @@ import (
 // is refused (ENOENT, as if absent) when any of its components on the host
 // is a symlink, so links placed by someone else are not followed either.
 // Only regular files and folders are opened (a FIFO would block the host
-// thread, out of reach of the deadline), and every open counts against the
-// instance's fileBudget.
+// thread, out of reach of the deadline), every open counts against the
+// instance's fileBudget, and every regular file open is in the instance's
+// table of lockable files (hostabi.FileLocks) until closed.
 type confinedFS struct {
-	root   string
-	fs     experimentalsys.FS
-	budget *fileBudget
+	root     string
+	fs       experimentalsys.FS
+	writable bool
+	budget   *fileBudget
+	locks    *hostabi.FileLocks
 }
 
 // newConfinedFS mounts root, read-only unless writable; its open files
-// count against budget.
-func newConfinedFS(root string, writable bool, budget *fileBudget) *confinedFS {
+// count against budget and may be locked through locks.
+func newConfinedFS(root string, writable bool, budget *fileBudget, locks *hostabi.FileLocks) *confinedFS {
 	var inner experimentalsys.FS = sysfs.DirFS(root)
 	if !writable {
 		inner = &sysfs.ReadFS{FS: inner}
 	}
-	return &confinedFS{root: root, fs: inner, budget: budget}
+	return &confinedFS{root: root, fs: inner, writable: writable, budget: budget, locks: locks}
 }
 
 // MaxOpenFiles bounds the files and folders one instance holds open at
@@ -111,19 +116,30 @@ func (c *confinedFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.File
 		c.budget.give()
 		return nil, e
 	}
-	return &budgetedFile{pollable: pollable{f}, budget: c.budget}, 0
+	bf := &budgetedFile{pollable: pollable{f}, budget: c.budget}
+	if st.Mode.IsRegular() && c.locks != nil {
+		bf.locks, bf.dev, bf.ino = c.locks, st.Dev, st.Ino
+		c.locks.Opened(st.Dev, st.Ino, filepath.Join(c.root, filepath.FromSlash(path.Clean("/"+p))), c.writable)
+	}
+	return bf, 0
 }
 
-// budgetedFile gives its place in the budget back when closed.
+// budgetedFile gives its place in the budget back when closed, and leaves
+// the table of lockable files.
 type budgetedFile struct {
 	pollable
-	budget *fileBudget
-	closed atomic.Bool
+	budget   *fileBudget
+	locks    *hostabi.FileLocks
+	dev, ino uint64
+	closed   atomic.Bool
 }
 
 func (f *budgetedFile) Close() experimentalsys.Errno {
 	if f.closed.CompareAndSwap(false, true) {
 		f.budget.give()
+		if f.locks != nil {
+			f.locks.Closed(f.dev, f.ino)
+		}
 	}
 	return f.File.Close()
 }
@@ -222,4 +238,73 @@ func (c *confinedFS) Utimens(p string, atim, mtim int64) experimentalsys.Errno {
 		return e
 	}
 	return c.fs.Utimens(p, atim, mtim)
+}
+
+// lockingFS is a plain directory mount of `wsgi-wasm python` (wazero's own,
+// which follows links: the command runs the operator's code, not a
+// tenant's) whose regular files are recorded in the command's lock table,
+// so that its SQLite and fcntl locks are real as an instance's are.
+type lockingFS struct {
+	experimentalsys.FS
+	root     string
+	writable bool
+	locks    *hostabi.FileLocks
+}
+
+func newLockingFS(root string, writable bool, locks *hostabi.FileLocks) *lockingFS {
+	var inner experimentalsys.FS = sysfs.DirFS(root)
+	if !writable {
+		inner = &sysfs.ReadFS{FS: inner}
+	}
+	return &lockingFS{FS: inner, root: root, writable: writable, locks: locks}
+}
+
+func (l *lockingFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
+	f, e := l.FS.OpenFile(p, flag, perm)
+	if e != 0 {
+		return nil, e
+	}
+	st, e := f.Stat()
+	if e != 0 || !st.Mode.IsRegular() {
+		return f, 0
+	}
+	l.locks.Opened(st.Dev, st.Ino, filepath.Join(l.root, filepath.FromSlash(path.Clean("/"+p))), l.writable)
+	lf := &lockedFile{File: f, locks: l.locks, dev: st.Dev, ino: st.Ino}
+	if pf, ok := f.(experimentalsys.PollableFile); ok {
+		// Pollable only when wazero's own file is (a read-only mount's is
+		// not), so that wazero treats it as it would unwrapped.
+		return &lockedPollable{lockedFile: lf, p: pf}, 0
+	}
+	return lf, 0
+}
+
+// lockedFile leaves the lock table when closed.
+type lockedFile struct {
+	experimentalsys.File
+	locks    *hostabi.FileLocks
+	dev, ino uint64
+	closed   atomic.Bool
+}
+
+// lockedPollable is a lockedFile of a pollable file.
+type lockedPollable struct {
+	*lockedFile
+	p experimentalsys.PollableFile
+}
+
+func (f *lockedPollable) Poll(flag experimentalsys.Pflag, timeoutMillis int32) (bool, experimentalsys.Errno) {
+	return f.p.Poll(flag, timeoutMillis)
+}
+
+func (f *lockedPollable) IsNonblock() bool { return f.p.IsNonblock() }
+
+func (f *lockedPollable) SetNonblock(enable bool) experimentalsys.Errno {
+	return f.p.SetNonblock(enable)
+}
+
+func (f *lockedFile) Close() experimentalsys.Errno {
+	if f.closed.CompareAndSwap(false, true) {
+		f.locks.Closed(f.dev, f.ino)
+	}
+	return f.File.Close()
 }

@@ -321,27 +321,26 @@ func ParseMount(s string) (Mount, error) {
 
 // RunCommand runs the command module to completion and returns its exit code.
 // The guest gets the real wall and monotonic clocks, a sleep that sleeps,
-// crypto/rand as its random source and the stdlib zip read-only. It is
-// stopped when ctx is done (an error, not an exit code).
+// crypto/rand as its random source and the stdlib zip read-only; its file
+// locks on its mounts are real (hostabi.FileLocks). It is stopped when ctx
+// is done (an error, not an exit code).
 func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 	compiled, err := e.compileIn(ctx, e.cmdRT, e.interp.CommandModule())
 	if err != nil {
 		return 0, err
 	}
+	locks := hostabi.NewFileLocks()
+	defer locks.Close()
 	fsc := wazero.NewFSConfig()
 	if c.Dir != "" {
-		fsc = fsc.WithReadOnlyDirMount(c.Dir, "/")
+		fsc = mount(fsc, newLockingFS(c.Dir, false, locks), "/")
 	}
 	for _, m := range c.Mounts {
-		if m.Writable {
-			fsc = fsc.WithDirMount(m.Host, m.Guest)
-		} else {
-			fsc = fsc.WithReadOnlyDirMount(m.Host, m.Guest)
-		}
+		fsc = mount(fsc, newLockingFS(m.Host, m.Writable, locks), m.Guest)
 	}
-	fsc = fsc.WithReadOnlyDirMount(e.interp.LibDir(), pythonwasi.GuestLibDir)
+	fsc = mount(fsc, newLockingFS(e.interp.LibDir(), false, locks), pythonwasi.GuestLibDir)
 	fsc = mount(fsc, devFS{}, GuestDevDir)
-	return e.runCommandModule(ctx, compiled, fsc, c)
+	return e.runCommandModule(hostabi.WithFileLocks(ctx, locks), compiled, fsc, c)
 }
 
 // runCommandModule runs the compiled command module on the file system
@@ -410,7 +409,9 @@ var execPrelude string
 // its Env is added to cfg.Env. The guest's stdio is c's; cfg.Log receives
 // the data quota's refusals. Its outbound connections are an instance's:
 // cfg.Outbound opens them, at most cfg.MaxConnections at a time, and they
-// are closed when the command ends. Lock the data folder first (LockData).
+// are closed when the command ends. Its file locks are real, as an
+// instance's (hostabi.FileLocks); take LockData first to keep other
+// commands of the app out.
 func (e *Engine) RunAppCommand(ctx context.Context, cfg AppConfig, args []string, c Command) (int, error) {
 	compiled, err := e.compileIn(ctx, e.cmdRT, e.interp.CommandModule())
 	if err != nil {
@@ -439,7 +440,10 @@ func (e *Engine) RunAppCommand(ctx context.Context, cfg AppConfig, args []string
 	}
 	conns := hostabi.NewConns(cfg.Outbound, cfg.MaxConnections)
 	defer conns.Close()
-	return e.runCommandModule(hostabi.WithConns(ctx, conns), compiled, e.appFS(cfg, false), run)
+	fsc, locks := e.appFS(cfg, false)
+	defer locks.Close()
+	ctx = hostabi.WithFileLocks(hostabi.WithConns(ctx, conns), locks)
+	return e.runCommandModule(ctx, compiled, fsc, run)
 }
 
 // baseModuleConfig is what every guest gets: real clocks, a real sleep and
@@ -460,13 +464,14 @@ func (e *Engine) InstancesStarted() int64 { return e.started.Load() }
 func (e *Engine) InstancesRestored() int64 { return e.restored.Load() }
 
 // LockData takes the lock of the writable data folder dir, waiting until
-// ctx ends at the latest. WASI preview 1 has no file locks, so SQLite in one
-// instance cannot exclude another: the host lets one request at a time use
-// a given data folder, across every pool (also the old and new pool of a
-// reloading tenant), and across processes (serve, and wsgi-wasm exec
-// running a tenant's command): the lock is also an flock(2) on the folder
-// itself, polled every 20 ms while another process holds it. The caller
-// runs unlock when its request is done.
+// ctx ends at the latest: `wsgi-wasm exec` holds it while its command runs,
+// so that two commands of one tenant (two migrate) never run at once. The
+// lock holds across engines and processes: it is also an flock(2) on the
+// folder itself, polled every 20 ms while another process holds it.
+// Requests do not take it: their SQLite databases and fcntl locks are
+// locked for real through the host (hostabi.FileLocks), so a tenant's
+// instances and exec's command run side by side. The caller runs unlock
+// when done.
 func (e *Engine) LockData(ctx context.Context, dir string) (unlock func(), err error) {
 	l, _ := e.dataLocks.LoadOrStore(filepath.Clean(dir), make(chan struct{}, 1))
 	lock := l.(chan struct{})

@@ -91,8 +91,9 @@ type Instance struct {
 	handle      api.Function
 	mem         *linearMemory
 	interrupt   *interrupter
-	log         GuestLog       // cfg.Log plus the start-up buffer while starting
-	conns       *hostabi.Conns // its outbound connections, closed with it
+	log         GuestLog           // cfg.Log plus the start-up buffer while starting
+	conns       *hostabi.Conns     // its outbound connections, closed with it
+	locks       *hostabi.FileLocks // the files it may lock (ABI.md "File locks"), unlocked with it
 	globalNames []string
 	restored    bool      // from its app's own snapshot: it cannot be saved
 	base        *Snapshot // the base image it started from, if any (base.go)
@@ -142,7 +143,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if err != nil {
 		return nil, err
 	}
-	fsc := e.appFS(cfg, from == asBase)
+	fsc, locks := e.appFS(cfg, from == asBase)
 	// The interrupter needs the memory, which exists only once instantiated;
 	// the sleep closure reaches it through this pointer.
 	var it atomic.Pointer[interrupter]
@@ -181,7 +182,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 		limit = DefaultMemoryLimit
 	}
 	inst := &Instance{globalNames: r.globals, restored: from == fromSnapshot,
-		conns: hostabi.NewConns(cfg.Outbound, cfg.MaxConnections)}
+		conns: hostabi.NewConns(cfg.Outbound, cfg.MaxConnections), locks: locks}
 	if from == fromBase {
 		inst.base = snap
 	}
@@ -201,12 +202,14 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	}
 	if inst.mem, err = newLinearMemory(limit, &inst.peak, img); err != nil {
 		inst.conns.Close()
+		inst.locks.Close()
 		return nil, err
 	}
 	mod, err := e.rt.InstantiateModule(withLinearMemory(ctx, inst.mem), compiled, mc)
 	if err != nil {
 		inst.mem.Free()
 		inst.conns.Close()
+		inst.locks.Close()
 		return nil, fmt.Errorf("sandbox: instantiate reactor: %w", err)
 	}
 	inst.mod, inst.handle = mod, mod.ExportedFunction(hostabi.ExportHandle)
@@ -272,31 +275,31 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 }
 
 // appFS is the guest file system of an instance of cfg (ABI.md "Guest
-// file system"); for a base image (asBase), its data folder is read-only
-// and without a quota.
-func (e *Engine) appFS(cfg AppConfig, asBase bool) wazero.FSConfig {
-	files := &fileBudget{}
-	fsc := mount(wazero.NewFSConfig(), newConfinedFS(e.interp.LibDir(), false, files), pythonwasi.GuestLibDir)
+// file system"), with the table of the files it may lock; for a base image
+// (asBase), its data folder is read-only and without a quota.
+func (e *Engine) appFS(cfg AppConfig, asBase bool) (wazero.FSConfig, *hostabi.FileLocks) {
+	files, locks := &fileBudget{}, hostabi.NewFileLocks()
+	fsc := mount(wazero.NewFSConfig(), newConfinedFS(e.interp.LibDir(), false, files, locks), pythonwasi.GuestLibDir)
 	if cfg.Dir != "" {
-		fsc = mount(fsc, newConfinedFS(cfg.Dir, false, files), GuestAppDir)
+		fsc = mount(fsc, newConfinedFS(cfg.Dir, false, files, locks), GuestAppDir)
 	}
 	if cfg.DataDir != "" {
 		// A base image is made on an empty folder, read-only.
-		data := newConfinedFS(cfg.DataDir, !asBase, files)
+		data := newConfinedFS(cfg.DataDir, !asBase, files, locks)
 		if cfg.DataMaxBytes > 0 && !asBase {
 			data.fs = &quotaFS{FS: data.fs, q: e.dataQuota(cfg.DataDir, cfg.DataMaxBytes), log: cfg.Log}
 		}
 		fsc = mount(fsc, data, GuestDataDir)
 	}
 	if e.zoneinfo != "" {
-		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false, files), GuestZoneinfoDir)
+		fsc = mount(fsc, newConfinedFS(e.zoneinfo, false, files, locks), GuestZoneinfoDir)
 	}
 	if cfg.PycacheDir != "" {
-		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false, files), GuestPycacheDir)
+		fsc = mount(fsc, newConfinedFS(cfg.PycacheDir, false, files, locks), GuestPycacheDir)
 	}
 	// Last, so that the other mounts keep their descriptor numbers.
 	fsc = mount(fsc, devFS{}, GuestDevDir)
-	return fsc.WithFSMount(caCertsFS, GuestCACertsDir)
+	return fsc.WithFSMount(caCertsFS, GuestCACertsDir), locks
 }
 
 // GuestCACertsDir holds a placeholder of the system's CA bundle,
@@ -368,10 +371,11 @@ func (e *Engine) resume(ctx context.Context, inst *Instance, snap *Snapshot) err
 	return nil
 }
 
-// callContext carries the instance's interrupter, logger and connections
-// into a call.
+// callContext carries the instance's interrupter, logger, connections and
+// lock table into a call.
 func (i *Instance) callContext(ctx context.Context) context.Context {
 	ctx = hostabi.WithConns(hostabi.WithInterrupter(ctx, i.interrupt), i.conns)
+	ctx = hostabi.WithFileLocks(ctx, i.locks)
 	if i.log != nil {
 		ctx = hostabi.WithLogger(ctx, i.log.abi())
 	}
@@ -398,7 +402,7 @@ func (o Outcome) Reusable() bool {
 // guest's log_write calls during it.
 func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log GuestLog) Outcome {
 	ctx = hostabi.WithInterrupter(hostabi.WithExchange(ctx, x), i.interrupt)
-	ctx = hostabi.WithConns(ctx, i.conns)
+	ctx = hostabi.WithFileLocks(hostabi.WithConns(ctx, i.conns), i.locks)
 	if log != nil {
 		ctx = hostabi.WithLogger(ctx, log.abi())
 	}
@@ -466,6 +470,7 @@ func (i *Instance) close() {
 	}
 	i.mod.Close(context.Background())
 	i.conns.Close()
+	i.locks.Close()
 }
 
 // OpenConnections is the number of outbound connections the instance holds

@@ -418,6 +418,10 @@ func (i *Instance) saveSnapshot(ctx context.Context, path, key string) (*Snapsho
 		// got (README.md "Outbound connections").
 		return nil, fmt.Errorf("sandbox: the app cannot be snapshotted: it holds %d open outbound connection(s) after its import; instances start fresh", n)
 	}
+	if n := i.locks.Holding(); n > 0 {
+		// A restored instance would believe it holds locks it has not got.
+		return nil, fmt.Errorf("sandbox: the app cannot be snapshotted: it has %d locked file(s) open after its import; instances start fresh", n)
+	}
 	globals := make([]uint64, len(i.globalNames))
 	for n, name := range i.globalNames {
 		globals[n] = i.mod.ExportedGlobal(name).Get()

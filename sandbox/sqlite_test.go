@@ -13,9 +13,10 @@ import (
 )
 
 // TestSQLiteConcurrentWriters sends concurrent writes to a tenant with two
-// instances and a SQLite file in its data folder: with the host serialising
-// users of the folder, every row lands, each request sees the previous ones,
-// and the file stays consistent.
+// instances and a SQLite file in its data folder: the requests run side by
+// side and SQLite's locks (held by the host, ABI.md "File locks") order
+// their transactions, so every row lands, each request sees the previous
+// ones, and the file stays consistent.
 func TestSQLiteConcurrentWriters(t *testing.T) {
 	logs := &logLines{}
 	p := pool.New(testEngine(t), sandbox.AppConfig{

@@ -20,11 +20,12 @@ import (
 
 // execCommand runs a command (manage.py migrate, flask init-db) in a
 // tenant's own sandbox, laid out as serve lays it out, holding the lock of
-// its data folder that serve's requests take.
+// its data folder that every exec of the tenant takes (serve's requests run
+// beside it: SQLite's own locks exclude writers, sandbox/README.md).
 func execCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 	return &cli.Command{
 		Name:      "exec",
-		Usage:     "run a command in a tenant's sandbox as serve lays it out (manage.py migrate, flask init-db), holding its data folder's lock, with its outbound rules",
+		Usage:     "run a command in a tenant's sandbox as serve lays it out (manage.py migrate, flask init-db), one exec of a tenant at a time, with its outbound rules",
 		ArgsUsage: "[--env K=V]... [TENANT_DIR] -- ARGS...",
 		Description: "ARGS are what follows python: a script of the tenant's folder (manage.py ...), -m MODULE, -c CODE, " +
 			"or a console script of its site-packages (flask ...). The guest's exit code is the command's.",
@@ -34,7 +35,7 @@ func execCommand(logger *slog.Logger, exitCode *int) *cli.Command {
 			&cli.StringFlag{Name: "tenant", Usage: "the tenant `NAME`: its folder below --tenant-dir (instead of TENANT_DIR)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "`FOLDER` of the tenants' data folders, as serve's --data-dir", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.GenericFlag{Name: "env", Value: &keyValues{}, Usage: "also set `KEY=VALUE` in the guest, over the tenant's [env] (repeatable; DJANGO_SUPERUSER_PASSWORD for createsuperuser --noinput); a value may hold commas; the host environment is not passed"},
-			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "wait up to `DURATION` for the data folder's lock (serve holds it while it serves a request of the tenant)", EnvVars: []string{"WSGI_WASM_EXEC_LOCK_WAIT"}},
+			&cli.DurationFlag{Name: "lock-wait", Value: time.Minute, Usage: "wait up to `DURATION` for the data folder's lock (another exec of the tenant holds it while it runs)", EnvVars: []string{"WSGI_WASM_EXEC_LOCK_WAIT"}},
 		}, outboundFlags()...),
 		Action: func(c *cli.Context) error {
 			f := &serverconfig.File{Ceiling: policies.DefaultCeiling}
@@ -126,12 +127,12 @@ func lockForExec(ctx context.Context, lock func(context.Context, string) (func()
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	said := time.AfterFunc(time.Second, func() {
-		logger.Warn("waiting for the data folder's lock (serve is serving a request of the tenant, or another exec runs)", "dir", dir, "wait", wait)
+		logger.Warn("waiting for the data folder's lock (another exec of the tenant runs)", "dir", dir, "wait", wait)
 	})
 	defer said.Stop()
 	unlock, err := lock(ctx, dir)
 	if err != nil {
-		return nil, fmt.Errorf("exec: the data folder %s stayed locked for %v (serve serving a request of the tenant, or another exec): %w", dir, wait, err)
+		return nil, fmt.Errorf("exec: the data folder %s stayed locked for %v (another exec of the tenant runs): %w", dir, wait, err)
 	}
 	return unlock, nil
 }

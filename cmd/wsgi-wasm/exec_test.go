@@ -14,7 +14,8 @@ import (
 )
 
 // execTenants makes a tenant tree with a and b, each with a writable data
-// folder of 1 MiB; a's app sleeps in /sleep (holding the data lock).
+// folder of 1 MiB; a's app holds an exclusive SQLite transaction for 3 s
+// in /hold.
 func execTenants(t *testing.T) string {
 	t.Helper()
 	tree := t.TempDir()
@@ -25,8 +26,15 @@ func execTenants(t *testing.T) string {
 		app := `import os, time
 
 def application(environ, start_response):
-    if environ["PATH_INFO"] == "/sleep":
+    if environ["PATH_INFO"] == "/hold":
+        import sqlite3
+        db = sqlite3.connect(os.path.join(os.environ["WSGI_WASM_DATA_DIR"], "db.sqlite"), isolation_level=None)
+        db.execute("create table if not exists t (n integer)")
+        db.execute("begin exclusive")
+        db.execute("insert into t values (1)")
         time.sleep(3)
+        db.execute("commit")
+        db.close()
     body = ",".join(sorted(os.listdir(os.environ["WSGI_WASM_DATA_DIR"]))).encode()
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [body]
@@ -60,8 +68,9 @@ func runExec(t *testing.T, stdin string, args ...string) (int, string, string) {
 // TestExec: a command runs in the tenant's sandbox as serve lays it out
 // (its folder at /app as the working directory, its [env], its data
 // folder within its quota, standard input and output), its exit code is
-// the process's, it sees nothing of another tenant, and it waits for the
-// data folder's lock that serve holds during a request.
+// the process's, it sees nothing of another tenant, it runs beside serve's
+// requests with SQLite's locks between them, and beside another exec of
+// the tenant it waits for the data folder's lock.
 func TestExec(t *testing.T) {
 	tree := execTenants(t)
 	data := t.TempDir()
@@ -94,26 +103,61 @@ func TestExec(t *testing.T) {
 	if code, _, errOut := runExec(t, "", append(base, "--tenant", "a", "--", "-c", "open('/app/new', 'w')")...); code != 1 || !strings.Contains(errOut, "Error") {
 		t.Fatalf("a write to /app: exit %d, err %s", code, errOut)
 	}
-	// The lock: while serve serves a request of a, exec waits for it.
+	// Beside serve: exec runs while a request of a holds an exclusive
+	// transaction, sees SQLite's lock (held by serve's process), and its
+	// own write waits in SQLite's busy handler until the request commits.
 	serve := startServe(t, tree, "--data-dir", data)
 	serve.waitFor200(t, "tenant a serving", "a.test", "http://"+serve.addr+"/", 60*time.Second)
-	sleeping := make(chan error, 1)
+	holding := make(chan error, 1)
 	go func() {
-		_, _, err := get("a.test", "http://"+serve.addr+"/sleep")
-		sleeping <- err
+		_, _, err := get("a.test", "http://"+serve.addr+"/hold")
+		holding <- err
 	}()
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	code, out, errOut = runExec(t, "", append(base, "--tenant", "a", "--", "-c", `import sqlite3, time
+db = sqlite3.connect("/data/db.sqlite", timeout=0, isolation_level=None)
+seen = False
+for _ in range(400):
+    try:
+        db.execute("begin immediate")
+        db.execute("rollback")
+    except sqlite3.OperationalError as e:
+        seen = str(e)
+        break
+    time.sleep(0.01)
+db = sqlite3.connect("/data/db.sqlite", timeout=20, isolation_level=None)
+db.execute("begin immediate")
+n = db.execute("select count(*) from t").fetchone()[0]
+db.execute("insert into t values (2)")
+db.execute("commit")
+print(seen, n)`)...)
+	if code != 0 || out != "database is locked 1\n" {
+		t.Fatalf("exec beside a request holding the database: exit %d, out %q, err %s", code, out, errOut)
+	}
+	if err := <-holding; err != nil {
+		t.Fatal(err)
+	}
+	// Two execs of a tenant: the second waits for the first's lock of the
+	// data folder, here past its --lock-wait.
+	first := make(chan int, 1)
+	go func() {
+		code, _, _ := runExec(t, "", append(base, "--tenant", "a", "--", "-c", "import time; open('/data/started', 'w').close(); time.sleep(3)")...)
+		first <- code
+	}()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(data, "a", "started")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first exec never started")
+		}
+	}
 	code, _, errOut = runExec(t, "", append(base, "--tenant", "a", "--lock-wait", "300ms", "--", "-c", "print(1)")...)
 	if code != 1 || !strings.Contains(errOut, "stayed locked") {
-		t.Fatalf("exec during a request with --lock-wait 300ms: exit %d, err %s", code, errOut)
+		t.Fatalf("exec beside another exec with --lock-wait 300ms: exit %d, err %s", code, errOut)
 	}
-	start := time.Now()
-	code, out, errOut = runExec(t, "", append(base, "--tenant", "a", "--", "-c", "print(open('/data/x').read())")...)
-	if code != 0 || out != "from stdin\n\n" {
-		t.Fatalf("exec waiting for the lock: exit %d, out %q, err %s", code, out, errOut)
-	}
-	if err := <-sleeping; err != nil || time.Since(start) < time.Second {
-		t.Fatalf("exec did not wait for the request (%v, %v)", err, time.Since(start))
+	if code := <-first; code != 0 {
+		t.Fatalf("the first exec: exit %d", code)
 	}
 }
 

@@ -46,7 +46,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			&cli.IntFlag{Name: "backlog", Value: 64, Usage: "requests that may wait for an instance; more get 503 (0: none wait)", EnvVars: []string{"WSGI_WASM_BACKLOG"}},
 			&cli.Int64Flag{Name: "max-body-bytes", Value: policies.Presets["default"].MaxBodyBytes, Usage: "request body limit in `BYTES`; over it, 413 (0: no body accepted)", EnvVars: []string{"WSGI_WASM_MAX_BODY_BYTES"}},
 			&cli.StringSliceFlag{Name: "static", Usage: "`PREFIX=FOLDER`: serve the URL prefix from a folder of DIR without Python (repeatable), as tenant.toml's [static]", EnvVars: []string{"WSGI_WASM_STATIC"}},
-			&cli.StringFlag{Name: "data-dir", Usage: "writable `FOLDER` for the app, mounted at /data ($WSGI_WASM_DATA_DIR in the app); requests are then served one at a time", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
+			&cli.StringFlag{Name: "data-dir", Usage: "writable `FOLDER` for the app, mounted at /data ($WSGI_WASM_DATA_DIR in the app)", EnvVars: []string{"WSGI_WASM_DATA_DIR"}},
 			&cli.Uint64Flag{Name: "memory-mb", Value: sandbox.DefaultMemoryLimit >> 20, Usage: "linear memory cap of each instance in MiB", EnvVars: []string{"WSGI_WASM_MEMORY_MB"}},
 		}, frontFlags()...),
 		Action: func(c *cli.Context) error {

@@ -1,7 +1,9 @@
 /*
- * wasi_compat.c: the functions declared in wasi_compat.h. Lock requests
- * always succeed and F_GETLK reports no conflicting lock; every other fcntl
- * command goes to wasi-libc.
+ * wasi_compat.c: the functions declared in wasi_compat.h. The fcntl here is
+ * weak: the interpreter links a strong one that locks through the host
+ * (guest/wsgi_fcntl.c). This fallback, for other links of libsqlite3.a,
+ * grants every lock and F_GETLK reports none; every other fcntl command
+ * goes to wasi-libc.
  */
 #include <fcntl.h>
 #include <stdarg.h>
@@ -12,7 +14,7 @@
 #define F_SETLKW 7
 #define F_UNLCK 2
 
-int wsgi_wasm_sqlite_fcntl(int fd, int cmd, ...) {
+__attribute__((weak)) int wsgi_wasm_sqlite_fcntl(int fd, int cmd, ...) {
 	va_list ap;
 	va_start(ap, cmd);
 	void *arg = va_arg(ap, void *);

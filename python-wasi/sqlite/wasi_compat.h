@@ -2,9 +2,9 @@
  * wasi_compat.h: what SQLite's unix VFS needs and WASI preview 1 lacks.
  *
  * Force-included (-include) when SQLite is compiled for wasm32-wasi.
- * - File locks: WASI has none. fcntl is renamed to wsgi_wasm_sqlite_fcntl
- *   (wasi_compat.c), which grants every lock, so one guest instance cannot
- *   exclude another: the host must serialise writers to a database file.
+ * - File locks: WASI has none. fcntl is renamed to wsgi_wasm_sqlite_fcntl.
+ *   The interpreter's link (guest/wsgi_fcntl.c) defines it over the host's
+ *   file_lock; the weak fallback in wasi_compat.c grants every lock.
  * - Ownership and modes: fchown, fchmod and geteuid are no-ops (one user).
  */
 #ifndef WSGI_WASM_SQLITE_WASI_COMPAT_H
