@@ -87,6 +87,10 @@ try:
     fcntl.flock(fd, fcntl.LOCK_EX)
 except OSError as e:
     print(e.errno == errno.EBADF or e.errno)
+try:
+    fcntl.ioctl(fd, 0x5413, b"\0" * 8)  # TIOCGWINSZ: no terminal here
+except OSError as e:
+    print(e.errno == errno.ENOTTY or e.errno)
 os.close(fd)
 try:
     fcntl.flock(fd, fcntl.LOCK_SH)
@@ -95,7 +99,7 @@ except OSError as e:
 with open("f.txt") as f:
     fcntl.flock(f, fcntl.LOCK_SH)
     print(fcntl.fcntl(f, fcntl.F_SETFL, os.O_NONBLOCK) == 0)`)
-	want := strings.Repeat("True\n", 10)
+	want := strings.Repeat("True\n", 11)
 	if code != 0 || out != want {
 		t.Fatalf("exit %d, stdout %q (want %q), stderr %s", code, out, want, stderr)
 	}

@@ -79,6 +79,10 @@ func (e *Engine) CompileApp(ctx context.Context, appDir string, memoryLimit uint
 		e.compileFailures.Delete(key)
 	}
 	out, err = e.compileInto(ctx, root, key, appDir, memoryLimit)
+	if errors.Is(err, errSharedGone) {
+		// Another process pruned it meanwhile: this time it is compiled.
+		out, err = e.compileInto(ctx, root, key, appDir, memoryLimit)
+	}
 	if err != nil && ctx.Err() != nil {
 		e.compileFailures.Store(key, compileFailure{err: err, at: time.Now()})
 	}
@@ -169,6 +173,9 @@ func (e *Engine) compileInto(ctx context.Context, root, key, appDir string, memo
 	for _, name := range srcs.packageNames() {
 		to := filepath.Join(pyc, "app", sitePackagesDir)
 		if err := linkTree(filepath.Join(shared, srcs.packages[name].key), to); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				err = errSharedGone
+			}
 			return "", fmt.Errorf("sandbox: pyc cache: linking %s's compiled %s: %w", appDir, name, err)
 		}
 	}
@@ -247,6 +254,12 @@ func storeShared(shared, key, pycDir, name string) error {
 	}
 	return nil
 }
+
+// errSharedGone: a shared entry found in the cache was removed (pruned by
+// another process, RetainCompiled) before the app's folder linked it all.
+// The app's folder is only put in place once every link is made, so
+// nothing partial is left; CompileApp tries once more.
+var errSharedGone = errors.New("the shared entry was removed while it was linked")
 
 // touch sets the modification time of p to now: the cache's mark of use
 // (RetainCompiled).

@@ -364,7 +364,9 @@ func verifySnapshot(f *os.File, key string) (*Snapshot, error) {
 // SnapshotKey names what a snapshot of cfg depends on: the interpreter
 // module's content, everything in cfg that the guest sees while it starts,
 // and the app folder (its path; names, sizes and modification times of
-// every file; the .pyc cache, itself keyed by the sources' content). Any change
+// every file; the .pyc cache, itself keyed by the sources' content; the
+// fixed mounts, /dev and the CA placeholder, whose order sets the
+// descriptors the image holds). Any change
 // gives another key, so a stale snapshot is never found.
 func (e *Engine) SnapshotKey(ctx context.Context, cfg AppConfig) (string, error) {
 	if _, _, err := e.reactor(ctx); err != nil {
@@ -373,8 +375,8 @@ func (e *Engine) SnapshotKey(ctx context.Context, cfg AppConfig) (string, error)
 	h := sha256.New()
 	// The folder's path keeps two tenants with files alike in name, size
 	// and time (but not content) from ever sharing a snapshot.
-	fmt.Fprintf(h, "reactor %x\napp %q\ndir %q\nvalidate %t\ndata %t\npyc %q\nzoneinfo %t\nlimit %d\ndev null\n",
-		e.reactorSum, cfg.App, cfg.Dir, cfg.Validate, cfg.DataDir != "", cfg.PycacheDir, e.zoneinfo != "", cfg.MemoryLimit)
+	fmt.Fprintf(h, "reactor %x\napp %q\ndir %q\nvalidate %t\ndata %t\npyc %q\nzoneinfo %t\nlimit %d\ndev null\ncacerts %s\n",
+		e.reactorSum, cfg.App, cfg.Dir, cfg.Validate, cfg.DataDir != "", cfg.PycacheDir, e.zoneinfo != "", cfg.MemoryLimit, GuestCACertsDir)
 	for _, p := range cfg.PythonPath {
 		fmt.Fprintf(h, "path %q\n", p)
 	}

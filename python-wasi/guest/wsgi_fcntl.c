@@ -293,7 +293,26 @@ static PyObject *fcntl_fcntl(PyObject *self, PyObject *args) {
 	return PyLong_FromLong(r);
 }
 
+/* ioctl: no descriptor of the sandbox is a terminal or a device that takes
+ * one, so every request fails as Linux fails it on a regular file. Code that
+ * asks a terminal's size (or probes a device) then takes its fallback. */
+static PyObject *fcntl_ioctl(PyObject *self, PyObject *args) {
+	int fd;
+	unsigned long request;
+	PyObject *arg = NULL;
+	int mutate = 1;
+	if (!PyArg_ParseTuple(args, "ik|Op:ioctl", &fd, &request, &arg, &mutate)) {
+		return NULL;
+	}
+	struct stat st;
+	errno = fstat(fd, &st) == 0 ? ENOTTY : errno;
+	return PyErr_SetFromErrno(PyExc_OSError);
+}
+
 static PyMethodDef methods[] = {
+    {"ioctl", fcntl_ioctl, METH_VARARGS,
+     "ioctl(fd, request, arg=0, mutate_flag=True)\n\nFails with ENOTTY (EBADF for a closed descriptor): the "
+     "sandbox has no terminals or devices."},
     {"fcntl", fcntl_fcntl, METH_VARARGS,
      "fcntl(fd, cmd, arg=0)\n\nF_GETFD, F_SETFD, F_GETFL and F_SETFL as WASI does them; the lock commands "
      "(F_GETLK, F_SETLK, F_SETLKW) lock through the host (see python-wasi/README.md)."},
