@@ -3,14 +3,17 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
@@ -110,7 +113,7 @@ def application(environ, start_response):
 	var watched map[string]int
 	var polled []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		watched, polled = srv.WatchCounts()
+		watched, polled, _ = srv.WatchCounts()
 		if len(polled) == 2 && watched[filepath.Join(root, "big")] > 0 {
 			break
 		}
@@ -167,7 +170,87 @@ def application(environ, start_response):
 	os.Rename(staged, filepath.Join(big, "site-packages"))
 	os.RemoveAll(staged + ".old")
 	until("big", "two-b", func() {})
-	if watched, _ := srv.WatchCounts(); watched[big] > 6 {
+	if watched, _, _ := srv.WatchCounts(); watched[big] > 6 {
 		t.Errorf("big has %d folders watched after the install, want 6 at most", watched[big])
+	}
+}
+
+// TestWatchPolledGone: a polled tenant whose folder is deleted is no
+// longer polled after the reload that follows, and one polled for the
+// per-tenant bound whose folders go back under it is watched again.
+func TestWatchPolledGone(t *testing.T) {
+	defer server.SetWatchLimits(4, 100*time.Millisecond, "")()
+	eng := testEngine(t)
+	toml := func(name string) string { return "app = \"app:application\"\nhosts = [\"" + name + ".test\"]\n" }
+	root := tenantDir(t, map[string]string{"keep": toml("keep"), "gone": toml("gone"), "shrink": toml("shrink")})
+	for _, name := range []string{"gone", "shrink"} {
+		for i := 0; i < 5; i++ { // with root, assets and assets/css, more than 4
+			os.MkdirAll(filepath.Join(root, name, "data", fmt.Sprintf("d%d", i)), 0o755)
+		}
+	}
+	srv, _ := serveTree(t, eng, root, server.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Watch(ctx, nil)
+	gone, shrink := filepath.Join(root, "gone"), filepath.Join(root, "shrink")
+	// wait waits until ok holds of the counts.
+	wait := func(what string, ok func(watched map[string]int, polled []string) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			watched, polled, _ := srv.WatchCounts()
+			sort.Strings(polled)
+			if ok(watched, polled) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: watched %v, polled %v", what, watched, polled)
+			}
+		}
+	}
+	wait("at start: want gone and shrink polled", func(_ map[string]int, polled []string) bool {
+		return cmp.Equal(polled, []string{gone, shrink})
+	})
+	os.RemoveAll(gone)
+	wait("after gone is deleted: want shrink polled only", func(_ map[string]int, polled []string) bool {
+		return cmp.Equal(polled, []string{shrink})
+	})
+	os.RemoveAll(filepath.Join(shrink, "data"))
+	wait("after shrink's data is deleted: want it watched (3 folders), nothing polled", func(watched map[string]int, polled []string) bool {
+		return len(polled) == 0 && watched[shrink] == 3
+	})
+}
+
+// TestWatchPollTooLarge: a polled tenant whose tree holds more entries
+// than one look reads is no longer polled, and that is logged: it reloads
+// on SIGHUP only.
+func TestWatchPollTooLarge(t *testing.T) {
+	defer server.SetWatchLimits(4, 100*time.Millisecond, "")()
+	defer server.SetPollEntries(50)()
+	eng := testEngine(t)
+	root := tenantDir(t, map[string]string{"huge": "app = \"app:application\"\nhosts = [\"huge.test\"]\n"})
+	huge := filepath.Join(root, "huge")
+	for i := 0; i < 10; i++ {
+		dir := filepath.Join(huge, "data", fmt.Sprintf("d%d", i))
+		os.MkdirAll(dir, 0o755)
+		for j := 0; j < 5; j++ {
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", j)), nil, 0o644)
+		}
+	}
+	logs := &testlog.Buffer{}
+	srv, _ := serveTree(t, eng, root, server.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Watch(ctx, nil)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		watched, polled, sighupOnly := srv.WatchCounts()
+		if len(polled) == 0 && cmp.Equal(sighupOnly, []string{huge}) && watched[huge] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watched %v, polled %v, SIGHUP only %v; want huge SIGHUP only", watched, polled, sighupOnly)
+		}
+	}
+	if want := "tenant folder too large to poll; it reloads on SIGHUP only"; strings.Count(logs.String(), want) != 1 {
+		t.Errorf("want %q logged once, logs:\n%s", want, logs)
 	}
 }
