@@ -370,14 +370,34 @@ func (ws *watchSet) poll(tenant string, why error, bound bool) {
 		"dir", tenant, "every", ws.every, "reason", why)
 }
 
-// forget drops dir's watch from the counts (the kernel has dropped it).
+// forget drops dir's watch from the counts (the kernel has dropped it),
+// with the watches of the folders below it: when dir was renamed, theirs
+// follow the folders to the new name, where they are stale (a folder made
+// at one of their old names would not be watched), so they are removed.
 func (ws *watchSet) forget(dir string) {
 	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	t, ok := ws.watched[dir]
-	if !ok {
+	if _, ok := ws.watched[dir]; !ok {
+		ws.mu.Unlock()
 		return
 	}
+	ws.unwatch(dir)
+	prefix := dir + string(filepath.Separator)
+	var below []string
+	for d := range ws.watched {
+		if strings.HasPrefix(d, prefix) {
+			below = append(below, d)
+			ws.unwatch(d)
+		}
+	}
+	ws.mu.Unlock()
+	for _, d := range below {
+		ws.w.Remove(d) // an error: the kernel had dropped it too
+	}
+}
+
+// unwatch drops dir from the counts; ws.mu is held.
+func (ws *watchSet) unwatch(dir string) {
+	t := ws.watched[dir]
 	delete(ws.watched, dir)
 	if t != "" {
 		if ws.perTenant[t]--; ws.perTenant[t] <= 0 {

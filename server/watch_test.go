@@ -175,6 +175,82 @@ def application(environ, start_response):
 	}
 }
 
+// TestWatchFolderSwap: a watched folder with folders below it, renamed
+// away and replaced by a new one (a deploy's swap), leaves no stale
+// watches: an edit in the new folder's subfolder reloads the tenant, and
+// repeated swaps do not make the tenant's watch count grow.
+func TestWatchFolderSwap(t *testing.T) {
+	eng := testEngine(t)
+	root := tenantDir(t, map[string]string{"swap": "app = \"app:application\"\nhosts = [\"swap.test\"]\n"})
+	tenant := filepath.Join(root, "swap")
+	// tree writes pkg/sub/value.py and its packages below dir.
+	tree := func(dir, value string) {
+		os.MkdirAll(filepath.Join(dir, "pkg", "sub"), 0o755)
+		os.WriteFile(filepath.Join(dir, "pkg", "__init__.py"), nil, 0o644)
+		os.WriteFile(filepath.Join(dir, "pkg", "sub", "__init__.py"), nil, 0o644)
+		os.WriteFile(filepath.Join(dir, "pkg", "sub", "value.py"), []byte(fmt.Sprintf("VALUE = %q\n", value)), 0o644)
+	}
+	tree(tenant, "one")
+	os.WriteFile(filepath.Join(tenant, "app.py"), []byte(`from pkg.sub import value
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [value.VALUE.encode()]
+`), 0o644)
+	srv, hs := serveTree(t, eng, root, server.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Watch(ctx, nil)
+	// root, assets, assets/css, pkg, pkg/sub.
+	const folders = 5
+	waitWatched := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			watched, _, _ := srv.WatchCounts()
+			if watched[tenant] == folders {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: swap has %d folders watched, want %d", what, watched[tenant], folders)
+			}
+		}
+	}
+	// until calls change (again every second) until the tenant answers want.
+	until := func(want string, change func()) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		var last time.Time
+		for ; ; time.Sleep(50 * time.Millisecond) {
+			if time.Since(last) > time.Second {
+				change()
+				last = time.Now()
+			}
+			if code, body := get(t, hs.URL, "swap.test", "/"); code == 200 && body == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				code, body := get(t, hs.URL, "swap.test", "/")
+				t.Fatalf("want %q after the change, still %d %q", want, code, body)
+			}
+		}
+	}
+	waitWatched("at start")
+	until("one", func() {})
+	for i := 1; i <= 3; i++ {
+		// The new pkg is made outside the tenant and moved in whole, so
+		// that no reload sees half of it.
+		staged := t.TempDir()
+		tree(staged, fmt.Sprintf("%d-new", i))
+		os.Rename(filepath.Join(tenant, "pkg"), filepath.Join(tenant, "pkg.old"))
+		os.Rename(filepath.Join(staged, "pkg"), filepath.Join(tenant, "pkg"))
+		until(fmt.Sprintf("%d-new", i), func() {})
+		until(fmt.Sprintf("%d-edited", i), func() {
+			os.WriteFile(filepath.Join(tenant, "pkg", "sub", "value.py"), []byte(fmt.Sprintf("VALUE = '%d-edited'\n", i)), 0o644)
+		})
+		os.RemoveAll(filepath.Join(tenant, "pkg.old"))
+		waitWatched(fmt.Sprintf("after swap %d", i))
+	}
+}
+
 // TestWatchPolledGone: a polled tenant whose folder is deleted is no
 // longer polled after the reload that follows, and one polled for the
 // per-tenant bound whose folders go back under it is watched again.
