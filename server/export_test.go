@@ -35,7 +35,16 @@ func SetWatchLimits(perTenant int, poll time.Duration, refuse string) (restore f
 }
 
 // WatchCounts returns, while Watch runs, the folders watched per tenant
-// folder and the tenant folders polled instead.
-func (s *Server) WatchCounts() (watched map[string]int, polled []string) {
+// folder, the tenant folders polled instead, and those too large to poll
+// (reloaded on SIGHUP only).
+func (s *Server) WatchCounts() (watched map[string]int, polled, sighupOnly []string) {
 	return s.watchCounts()
+}
+
+// SetPollEntries sets the entries one look at a polled tenant reads at
+// most, until restore.
+func SetPollEntries(n int) (restore func()) {
+	old := maxPollEntries
+	maxPollEntries = n
+	return func() { maxPollEntries = old }
 }

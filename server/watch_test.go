@@ -3,14 +3,17 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testlog"
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
@@ -110,7 +113,7 @@ def application(environ, start_response):
 	var watched map[string]int
 	var polled []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		watched, polled = srv.WatchCounts()
+		watched, polled, _ = srv.WatchCounts()
 		if len(polled) == 2 && watched[filepath.Join(root, "big")] > 0 {
 			break
 		}
@@ -167,7 +170,163 @@ def application(environ, start_response):
 	os.Rename(staged, filepath.Join(big, "site-packages"))
 	os.RemoveAll(staged + ".old")
 	until("big", "two-b", func() {})
-	if watched, _ := srv.WatchCounts(); watched[big] > 6 {
+	if watched, _, _ := srv.WatchCounts(); watched[big] > 6 {
 		t.Errorf("big has %d folders watched after the install, want 6 at most", watched[big])
+	}
+}
+
+// TestWatchFolderSwap: a watched folder with folders below it, renamed
+// away and replaced by a new one (a deploy's swap), leaves no stale
+// watches: an edit in the new folder's subfolder reloads the tenant, and
+// repeated swaps do not make the tenant's watch count grow.
+func TestWatchFolderSwap(t *testing.T) {
+	eng := testEngine(t)
+	root := tenantDir(t, map[string]string{"swap": "app = \"app:application\"\nhosts = [\"swap.test\"]\n"})
+	tenant := filepath.Join(root, "swap")
+	// tree writes pkg/sub/value.py and its packages below dir.
+	tree := func(dir, value string) {
+		os.MkdirAll(filepath.Join(dir, "pkg", "sub"), 0o755)
+		os.WriteFile(filepath.Join(dir, "pkg", "__init__.py"), nil, 0o644)
+		os.WriteFile(filepath.Join(dir, "pkg", "sub", "__init__.py"), nil, 0o644)
+		os.WriteFile(filepath.Join(dir, "pkg", "sub", "value.py"), []byte(fmt.Sprintf("VALUE = %q\n", value)), 0o644)
+	}
+	tree(tenant, "one")
+	os.WriteFile(filepath.Join(tenant, "app.py"), []byte(`from pkg.sub import value
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [value.VALUE.encode()]
+`), 0o644)
+	srv, hs := serveTree(t, eng, root, server.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Watch(ctx, nil)
+	// root, assets, assets/css, pkg, pkg/sub.
+	const folders = 5
+	waitWatched := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			watched, _, _ := srv.WatchCounts()
+			if watched[tenant] == folders {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: swap has %d folders watched, want %d", what, watched[tenant], folders)
+			}
+		}
+	}
+	// until calls change (again every second) until the tenant answers want.
+	until := func(want string, change func()) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		var last time.Time
+		for ; ; time.Sleep(50 * time.Millisecond) {
+			if time.Since(last) > time.Second {
+				change()
+				last = time.Now()
+			}
+			if code, body := get(t, hs.URL, "swap.test", "/"); code == 200 && body == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				code, body := get(t, hs.URL, "swap.test", "/")
+				t.Fatalf("want %q after the change, still %d %q", want, code, body)
+			}
+		}
+	}
+	waitWatched("at start")
+	until("one", func() {})
+	for i := 1; i <= 3; i++ {
+		// The new pkg is made outside the tenant and moved in whole, so
+		// that no reload sees half of it.
+		staged := t.TempDir()
+		tree(staged, fmt.Sprintf("%d-new", i))
+		os.Rename(filepath.Join(tenant, "pkg"), filepath.Join(tenant, "pkg.old"))
+		os.Rename(filepath.Join(staged, "pkg"), filepath.Join(tenant, "pkg"))
+		until(fmt.Sprintf("%d-new", i), func() {})
+		until(fmt.Sprintf("%d-edited", i), func() {
+			os.WriteFile(filepath.Join(tenant, "pkg", "sub", "value.py"), []byte(fmt.Sprintf("VALUE = '%d-edited'\n", i)), 0o644)
+		})
+		os.RemoveAll(filepath.Join(tenant, "pkg.old"))
+		waitWatched(fmt.Sprintf("after swap %d", i))
+	}
+}
+
+// TestWatchPolledGone: a polled tenant whose folder is deleted is no
+// longer polled after the reload that follows, and one polled for the
+// per-tenant bound whose folders go back under it is watched again.
+func TestWatchPolledGone(t *testing.T) {
+	defer server.SetWatchLimits(4, 100*time.Millisecond, "")()
+	eng := testEngine(t)
+	toml := func(name string) string { return "app = \"app:application\"\nhosts = [\"" + name + ".test\"]\n" }
+	root := tenantDir(t, map[string]string{"keep": toml("keep"), "gone": toml("gone"), "shrink": toml("shrink")})
+	for _, name := range []string{"gone", "shrink"} {
+		for i := 0; i < 5; i++ { // with root, assets and assets/css, more than 4
+			os.MkdirAll(filepath.Join(root, name, "data", fmt.Sprintf("d%d", i)), 0o755)
+		}
+	}
+	srv, _ := serveTree(t, eng, root, server.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Watch(ctx, nil)
+	gone, shrink := filepath.Join(root, "gone"), filepath.Join(root, "shrink")
+	// wait waits until ok holds of the counts.
+	wait := func(what string, ok func(watched map[string]int, polled []string) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			watched, polled, _ := srv.WatchCounts()
+			sort.Strings(polled)
+			if ok(watched, polled) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: watched %v, polled %v", what, watched, polled)
+			}
+		}
+	}
+	wait("at start: want gone and shrink polled", func(_ map[string]int, polled []string) bool {
+		return cmp.Equal(polled, []string{gone, shrink})
+	})
+	os.RemoveAll(gone)
+	wait("after gone is deleted: want shrink polled only", func(_ map[string]int, polled []string) bool {
+		return cmp.Equal(polled, []string{shrink})
+	})
+	os.RemoveAll(filepath.Join(shrink, "data"))
+	wait("after shrink's data is deleted: want it watched (3 folders), nothing polled", func(watched map[string]int, polled []string) bool {
+		return len(polled) == 0 && watched[shrink] == 3
+	})
+}
+
+// TestWatchPollTooLarge: a polled tenant whose tree holds more entries
+// than one look reads is no longer polled, and that is logged: it reloads
+// on SIGHUP only.
+func TestWatchPollTooLarge(t *testing.T) {
+	defer server.SetWatchLimits(4, 100*time.Millisecond, "")()
+	defer server.SetPollEntries(50)()
+	eng := testEngine(t)
+	root := tenantDir(t, map[string]string{"huge": "app = \"app:application\"\nhosts = [\"huge.test\"]\n"})
+	huge := filepath.Join(root, "huge")
+	for i := 0; i < 10; i++ {
+		dir := filepath.Join(huge, "data", fmt.Sprintf("d%d", i))
+		os.MkdirAll(dir, 0o755)
+		for j := 0; j < 5; j++ {
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", j)), nil, 0o644)
+		}
+	}
+	logs := &testlog.Buffer{}
+	srv, _ := serveTree(t, eng, root, server.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Watch(ctx, nil)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		watched, polled, sighupOnly := srv.WatchCounts()
+		if len(polled) == 0 && cmp.Equal(sighupOnly, []string{huge}) && watched[huge] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watched %v, polled %v, SIGHUP only %v; want huge SIGHUP only", watched, polled, sighupOnly)
+		}
+	}
+	if want := "tenant folder too large to poll; it reloads on SIGHUP only"; strings.Count(logs.String(), want) != 1 {
+		t.Errorf("want %q logged once, logs:\n%s", want, logs)
 	}
 }

@@ -176,14 +176,22 @@ func Load(dir string, ceiling policies.Policy) (*Tenant, error) {
 }
 
 // FolderInside checks that folder, relative, names a folder inside dir
-// (absolute), not a link, and returns it cleaned and slash-separated.
+// (absolute), with no link on the way (a link at any level could lead out
+// of dir), and returns it cleaned and slash-separated.
 func FolderInside(dir, folder string) (string, error) {
 	clean := filepath.Clean(folder)
 	if folder == "" || !filepath.IsLocal(clean) {
 		return "", fmt.Errorf("%q: want a folder inside %s, as a relative path", folder, dir)
 	}
-	if st, err := os.Lstat(filepath.Join(dir, clean)); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("%q: %s is not a folder", folder, filepath.Join(dir, clean))
+	path := dir
+	for _, part := range strings.Split(clean, string(filepath.Separator)) {
+		if part == "." {
+			continue
+		}
+		path = filepath.Join(path, part)
+		if st, err := os.Lstat(path); err != nil || !st.IsDir() {
+			return "", fmt.Errorf("%q: %s is not a folder", folder, path)
+		}
 	}
 	return filepath.ToSlash(clean), nil
 }

@@ -2,6 +2,7 @@ package tenants_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,31 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("error %q (key %q); want file, key %q and %q", msg, te.Key, tc.key, tc.reason)
 			}
 		})
+	}
+}
+
+// TestFolderInsideRefusesLinks: a link at any level of the folder named,
+// not only the last, is refused, as one could lead out of the tenant's
+// folder.
+func TestFolderInsideRefusesLinks(t *testing.T) {
+	outside := t.TempDir()
+	os.MkdirAll(filepath.Join(outside, "b"), 0o755)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "real", "b"), 0o755)
+	os.Symlink(outside, filepath.Join(dir, "a"))
+	os.Symlink(filepath.Join(dir, "real", "b"), filepath.Join(dir, "real", "link"))
+	for folder, want := range map[string]string{
+		"real/b":    "",
+		"./real/b/": "",
+		".":         "",
+		"a/b":       filepath.Join(dir, "a") + " is not a folder",
+		"a":         filepath.Join(dir, "a") + " is not a folder",
+		"real/link": filepath.Join(dir, "real", "link") + " is not a folder",
+	} {
+		_, err := tenants.FolderInside(dir, folder)
+		if got := fmt.Sprint(err); want == "" && err != nil || want != "" && !strings.Contains(got, want) {
+			t.Errorf("FolderInside(%q) = %v, want %q", folder, err, want)
+		}
 	}
 }
 
