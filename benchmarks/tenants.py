@@ -532,11 +532,13 @@ def main():
     ap.add_argument("--budget", type=int, default=16384, help="wsgi-wasm's --memory-budget-mb in the ordinary rows")
     ap.add_argument("--budget-cell", default="", help="N:MIB: one more wsgi-wasm cell at N tenants with that budget")
     ap.add_argument("--max-native", type=int, default=100000, help="skip gunicorn and uWSGI above this many tenants")
+    ap.add_argument("--not-measured", action="append", default=[], metavar="TEXT",
+                    help="a cell left out of this run and why, for the report's \"Not measured\" list (repeatable)")
     args = ap.parse_args()
     began = time.time()
     tools = bench.install()
     os.makedirs(args.out, exist_ok=True)
-    res = {"cells": [], "starts": [], "skipped": [], "load_start": " ".join(open("/proc/loadavg").read().split()[:3])}
+    res = {"cells": [], "starts": [], "skipped": list(args.not_measured), "load_start": " ".join(open("/proc/loadavg").read().split()[:3])}
     rates = [int(x) for x in args.rates.split(",")]
     for n in [int(x) for x in args.tenants.split(",")]:
         tenants = generate(n)
