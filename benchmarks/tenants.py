@@ -61,6 +61,7 @@ def generate(n):
     """Tenant folders 1..n, made once per n and reused."""
     d = os.path.join(CACHE, "bench-tenants", str(n))
     if os.path.isfile(os.path.join(d, ".complete")):
+        write_tenant_tomls(d, n)
         return d
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -75,11 +76,30 @@ def generate(n):
         entry = os.path.join(t, "mysite", "wsgi.py") if k == "django" else os.path.join(t, "app.py")
         with open(entry, "a") as f:
             f.write('\nTENANT = "t%04d"\n' % i)
-        with open(os.path.join(t, "tenant.toml"), "w") as f:
-            f.write('app = "%s"\nhosts = ["%s"]\n\n[policy]\npreset = "%s"\n\n[pool]\nmin_warm = 0\n' % (
-                APP[k], host(i), "data" if k == "django" else "default"))
+    write_tenant_tomls(d, n)
     open(os.path.join(d, ".complete"), "w").close()
     return d
+
+
+def tenant_toml(i):
+    """A tenant's tenant.toml: its host, no warm instance, and the warm-up
+    path that an operator sets so that the server records the snapshot's
+    write set when it builds it (tenant.toml's warmup), not on the first
+    request of the load."""
+    k = kind(i)
+    return 'app = "%s"\nhosts = ["%s"]\nwarmup = "/"\n\n[policy]\npreset = "%s"\n\n[pool]\nmin_warm = 0\n' % (
+        APP[k], host(i), "data" if k == "django" else "default")
+
+
+def write_tenant_tomls(d, n):
+    """(Re)writes every tenant's tenant.toml in d where it differs (the
+    sources and their compiled cache stay)."""
+    for i in range(1, n + 1):
+        path = os.path.join(d, "t%04d" % i, "tenant.toml")
+        want = tenant_toml(i)
+        if not os.path.exists(path) or open(path).read() != want:
+            with open(path, "w") as f:
+                f.write(want)
 
 
 # ---------------------------------------------------------------- the front
@@ -374,32 +394,60 @@ def f1(v, unit=""):
     return "-" if v is None else ("%.1f%s" % (v, unit))
 
 
+def output(cmd, env=None):
+    """What cmd (a list, run without a shell) prints, stdout and stderr
+    (nginx -v writes to stderr), stripped; "?" and the reason if it fails."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "? (%s)" % e
+    return (p.stdout.strip() or p.stderr.strip()).splitlines()[0] if (p.stdout.strip() or p.stderr.strip()) else "?"
+
+
+def header(tools):
+    """The report's Machine and Versions lines: CPU model, cores, kernel, Go;
+    nginx, uWSGI and gunicorn as their own commands print them."""
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    machine = "%s, %d cores, %s %s, %s" % (cpu, os.cpu_count(), os.uname().sysname, os.uname().release,
+                                          output(["go", "env", "GOVERSION"]))
+    env = dict(os.environ, PYTHONPATH=tools["NATIVE_PYTHONPATH"])
+    versions = ", ".join([
+        output([tools["NGINX"], "-v"]),
+        "uWSGI " + output([tools["UWSGI"], "--version"]),
+        "gunicorn " + output([tools["PYTHON"], "-c", "import gunicorn; print(gunicorn.__version__)"], env)])
+    return machine, versions
+
+
 def write_report(res, out, args, tools, binary):
     path = os.path.join(out, "TENANTS.md")
     L = ["# Many tenants at once: measured", "",
          "Written by `benchmarks/tenants.py` (`make bench-tenants`) on %s; do not edit by hand." % time.strftime("%Y-%m-%d"), ""]
+    machine, versions = header(tools)
     L += ["- Machine: %s. **Shared**: 2 cores and 24 GiB with four other engineers' work while this ran "
           "(every benchmark process under `nice -n 10`); the machine's load average at the start was %s and at the end %s." % (
-              bench.sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip() + ", %d cores, %s, %s" % (
-                  os.cpu_count(), bench.sh("uname -sr").strip(), bench.sh("go env GOVERSION").strip()),
-              res["load_start"], res["load_end"]),
+              machine, res["load_start"], res["load_end"]),
           "- Command: `%s`; run took %.0f s." % (" ".join(["tenants.py"] + sys.argv[1:]), res["took"]),
-          "- Versions: %s." % ", ".join([bench.sh(tools["NGINX"] + " -v 2>&1").strip(),
-                                          "uWSGI " + bench.sh(tools["UWSGI"] + " --version").strip(),
-                                          "gunicorn " + bench.sh("PYTHONPATH=%s %s -c 'import gunicorn;print(gunicorn.__version__)'" % (
-                                              tools["NATIVE_PYTHONPATH"], tools["PYTHON"])).strip()]),
+          "- Versions: %s." % versions,
           ""]
     L += ["## Method", "",
           "- Tenants: N folders generated from `examples/tenants` into `~/.cache/wsgi-wasm/bench-tenants/N`: of every 20, "
           "2 Bottle, 2 plain WSGI, 1 Django (SQLite in its data folder), 15 Flask; each its own code (its entry module names it) "
-          "and `tenant.toml` (host `tNNNN.bench`, `min_warm = 0`), its site-packages hard links to the vendored copy. "
+          "and `tenant.toml` (host `tNNNN.bench`, `min_warm = 0`, `warmup = \"/\"`), its site-packages hard links to the vendored copy. "
           "Every server serves those same folders (the native servers with the tenant's `site-packages` first on the path).",
           "- Load: `benchmarks/tenantload` (open loop: requests leave at planned Poisson arrivals whatever the server does; latency "
           "from the planned time), `GET /` to tenant of rank k with probability proportional to k^-1.1 (rank 1 hottest), "
           "%d s per cell, on the same 2 cores. Tail tenants are ranks above N/10; their first request of the cell is the one "
           "that finds them cold (no instance, no worker).  " % args.duration,
           "- wsgi-wasm: `serve` as shipped (snapshots on, each tenant's own image, built before measuring), `--memory-budget-mb %d` "
-          "unless the row says otherwise; alone (it routes by Host) and behind the same nginx (one server block naming all hosts)." % args.budget,
+          "unless the row says otherwise; measured once `wsgi_wasm_snapshots_ready` counts every tenant, which with tenant.toml's "
+          "`warmup` means each snapshot is built and its write set recorded by a warm-up request (as an operator deploys: without it, "
+          "the first request of each tenant after a build restores without a write set and takes its page faults one at a time; "
+          "100 of those at once on this 2-core VM took seconds each in the previous run, see issue 14); alone (it routes by Host) and behind the same nginx (one server block naming all hosts)." % args.budget,
           "- uWSGI Emperor: one vassal per tenant, one process, `cheap` (no worker until a request), `idle = %d` (the worker ends "
           "after %d s without requests, back to cheap mode): the memory-saving modes of uWSGI's documentation; the master imports "
           "the app and forks the worker on demand (with `lazy-apps`, so that an idle vassal would hold only its master, workers "
@@ -484,11 +532,13 @@ def main():
     ap.add_argument("--budget", type=int, default=16384, help="wsgi-wasm's --memory-budget-mb in the ordinary rows")
     ap.add_argument("--budget-cell", default="", help="N:MIB: one more wsgi-wasm cell at N tenants with that budget")
     ap.add_argument("--max-native", type=int, default=100000, help="skip gunicorn and uWSGI above this many tenants")
+    ap.add_argument("--not-measured", action="append", default=[], metavar="TEXT",
+                    help="a cell left out of this run and why, for the report's \"Not measured\" list (repeatable)")
     args = ap.parse_args()
     began = time.time()
     tools = bench.install()
     os.makedirs(args.out, exist_ok=True)
-    res = {"cells": [], "starts": [], "skipped": [], "load_start": " ".join(open("/proc/loadavg").read().split()[:3])}
+    res = {"cells": [], "starts": [], "skipped": list(args.not_measured), "load_start": " ".join(open("/proc/loadavg").read().split()[:3])}
     rates = [int(x) for x in args.rates.split(",")]
     for n in [int(x) for x in args.tenants.split(",")]:
         tenants = generate(n)
