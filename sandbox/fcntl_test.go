@@ -3,16 +3,12 @@ package sandbox_test
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
 
@@ -21,27 +17,9 @@ import (
 // instances at once: fcntl imports, the lock calls lock for real (through
 // the host), and no update is lost although the requests run side by side.
 func TestFcntlLockFileApp(t *testing.T) {
-	logs := &logLines{}
-	p := pool.New(testEngine(t), sandbox.AppConfig{
-		App: "lockfile:app", Dir: "testdata/apps", DataDir: t.TempDir(), Log: logs.log,
-	}, pool.Config{MinWarm: 2, MaxInstances: 2})
-	defer p.Close()
-	const n = 20
-	var wg sync.WaitGroup
-	results := make(chan string, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rec := httptest.NewRecorder()
-			p.Serve(rec, httptest.NewRequest("POST", "/", nil), pool.RequestInfo{}, logs.log)
-			results <- strconv.Itoa(rec.Code) + " " + rec.Body.String()
-		}()
-	}
-	wg.Wait()
-	close(results)
+	results, logs := postToDataApp(t, "lockfile:app", 20)
 	var seen []int
-	for r := range results {
+	for _, r := range results {
 		code, body, _ := strings.Cut(r, " ")
 		v, err := strconv.Atoi(body)
 		if code != "200" || err != nil {
@@ -49,12 +27,7 @@ func TestFcntlLockFileApp(t *testing.T) {
 		}
 		seen = append(seen, v)
 	}
-	sort.Ints(seen)
-	for i, v := range seen {
-		if v != i+1 {
-			t.Fatalf("counts %v: an update was lost under the lock file", seen)
-		}
-	}
+	inSequence(t, seen, "an update was lost under the lock file")
 }
 
 // TestCommandFcntl: the fcntl module of the command form checks what Linux

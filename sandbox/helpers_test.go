@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,5 +97,46 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// postToDataApp sends n POST / requests at once to app (of testdata/apps)
+// served with a data folder by two instances, and returns each answer as
+// "CODE BODY", with the log for failure messages.
+func postToDataApp(t *testing.T, app string, n int) ([]string, *logLines) {
+	t.Helper()
+	logs := &logLines{}
+	p := pool.New(testEngine(t), sandbox.AppConfig{
+		App: app, Dir: "testdata/apps", DataDir: t.TempDir(), Log: logs.log,
+	}, pool.Config{MinWarm: 2, MaxInstances: 2})
+	defer p.Close()
+	var wg sync.WaitGroup
+	results := make(chan string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := httptest.NewRecorder()
+			p.Serve(rec, httptest.NewRequest("POST", "/", nil), pool.RequestInfo{}, logs.log)
+			results <- strconv.Itoa(rec.Code) + " " + rec.Body.String()
+		}()
+	}
+	wg.Wait()
+	close(results)
+	var out []string
+	for r := range results {
+		out = append(out, r)
+	}
+	return out, logs
+}
+
+// inSequence fails t unless the counts, in any order, are 1 to len(counts).
+func inSequence(t *testing.T, counts []int, what string) {
+	t.Helper()
+	sort.Ints(counts)
+	for i, v := range counts {
+		if v != i+1 {
+			t.Fatalf("counts %v: %s", counts, what)
+		}
 	}
 }
