@@ -271,30 +271,41 @@ func TestFrontRefusesSmuggling(t *testing.T) {
 	}
 }
 
+// dialFrom connects to the front at addr from the local address local
+// ("" for any), with a deadline for the whole test.
+func dialFrom(t *testing.T, addr, local string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	d := net.Dialer{}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// answered reports whether a request on c is answered 200 (false: the
+// connection was closed instead).
+func answered(c net.Conn, br *bufio.Reader) bool {
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return false
+	}
+	io.ReadAll(resp.Body)
+	return resp.StatusCode == 200
+}
+
 // ConnLimits: past a cap a connection is closed at once, unanswered; a
 // closed connection frees its place.
 func TestConnLimits(t *testing.T) {
 	limits := &ConnLimits{Max: 3, MaxPerIP: 2}
 	addr, _ := frontServer(t, limits)
-	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		return c, bufio.NewReader(c)
-	}
-	// answered reports whether a request on c is answered (false: closed).
-	answered := func(c net.Conn, br *bufio.Reader) bool {
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			return false
-		}
-		io.ReadAll(resp.Body)
-		return resp.StatusCode == 200
-	}
+	dial := func() (net.Conn, *bufio.Reader) { return dialFrom(t, addr, "") }
 	c1, b1 := dial()
 	c2, b2 := dial()
 	if !answered(c1, b1) || !answered(c2, b2) {
@@ -390,40 +401,21 @@ func TestFramingListenerTLS(t *testing.T) {
 func TestConnLimitsExemptProxy(t *testing.T) {
 	limits := &ConnLimits{Max: 6, MaxPerIP: 2, ExemptIPs: []string{"127.0.0.1", "::1"}}
 	addr, _ := frontServer(t, limits)
-	dialFrom := func(local string) (net.Conn, *bufio.Reader) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		return c, bufio.NewReader(c)
-	}
-	answered := func(c net.Conn, br *bufio.Reader) bool {
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			return false
-		}
-		io.ReadAll(resp.Body)
-		return resp.StatusCode == 200
-	}
 	for i := 0; i < 4; i++ {
-		if c, br := dialFrom("127.0.0.1"); !answered(c, br) {
+		if c, br := dialFrom(t, addr, "127.0.0.1"); !answered(c, br) {
 			t.Fatalf("connection %d from the trusted proxy was refused; the cap per address is 2 and the proxy is exempt", i+1)
 		}
 	}
-	c1, b1 := dialFrom("127.0.0.2")
-	c2, b2 := dialFrom("127.0.0.2")
+	c1, b1 := dialFrom(t, addr, "127.0.0.2")
+	c2, b2 := dialFrom(t, addr, "127.0.0.2")
 	if !answered(c1, b1) || !answered(c2, b2) {
 		t.Fatal("two connections from 127.0.0.2 (within its cap) were not answered")
 	}
-	if c, br := dialFrom("127.0.0.2"); answered(c, br) {
+	if c, br := dialFrom(t, addr, "127.0.0.2"); answered(c, br) {
 		t.Fatal("a third connection from 127.0.0.2 was answered; it is not exempt and the cap per address is 2")
 	}
 	// 4 from the proxy + 2 = 6 = Max: the proxy too is refused now.
-	if c, br := dialFrom("127.0.0.1"); answered(c, br) {
+	if c, br := dialFrom(t, addr, "127.0.0.1"); answered(c, br) {
 		t.Fatal("the proxy's connection past the total cap of 6 was answered")
 	}
 	if got := limits.Refused(); got != 2 {
