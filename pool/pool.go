@@ -121,6 +121,7 @@ type Pool struct {
 	all      map[*pooled]struct{} // every live instance, for Memory
 	key      string               // the WarmSet key, if any
 	lastCost int64                // the cost last given to the WarmSet
+	lastUsed uint64               // when the WarmSet last gave it out, in its ticks (WarmSet.mu)
 
 	stats   Stats
 	stop    chan struct{}
@@ -221,6 +222,13 @@ func (p *Pool) Memory() int64 {
 		shared = max(shared, r.Shared)
 	}
 	return int64(private + shared)
+}
+
+// charged is the cost last given to the WarmSet.
+func (p *Pool) charged() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastCost
 }
 
 // costChanged records cost and reports whether it moved by more than a

@@ -13,7 +13,9 @@ import (
 
 // WarmSet keeps tenants' pools warm within one memory budget for the whole
 // process. Which tenants stay is ristretto's decision (TinyLFU admission,
-// sampled LFU eviction), with each pool's cost its measured instance memory.
+// sampled LFU eviction), with each pool's cost its measured instance memory,
+// except when a cost update puts the set over its budget: then trim lets go
+// of the least recently used pools.
 // A pool that ristretto evicts or refuses lingers and is closed once the
 // requests that got it are answered, never under them (state, in pool.go,
 // tells the pool's life).
@@ -29,6 +31,8 @@ type WarmSet struct {
 	lingering map[string]*Pool   // the last pool let go per key, until it closes
 	dropped   map[*Pool]struct{} // every pool let go and not closed yet, for Close
 
+	budget  int64
+	used    uint64 // ticks at every hold; a pool's lastUsed orders trim
 	evicted atomic.Int64
 	closing atomic.Bool    // Close is tearing the cache down: not evictions
 	closers sync.WaitGroup // pools closing in the background; Close waits for them
@@ -39,10 +43,13 @@ type WarmSet struct {
 // small app (a restored one holds less, a fresh Flask instance more).
 const estimatedInstanceCost = 8 << 20
 
+// memoryOf is what the set charges a pool; tests replace it.
+var memoryOf = (*Pool).Memory
+
 // NewWarmSet makes a set of pools on e with a budget in bytes of instance
 // memory.
 func NewWarmSet(e *sandbox.Engine, budget int64) (*WarmSet, error) {
-	w := &WarmSet{engine: e, live: map[string]*Pool{}, lingering: map[string]*Pool{}, dropped: map[*Pool]struct{}{}}
+	w := &WarmSet{engine: e, budget: budget, live: map[string]*Pool{}, lingering: map[string]*Pool{}, dropped: map[*Pool]struct{}{}}
 	cache, err := ristretto.NewCache(&ristretto.Config[string, *Pool]{
 		NumCounters:        100_000, // ~10x the tenants expected to be warm at once
 		MaxCost:            budget,
@@ -108,16 +115,50 @@ func (w *WarmSet) hold(key string, app sandbox.AppConfig, cfg Config) *Pool {
 		p.costChanged(estimate)
 		w.live[key] = p
 	}
+	w.used++
+	p.lastUsed = w.used
 	w.mu.Unlock()
-	cost := p.Memory()
+	cost := memoryOf(p)
 	if cost == 0 {
 		cost = estimate
 	}
 	if !ok || p.costChanged(cost) {
 		w.cache.Set(key, p, cost)
 		w.cache.Wait()
+		if ok {
+			w.trim(key)
+		}
 	}
 	return p
+}
+
+// trim lets go of the least recently used pools while the set's cost is
+// over its budget. Ristretto applies a cost update without evicting (it
+// evicts only to admit a new key), so after key's cost grew the set does:
+// otherwise it stays over budget until the next admission, which then
+// evicts many pools at once, sampled, hot ones too. key's pool
+// goes last, only if it alone is over the budget.
+func (w *WarmSet) trim(key string) {
+	for {
+		w.mu.Lock()
+		var total int64
+		var victim *Pool
+		for k, p := range w.live {
+			total += p.charged()
+			if k != key && (victim == nil || p.lastUsed < victim.lastUsed) {
+				victim = p
+			}
+		}
+		if victim == nil {
+			victim = w.live[key]
+		}
+		w.mu.Unlock()
+		if total <= w.budget || victim == nil {
+			return
+		}
+		w.cache.Del(victim.key)
+		w.drop(victim)
+	}
 }
 
 // Pool returns key's pool if the set holds one.
@@ -152,7 +193,7 @@ func (w *WarmSet) Stats() WarmStats {
 	defer w.mu.Unlock()
 	st := WarmStats{Tenants: len(w.live), Evictions: w.evicted.Load()}
 	for _, p := range w.live {
-		st.Cost += p.Memory()
+		st.Cost += memoryOf(p)
 	}
 	return st
 }

@@ -202,3 +202,43 @@ func TestWarmSetRemoveAnswersHeldRequests(t *testing.T) {
 		t.Errorf("removed pool after closing: %+v", st)
 	}
 }
+
+// TestWarmSetCostUpdatesKeepBudget: pools are admitted at the estimated cost
+// and then charged their measured one, higher. Ristretto applies a cost
+// update without evicting, so the set must itself let pools go to stay
+// within its budget, never the one just used (the hot tenant), and never
+// close a pool a request holds.
+func TestWarmSetCostUpdatesKeepBudget(t *testing.T) {
+	eng := testEngine(t)
+	const budget = 90 << 20
+	measured := map[*pool.Pool]bool{} // before its first request, a pool has no instance to measure
+	defer pool.SetMemoryHook(func(p *pool.Pool) int64 {
+		if measured[p] {
+			return 20 << 20
+		}
+		return 0
+	})()
+	w, err := pool.NewWarmSet(eng, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	app := sandbox.AppConfig{App: "hello:hello", Dir: appsDir}
+	cfg := pool.Config{MaxInstances: 1}
+	hot := w.HoldPool("hot", app, cfg)
+	measured[hot] = true
+	for i := 0; i < 40; i++ {
+		key := "t" + strconv.Itoa(i%12)
+		measured[w.HoldPool(key, app, cfg)] = true // admitted at the estimate
+		w.HoldPool(key, app, cfg)                  // charged 20 MiB
+		if st := w.Stats(); st.Cost > budget {
+			t.Fatalf("round %d: after a cost update the warm set holds %d bytes, over its budget of %d: %+v", i, st.Cost, budget, st)
+		}
+		if p := w.HoldPool("hot", app, cfg); p != hot {
+			t.Fatalf("round %d: the hot tenant's pool was let go (set: %+v)", i, w.Stats())
+		}
+		if st := w.Stats(); st.Cost > budget {
+			t.Fatalf("round %d: warm set holds %d bytes, over its budget of %d: %+v", i, st.Cost, budget, st)
+		}
+	}
+}
