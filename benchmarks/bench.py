@@ -590,6 +590,15 @@ def redact(cmd, work):
     return sh(cmd).replace(work, "$WORK").replace(ROOT, ".")
 
 
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, or "?"."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
 def versions(tools, binary):
     def run(cmd, env=None):
         try:
@@ -597,12 +606,7 @@ def versions(tools, binary):
         except OSError as e:
             return "?" + str(e)
     env = dict(os.environ, PYTHONPATH=tools["NATIVE_PYTHONPATH"])
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     with open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) / 2**20
     commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])

@@ -407,13 +407,7 @@ def output(cmd, env=None):
 def header(tools):
     """The report's Machine and Versions lines: CPU model, cores, kernel, Go;
     nginx, uWSGI and gunicorn as their own commands print them."""
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    machine = "%s, %d cores, %s %s, %s" % (cpu, os.cpu_count(), os.uname().sysname, os.uname().release,
+    machine = "%s, %d cores, %s %s, %s" % (bench.cpu_model(), os.cpu_count(), os.uname().sysname, os.uname().release,
                                           output(["go", "env", "GOVERSION"]))
     env = dict(os.environ, PYTHONPATH=tools["NATIVE_PYTHONPATH"])
     versions = ", ".join([
