@@ -100,25 +100,26 @@ type reqReader struct {
 // includeOption matches an -r or -c line: the option and the file.
 var includeOption = regexp.MustCompile(`^(?:(-r|-c)\s*=?\s*|(--requirement|--constraint)(?:\s*=\s*|\s+))(\S.*)$`)
 
-// file reads one requirements file: path is absolute, or with a root,
-// relative to it. It returns the path to show, the key for loop checks,
-// and the contents.
-func (r *reqReader) file(name string) (shown string, data []byte, err error) {
+// shownPath is the path of the requirements file name as errors and loop
+// checks show it: absolute, or with a root, inside it.
+func (r *reqReader) shownPath(name string) (string, error) {
 	if r.root == "" {
-		abs, err := filepath.Abs(name)
-		if err != nil {
-			return name, nil, err
-		}
-		data, err := os.ReadFile(abs)
-		return abs, data, err
+		return filepath.Abs(name)
 	}
-	shown = filepath.Join(r.root, filepath.FromSlash(name))
-	data, err = tenantfs.ReadFile(r.root, name, MaxRequirementsBytes-r.total)
+	return filepath.Join(r.root, filepath.FromSlash(name)), nil
+}
+
+// file reads the requirements file name, at shown (shownPath's answer).
+func (r *reqReader) file(name, shown string) ([]byte, error) {
+	if r.root == "" {
+		return os.ReadFile(shown)
+	}
+	data, err := tenantfs.ReadFile(r.root, name, MaxRequirementsBytes-r.total)
 	if errors.Is(err, tenantfs.ErrTooLarge) {
 		err = fmt.Errorf("the tenant's requirements files are over %d bytes together", MaxRequirementsBytes)
 	}
 	r.total += int64(len(data))
-	return shown, data, err
+	return data, err
 }
 
 // read adds the lines of the file name to the requirements (or, if
@@ -126,7 +127,10 @@ func (r *reqReader) file(name string) (shown string, data []byte, err error) {
 // led to it, and by says where the last of them names it ("" for the first
 // file).
 func (r *reqReader) read(name string, constraint bool, chain []string, by string) error {
-	shown, data, err := r.file(name)
+	shown, err := r.shownPath(name)
+	if err != nil {
+		return fmt.Errorf("deps: %w", err)
+	}
 	for i, c := range chain {
 		if c == shown {
 			loop := append(append([]string{}, chain[i:]...), shown)
@@ -134,6 +138,7 @@ func (r *reqReader) read(name string, constraint bool, chain []string, by string
 		}
 	}
 	chain = append(chain, shown)
+	data, err := r.file(name, shown)
 	if err != nil {
 		if by != "" {
 			// Not wrapped: only a missing first file means "no requirements.txt".
