@@ -17,21 +17,30 @@ import (
 	"github.com/wsgi-wasm/wsgi-wasm/server"
 )
 
+// valueApp answers pkg.sub.value.VALUE (writeValuePackage).
+const valueApp = `from pkg.sub import value
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [value.VALUE.encode()]
+`
+
+// writeValuePackage writes pkg/sub/value.py, VALUE = value, and its
+// packages below dir.
+func writeValuePackage(dir, value string) {
+	os.MkdirAll(filepath.Join(dir, "pkg", "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "pkg", "__init__.py"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "pkg", "sub", "__init__.py"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "pkg", "sub", "value.py"), []byte(fmt.Sprintf("VALUE = %q\n", value)), 0o644)
+}
+
 // TestWatchNestedChanges: a change to a file deep in a tenant's folder, or
 // in a folder made after the watch began, reloads the tenant.
 func TestWatchNestedChanges(t *testing.T) {
 	eng := testEngine(t)
 	root := tenantDir(t, map[string]string{"deep": "app = \"app:application\"\nhosts = [\"deep.test\"]\n"})
 	pkg := filepath.Join(root, "deep", "pkg", "sub")
-	os.MkdirAll(pkg, 0o755)
-	os.WriteFile(filepath.Join(root, "deep", "pkg", "__init__.py"), nil, 0o644)
-	os.WriteFile(filepath.Join(pkg, "__init__.py"), nil, 0o644)
-	os.WriteFile(filepath.Join(pkg, "value.py"), []byte("VALUE = 'one'\n"), 0o644)
-	os.WriteFile(filepath.Join(root, "deep", "app.py"), []byte(`from pkg.sub import value
-def application(environ, start_response):
-    start_response("200 OK", [])
-    return [value.VALUE.encode()]
-`), 0o644)
+	writeValuePackage(filepath.Join(root, "deep"), "one")
+	os.WriteFile(filepath.Join(root, "deep", "app.py"), []byte(valueApp), 0o644)
 	srv, hs := serveTree(t, eng, root, server.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -183,19 +192,8 @@ func TestWatchFolderSwap(t *testing.T) {
 	eng := testEngine(t)
 	root := tenantDir(t, map[string]string{"swap": "app = \"app:application\"\nhosts = [\"swap.test\"]\n"})
 	tenant := filepath.Join(root, "swap")
-	// tree writes pkg/sub/value.py and its packages below dir.
-	tree := func(dir, value string) {
-		os.MkdirAll(filepath.Join(dir, "pkg", "sub"), 0o755)
-		os.WriteFile(filepath.Join(dir, "pkg", "__init__.py"), nil, 0o644)
-		os.WriteFile(filepath.Join(dir, "pkg", "sub", "__init__.py"), nil, 0o644)
-		os.WriteFile(filepath.Join(dir, "pkg", "sub", "value.py"), []byte(fmt.Sprintf("VALUE = %q\n", value)), 0o644)
-	}
-	tree(tenant, "one")
-	os.WriteFile(filepath.Join(tenant, "app.py"), []byte(`from pkg.sub import value
-def application(environ, start_response):
-    start_response("200 OK", [])
-    return [value.VALUE.encode()]
-`), 0o644)
+	writeValuePackage(tenant, "one")
+	os.WriteFile(filepath.Join(tenant, "app.py"), []byte(valueApp), 0o644)
 	srv, hs := serveTree(t, eng, root, server.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -239,7 +237,7 @@ def application(environ, start_response):
 		// The new pkg is made outside the tenant and moved in whole, so
 		// that no reload sees half of it.
 		staged := t.TempDir()
-		tree(staged, fmt.Sprintf("%d-new", i))
+		writeValuePackage(staged, fmt.Sprintf("%d-new", i))
 		os.Rename(filepath.Join(tenant, "pkg"), filepath.Join(tenant, "pkg.old"))
 		os.Rename(filepath.Join(staged, "pkg"), filepath.Join(tenant, "pkg"))
 		until(fmt.Sprintf("%d-new", i), func() {})
