@@ -33,6 +33,28 @@ func writeValuePackage(dir, value string) {
 	os.WriteFile(filepath.Join(dir, "pkg", "sub", "value.py"), []byte(fmt.Sprintf("VALUE = %q\n", value)), 0o644)
 }
 
+// answersAfter calls change, again every second (the watcher starts on its
+// own goroutine), until host answers 200 with want at url, and fails t if
+// it has not after timeout.
+func answersAfter(t *testing.T, url, host, want string, timeout time.Duration, change func()) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last time.Time
+	for ; ; time.Sleep(50 * time.Millisecond) {
+		if time.Since(last) > time.Second {
+			change()
+			last = time.Now()
+		}
+		if code, body := get(t, url, host, "/"); code == 200 && body == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			code, body := get(t, url, host, "/")
+			t.Fatalf("%s: want %q after the change, still %d %q", host, want, code, body)
+		}
+	}
+}
+
 // TestWatchNestedChanges: a change to a file deep in a tenant's folder, or
 // in a folder made after the watch began, reloads the tenant.
 func TestWatchNestedChanges(t *testing.T) {
@@ -45,25 +67,14 @@ func TestWatchNestedChanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go srv.Watch(ctx, nil)
-	// until writes the file (again every second: the watcher starts on its
-	// own goroutine) until the tenant answers want.
+	// until writes the file (if any) until the tenant answers want.
 	until := func(want, file, content string) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		var last time.Time
-		for ; ; time.Sleep(50 * time.Millisecond) {
-			if time.Since(last) > time.Second && file != "" {
+		answersAfter(t, hs.URL, "deep.test", want, 30*time.Second, func() {
+			if file != "" {
 				os.WriteFile(file, []byte(content), 0o644)
-				last = time.Now()
 			}
-			if code, body := get(t, hs.URL, "deep.test", "/"); code == 200 && body == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				code, body := get(t, hs.URL, "deep.test", "/")
-				t.Fatalf("want %q after the change, still %d %q", want, code, body)
-			}
-		}
+		})
 	}
 	until("one", "", "")
 	until("two", filepath.Join(pkg, "value.py"), "VALUE = 'two'\n")
@@ -143,24 +154,10 @@ def application(environ, start_response):
 			t.Errorf("%s is polled but still holds %d watches", name, n)
 		}
 	}
-	// until calls change (again every second) until name answers want.
+	// until calls change until name answers want.
 	until := func(name, want string, change func()) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		var last time.Time
-		for ; ; time.Sleep(50 * time.Millisecond) {
-			if time.Since(last) > time.Second {
-				change()
-				last = time.Now()
-			}
-			if code, body := get(t, hs.URL, name+".test", "/"); code == 200 && body == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				code, body := get(t, hs.URL, name+".test", "/")
-				t.Fatalf("%s: want %q after the change, still %d %q", name, want, code, body)
-			}
-		}
+		answersAfter(t, hs.URL, name+".test", want, 30*time.Second, change)
 	}
 	// Each tenant reloads on a change deep in its own code: big by its
 	// watches, the others by polling.
@@ -212,24 +209,10 @@ func TestWatchFolderSwap(t *testing.T) {
 			}
 		}
 	}
-	// until calls change (again every second) until the tenant answers want.
+	// until calls change until the tenant answers want.
 	until := func(want string, change func()) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		var last time.Time
-		for ; ; time.Sleep(50 * time.Millisecond) {
-			if time.Since(last) > time.Second {
-				change()
-				last = time.Now()
-			}
-			if code, body := get(t, hs.URL, "swap.test", "/"); code == 200 && body == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				code, body := get(t, hs.URL, "swap.test", "/")
-				t.Fatalf("want %q after the change, still %d %q", want, code, body)
-			}
-		}
+		answersAfter(t, hs.URL, "swap.test", want, 20*time.Second, change)
 	}
 	waitWatched("at start")
 	until("one", func() {})
