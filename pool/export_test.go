@@ -37,3 +37,6 @@ func SetMemoryHook(f func(*Pool) int64) (restore func()) {
 	memoryOf = f
 	return func() { memoryOf = (*Pool).Memory }
 }
+
+// EstimatedInstanceCost is a new pool's cost until it is measured.
+const EstimatedInstanceCost = estimatedInstanceCost

@@ -43,6 +43,18 @@ type WarmSet struct {
 // small app (a restored one holds less, a fresh Flask instance more).
 const estimatedInstanceCost = 8 << 20
 
+// admissionCounters sizes ristretto's TinyLFU for budget: about ten
+// counters per pool that fits at the admission estimate, as ristretto
+// advises (ten times the items a full cache holds). The sketch halves its
+// 4-bit counters every that many accesses, so the size is also the window
+// of the frequencies it compares: far more counters than pools would let
+// every tenant that is visited now and then reach the counters' ceiling
+// (15) before a halving, after which admission and eviction no longer
+// tell a hot tenant from a cold one and pick victims nearly at random.
+func admissionCounters(budget int64) int64 {
+	return max(1000, 10*budget/estimatedInstanceCost)
+}
+
 // memoryOf is what the set charges a pool; tests replace it.
 var memoryOf = (*Pool).Memory
 
@@ -51,7 +63,7 @@ var memoryOf = (*Pool).Memory
 func NewWarmSet(e *sandbox.Engine, budget int64) (*WarmSet, error) {
 	w := &WarmSet{engine: e, budget: budget, live: map[string]*Pool{}, lingering: map[string]*Pool{}, dropped: map[*Pool]struct{}{}}
 	cache, err := ristretto.NewCache(&ristretto.Config[string, *Pool]{
-		NumCounters:        100_000, // ~10x the tenants expected to be warm at once
+		NumCounters:        admissionCounters(budget),
 		MaxCost:            budget,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
