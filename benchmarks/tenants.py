@@ -422,7 +422,7 @@ def write_report(res, out, args, tools, binary):
     L = ["# Many tenants at once: measured", "",
          "Written by `benchmarks/tenants.py` (`make bench-tenants`) on %s; do not edit by hand." % time.strftime("%Y-%m-%d"), ""]
     machine, versions = header(tools)
-    L += ["- Machine: %s. **Shared**: 2 cores and 24 GiB with four other engineers' work while this ran "
+    L += ["- Machine: %s. **Shared**: 2 cores and 24 GiB with other engineers' work while this ran "
           "(every benchmark process under `nice -n 10`); the machine's load average at the start was %s and at the end %s." % (
               machine, res["load_start"], res["load_end"]),
           "- Command: `%s`; run took %.0f s." % (" ".join(["tenants.py"] + sys.argv[1:]), res["took"]),
@@ -524,8 +524,12 @@ def main():
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--servers", default="wsgi-wasm,wsgi-wasm + nginx,uWSGI Emperor,gunicorn")
     ap.add_argument("--budget", type=int, default=16384, help="wsgi-wasm's --memory-budget-mb in the ordinary rows")
-    ap.add_argument("--budget-cell", default="", help="N:MIB: one more wsgi-wasm cell at N tenants with that budget")
+    ap.add_argument("--budget-cell", action="append", default=[], metavar="N:MIB",
+                    help="one more wsgi-wasm cell at N tenants with that budget (repeatable)")
     ap.add_argument("--max-native", type=int, default=100000, help="skip gunicorn and uWSGI above this many tenants")
+    ap.add_argument("--max-tenants", action="append", default=[], metavar="SERVER=N",
+                    help="skip SERVER (a --servers name) above N tenants (repeatable), e.g. gunicorn=100: "
+                         "at 42 MiB per idle tenant, 500 gunicorn tenants would not fit in 24 GiB")
     ap.add_argument("--not-measured", action="append", default=[], metavar="TEXT",
                     help="a cell left out of this run and why, for the report's \"Not measured\" list (repeatable)")
     args = ap.parse_args()
@@ -534,11 +538,18 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     res = {"cells": [], "starts": [], "skipped": list(args.not_measured), "load_start": " ".join(open("/proc/loadavg").read().split()[:3])}
     rates = [int(x) for x in args.rates.split(",")]
+    caps = {}
+    for c in args.max_tenants:
+        name, _, most = c.rpartition("=")
+        caps[name] = int(most)
+    for name in ("gunicorn", "uWSGI Emperor"):
+        caps[name] = min(caps.get(name, args.max_native), args.max_native)
+    budget_cells = [tuple(int(x) for x in c.split(":")) for c in args.budget_cell]
     for n in [int(x) for x in args.tenants.split(",")]:
         tenants = generate(n)
         for name in args.servers.split(","):
-            if name in ("gunicorn", "uWSGI Emperor") and n > args.max_native:
-                res["skipped"].append("%s at %d tenants (--max-native %d)" % (name, n, args.max_native))
+            if n > caps.get(name, n):
+                res["skipped"].append("%s at %d tenants (capped at %d tenants in this run)" % (name, n, caps[name]))
                 continue
             work = tempfile.mkdtemp(prefix="wsgi-wasm-tenants-")
             s = Server(name, n, tenants, work, tools, args.binary, args.budget)
@@ -555,8 +566,7 @@ def main():
                 s.stop()
                 if not os.environ.get("WSGI_WASM_BENCH_KEEP"):
                     shutil.rmtree(work, ignore_errors=True)
-        if args.budget_cell and int(args.budget_cell.split(":")[0]) == n:
-            mib = int(args.budget_cell.split(":")[1])
+        for mib in [mib for at, mib in budget_cells if at == n]:
             work = tempfile.mkdtemp(prefix="wsgi-wasm-tenants-")
             s = Server("wsgi-wasm", n, tenants, work, tools, args.binary, mib)
             try:
