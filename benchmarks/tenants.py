@@ -57,9 +57,9 @@ def host(i):
     return "t%04d.bench" % i
 
 
-def generate(n):
-    """Tenant folders 1..n, made once per n and reused."""
-    d = os.path.join(CACHE, "bench-tenants", str(n))
+def generate(n, parent):
+    """Tenant folders 1..n in parent/n, made once per n and reused."""
+    d = os.path.join(parent, str(n))
     if os.path.isfile(os.path.join(d, ".complete")):
         write_tenant_tomls(d, n)
         return d
@@ -520,6 +520,8 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "bin", "wsgi-wasm"))
     ap.add_argument("--out", default=HERE)
     ap.add_argument("--tenants", default="100,500,1000")
+    ap.add_argument("--tenants-cache", default=os.path.join(CACHE, "bench-tenants"), metavar="DIR",
+                    help="where the generated tenant folders are kept, one folder per N (two runs at once need two)")
     ap.add_argument("--rates", default="100,300")
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--servers", default="wsgi-wasm,wsgi-wasm + nginx,uWSGI Emperor,gunicorn")
@@ -546,7 +548,7 @@ def main():
         caps[name] = min(caps.get(name, args.max_native), args.max_native)
     budget_cells = [tuple(int(x) for x in c.split(":")) for c in args.budget_cell]
     for n in [int(x) for x in args.tenants.split(",")]:
-        tenants = generate(n)
+        tenants = generate(n, args.tenants_cache)
         for name in args.servers.split(","):
             if n > caps.get(name, n):
                 res["skipped"].append("%s at %d tenants (capped at %d tenants in this run)" % (name, n, caps[name]))
