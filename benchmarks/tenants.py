@@ -429,10 +429,11 @@ def write_report(res, out, args, tools, binary):
           "- Versions: %s." % versions,
           ""]
     L += ["## Method", "",
-          "- Tenants: N folders generated from `examples/tenants` into `~/.cache/wsgi-wasm/bench-tenants/N`: of every 20, "
+          "- Tenants: N folders generated from `examples/tenants` into `%s/N`: of every 20, "
           "2 Bottle, 2 plain WSGI, 1 Django (SQLite in its data folder), 15 Flask; each its own code (its entry module names it) "
           "and `tenant.toml` (host `tNNNN.bench`, `min_warm = 0`, `warmup = \"/\"`), its site-packages hard links to the vendored copy. "
-          "Every server serves those same folders (the native servers with the tenant's `site-packages` first on the path).",
+          "Every server serves those same folders (the native servers with the tenant's `site-packages` first on the path)." % (
+              args.tenants_cache.replace(os.path.expanduser("~"), "~")),
           "- Load: `benchmarks/tenantload` (open loop: requests leave at planned Poisson arrivals whatever the server does; latency "
           "from the planned time), `GET /` to tenant of rank k with probability proportional to k^-1.1 (rank 1 hottest), "
           "%d s per cell, on the same 2 cores. Tail tenants are ranks above N/10; their first request of the cell is the one "
@@ -534,7 +535,22 @@ def main():
                          "at 42 MiB per idle tenant, 500 gunicorn tenants would not fit in 24 GiB")
     ap.add_argument("--not-measured", action="append", default=[], metavar="TEXT",
                     help="a cell left out of this run and why, for the report's \"Not measured\" list (repeatable)")
+    ap.add_argument("--from-json", metavar="PATH", help="measure nothing: write the report and plots from a tenants.json "
+                    "(the command line in the report is the one the json records)")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            res = json.load(f)
+        out = args.out
+        if "argv" in res:  # the run's own flags describe it
+            sys.argv = res["argv"]
+            args = ap.parse_args(sys.argv[1:])
+        else:  # a run before argv was recorded: give its flags again
+            i = sys.argv.index("--from-json")
+            sys.argv = sys.argv[:i] + sys.argv[i + 2:]
+        plots(res, out)
+        log("wrote", write_report(res, out, args, bench.install(), args.binary))
+        return
     began = time.time()
     tools = bench.install()
     os.makedirs(args.out, exist_ok=True)
@@ -581,6 +597,7 @@ def main():
                 if not os.environ.get("WSGI_WASM_BENCH_KEEP"):
                     shutil.rmtree(work, ignore_errors=True)
     res["load_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
+    res["argv"] = sys.argv
     res["took"] = time.time() - began
     with open(os.path.join(args.out, "tenants.json"), "w") as f:
         json.dump(res, f, indent=1)
