@@ -49,6 +49,10 @@ type Options struct {
 	// SnapshotMapping is how a restored instance's memory gets its image;
 	// the zero value, MapPrivate, is the shipped choice.
 	SnapshotMapping SnapshotMapping
+	// Yield is what a guest's periodic check-in does to let other
+	// goroutines run (interrupt.go); nil means runtime.Gosched. The server
+	// gives internal/netyield's, which also lets the network in.
+	Yield func()
 }
 
 // SnapshotMapping is how a restored instance's memory gets its image. The
@@ -119,6 +123,7 @@ type Engine struct {
 	restored atomic.Int64
 
 	snapMapping SnapshotMapping
+	yield       func() // Options.Yield, never nil
 
 	reactorOnce sync.Once
 	reactorSum  [32]byte // SHA-256 of the reactor as built, part of snapshot keys
@@ -162,7 +167,12 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 			zoneinfo = "/usr/share/zoneinfo"
 		}
 	}
+	yield := opts.Yield
+	if yield == nil {
+		yield = goruntime.Gosched
+	}
 	return &Engine{
+		yield:       yield,
 		snapMapping: opts.SnapshotMapping,
 		zoneinfo:    zoneinfo,
 		interp:      opts.Interpreter,

@@ -225,7 +225,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if flag == nil {
 		return fail("sandbox: reactor lacks the %s global (ABI.md \"Interruption\")", hostabi.ExportInterruptFlag)
 	}
-	if inst.interrupt, err = newInterrupter(inst.mem, uint32(flag.Get())); err != nil {
+	if inst.interrupt, err = newInterrupter(inst.mem, uint32(flag.Get()), e.yield); err != nil {
 		return fail("%v", err)
 	}
 	it.Store(inst.interrupt)

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"errors"
-	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +26,10 @@ type interrupter struct {
 	stopped    chan struct{}
 	stopOnce   sync.Once
 	cause      atomic.Pointer[error]
+	yield      func() // Options.Yield
 }
 
-func newInterrupter(mem *linearMemory, addr uint32) (*interrupter, error) {
+func newInterrupter(mem *linearMemory, addr uint32, yield func()) (*interrupter, error) {
 	if mem == nil || uint64(addr)+4 > mem.size || addr%4 != 0 {
 		return nil, errors.New("sandbox: interrupt word outside linear memory")
 	}
@@ -38,7 +38,7 @@ func newInterrupter(mem *linearMemory, addr uint32) (*interrupter, error) {
 	if err != nil {
 		return nil, err
 	}
-	it := &interrupter{word: word, unregister: unregister, stopped: make(chan struct{})}
+	it := &interrupter{word: word, unregister: unregister, stopped: make(chan struct{}), yield: yield}
 	mem.beforeFree = it.detach
 	return it, nil
 }
@@ -84,8 +84,9 @@ func (it *interrupter) CheckIn() error {
 	// A guest never reaches a safe point of Go's scheduler on its own, so
 	// its goroutine would keep the P until sysmon preempts it (10 ms): the
 	// goroutines reading the next requests would wait that long. Every
-	// check-in (each epoch tick, 2 ms) lets them run.
-	goruntime.Gosched()
+	// check-in (each epoch tick, 2 ms) lets them run (internal/netyield
+	// says why Gosched alone is not enough for the network).
+	it.yield()
 	return nil
 }
 

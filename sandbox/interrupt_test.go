@@ -8,9 +8,11 @@ import (
 	goruntime "runtime"
 	"runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/internal/testinterp"
 	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
@@ -123,5 +125,39 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	if peak := inst.MemoryPeak(); peak > 64<<20 {
 		t.Fatalf("linear memory reached %d bytes past the 64 MiB cap", peak)
+	}
+}
+
+// TestCheckInYields: a guest in a pure loop checks in every few
+// milliseconds, and each check-in calls the engine's Options.Yield (the
+// server's lets the network in, internal/netyield).
+func TestCheckInYields(t *testing.T) {
+	var yields atomic.Int64
+	eng, err := sandbox.New(context.Background(), sandbox.Options{Interpreter: testinterp.Require(t), Yield: func() {
+		yields.Add(1)
+		goruntime.Gosched()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	logs := &logLines{}
+	inst, err := eng.NewInstance(context.Background(), sandbox.AppConfig{App: "runaway:spin", Dir: "testdata/apps", Log: logs.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close(context.Background())
+	before := yields.Load()
+	const spin = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), spin)
+	defer cancel()
+	o := pool.ServeInstance(inst, httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil).WithContext(ctx), pool.RequestInfo{}, logs.log)
+	if !errors.Is(o.Err, sandbox.ErrDeadline) {
+		t.Fatalf("outcome %+v, want ErrDeadline; log:\n%s", o, logs)
+	}
+	// One check-in per 2 ms tick: 150 in the spin. A tenth of that allows
+	// for a busy machine; none at all means the hook is not called.
+	if n := yields.Load() - before; n < 15 {
+		t.Fatalf("the guest called Yield %d times in %v of a pure loop", n, spin)
 	}
 }

@@ -15,11 +15,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wsgi-wasm/wsgi-wasm/internal/netyield"
 	"github.com/wsgi-wasm/wsgi-wasm/outbound"
 	pythonwasi "github.com/wsgi-wasm/wsgi-wasm/python-wasi"
 	"github.com/wsgi-wasm/wsgi-wasm/python-wasi/embedded"
@@ -114,8 +116,25 @@ func newEngine(ctx context.Context, pythonDir, cacheDir string, logger *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	return sandbox.New(ctx, sandbox.Options{Interpreter: interp, CacheDir: cacheDir, Logger: logger})
+	opts := sandbox.Options{Interpreter: interp, CacheDir: cacheDir, Logger: logger}
+	if p := frontPoller(); p != nil {
+		opts.Yield = p.Yield
+	}
+	return sandbox.New(ctx, opts)
 }
+
+// frontPoller is the process's netyield.Poller: the front's listeners
+// register their sockets with it, and guests' check-ins ask it whether a
+// client is waiting (internal/netyield says why). Go's scheduler is one per
+// process, so the poller is too. nil if the kernel refuses an epoll set:
+// check-ins then only yield.
+var frontPoller = sync.OnceValue(func() *netyield.Poller {
+	p, err := netyield.New()
+	if err != nil {
+		return nil
+	}
+	return p
+})
 
 // httpTimeouts bound a client's connection to the front.
 type httpTimeouts struct {
@@ -184,6 +203,11 @@ func frontListener(addr string, caps *server.ConnLimits, certFile, keyFile strin
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if p := frontPoller(); p != nil {
+		if ln, err = p.Listener(ln); err != nil {
+			return nil, err
+		}
 	}
 	return server.FramingListener(caps.Listener(ln), tlsConfig), nil
 }
