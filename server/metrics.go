@@ -69,6 +69,14 @@ func newMetrics(s *Server) *metrics {
 			func() float64 { return float64(s.engine.InstancesRestored()) }),
 		dataCollector{s},
 	)
+	if p := s.cfg.CheckIns; p != nil {
+		m.registry.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_checkins_parked_total", Help: "Guest check-ins that found clients' bytes waiting and gave their CPU to the network (internal/netyield)."},
+				func() float64 { return float64(p.Stats().Parked) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_checkins_woken_total", Help: "Parked check-ins woken by the read of those bytes; the rest waited for the fallback timer."},
+				func() float64 { return float64(p.Stats().Woken) }),
+		)
+	}
 	return m
 }
 

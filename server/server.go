@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgi-wasm/wsgi-wasm/internal/netyield"
 	"github.com/wsgi-wasm/wsgi-wasm/policies"
 	"github.com/wsgi-wasm/wsgi-wasm/pool"
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
@@ -67,6 +68,9 @@ type Config struct {
 	// OutboundRootCAs verifies the servers tenants connect to over TLS
 	// when a tenant loads no CA of its own; nil is the host's store.
 	OutboundRootCAs *x509.CertPool
+	// CheckIns, if set, is the poller the engine's guests check in with
+	// (internal/netyield); its counts are exported as metrics.
+	CheckIns *netyield.Poller
 }
 
 // Server routes requests to tenants. Create it with New; it is an

@@ -80,7 +80,7 @@ func runCommand(logger *slog.Logger) *cli.Command {
 			srv, err := server.New(c.Context, eng, server.Config{
 				Tenant: t, DataDir: dataDir, MemoryBudget: runMemoryBudget, Logger: logger,
 				ForwardedAllowIPs: c.StringSlice("forwarded-allow-ips"), AccessLog: access, Snapshots: store,
-				OutboundRootCAs: roots,
+				OutboundRootCAs: roots, CheckIns: frontPoller(),
 			})
 			if err != nil {
 				return err

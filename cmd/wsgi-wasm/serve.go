@@ -170,7 +170,7 @@ func serve(ctx context.Context, s serveSettings, logger *slog.Logger) error {
 	srv, err := server.New(ctx, eng, server.Config{
 		TenantDir: s.tenantDir, Ceiling: s.ceiling, HostAssignments: s.hosts, DataDir: s.dataDir,
 		MemoryBudget: s.memoryBudgetMB << 20, Logger: logger,
-		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store, OutboundRootCAs: roots,
+		ForwardedAllowIPs: s.forwardedAllowIPs, AccessLog: access, Snapshots: store, OutboundRootCAs: roots, CheckIns: frontPoller(),
 		TenantLogDir: s.tenantLogDir, TenantLogMaxBytes: s.tenantLogMaxMB << 20, PycRetention: s.pycRetention,
 	})
 	if err != nil {
