@@ -662,7 +662,55 @@ def reading(res):
     return "\n".join(lines)
 
 
-def write_report(res, path, plots_dir, cfg, tools, binary, work, duration):
+def tenants_in_8gib(dv):
+    """The density fit's tenants in 8 GiB of RSS (write_report), from a
+    density variant's points."""
+    fitted = [p for p in dv["points"] if p["tenants"] > 0]
+    if len(fitted) < 2:
+        return 0
+    slope, icpt, _ = fit([p["tenants"] for p in fitted], [p["rss_mb"] for p in fitted])
+    return int((8192 - icpt) / slope) if slope > 0 else 0
+
+
+def before_after(res, base):
+    """The section comparing this run with an earlier one (--baseline): the
+    wsgi-wasm rows, cold start and density, each before and after."""
+    def ratio(a, b):
+        return "%.2fx" % (a / b) if b else "-"
+    was = base.get("versions", {}).get("wsgi-wasm", "?")
+    t = ["Before: the run recorded in `%s` (wsgi-wasm %s). After: this run. Ratios are after / before; both runs "
+         "are on shared machines, so a change within about 10%% is noise (the \"other load\" column tells)." % (
+             base.get("_path", "?"), was), "",
+         "| measure | before | after | ratio |", "| --- | ---: | ---: | ---: |"]
+    old = {(r["server"], r["app"], r["workers"]): r for r in base.get("servers", [])}
+    for r in res.get("servers", []):
+        if not r["server"].startswith("wsgi-wasm"):
+            continue
+        b = old.get((r["server"], r["app"], r["workers"]))
+        if not b:
+            continue
+        bp = {float(k): v for k, v in b["pct"].items()}
+        name = "%s, %s, %d instance%s" % (r["server"], APPS[r["app"]], r["workers"], "" if r["workers"] == 1 else "s")
+        t.append("| %s: req/s | %.0f | %.0f | %s |" % (name, b["rps"], r["rps"], ratio(r["rps"], b["rps"])))
+        t.append("| %s: p99 ms | %.2f | %.2f | %s |" % (name, bp[99] / 1e3, r["pct"][99] / 1e3, ratio(r["pct"][99], bp[99])))
+        t.append("| %s: server CPU us/req | %.0f | %.0f | %s |" % (name, b["cpu_us_per_req"], r["cpu_us_per_req"],
+                                                               ratio(r["cpu_us_per_req"], b["cpu_us_per_req"])))
+    oldc = {c["label"]: c for c in base.get("coldstart", [])}
+    for c in res.get("coldstart", []):
+        b = oldc.get(c["label"])
+        if b:
+            t.append("| cold start, %s: idle tenant to first response p50 ms | %.1f | %.1f | %s |" % (
+                c["label"], pct(b["cold"], 50) * 1e3, pct(c["cold"], 50) * 1e3, ratio(pct(c["cold"], 50), pct(b["cold"], 50))))
+    oldd = {d["label"]: d for d in base.get("density", [])}
+    for d in res.get("density", []):
+        b = oldd.get(d["label"])
+        if b:
+            t.append("| density, %s: warm Flask tenants in 8 GiB | %d | %d | %s |" % (
+                d["label"], tenants_in_8gib(b), tenants_in_8gib(d), ratio(tenants_in_8gib(d), tenants_in_8gib(b))))
+    return "\n".join(t)
+
+
+def write_report(res, path, plots_dir, cfg, tools, binary, work, duration, base=None):
     v = res.get("versions") or versions(tools, binary)
     res["versions"] = v
     rel = os.path.relpath(plots_dir, os.path.dirname(path))
@@ -764,6 +812,9 @@ def write_report(res, path, plots_dir, cfg, tools, binary, work, duration):
               + "; ".join(fits) + ".", "", "![density](%s/density.svg)" % rel]
         sections["bench-density"] = "\n".join(t)
 
+    if base:
+        sections["bench-before-after"] = before_after(res, base)
+
     for name, text in sections.items():
         splice(path, name, text)
 
@@ -848,7 +899,14 @@ def main():
     ap.add_argument("--from-json", metavar="PATH", help="measure nothing: write the report and plots from a results.json")
     ap.add_argument("--coldstart-variant", action="append", metavar="LABEL=FLAGS",
                     help="another cold-start row, served with these extra serve flags")
+    ap.add_argument("--baseline", metavar="PATH", help="an earlier run's results.json (e.g. from git show): "
+                    "adds the before-and-after section")
     args = ap.parse_args()
+    base = None
+    if args.baseline:
+        with open(args.baseline) as f:
+            base = json.load(f)
+        base["_path"] = os.environ.get("WSGI_WASM_BENCH_BASELINE_NAME", os.path.basename(args.baseline))
     cfg = Config(args.smoke)
     began = time.time()
     if args.from_json:
@@ -862,7 +920,7 @@ def main():
             shutil.copy(os.path.join(HERE, "RESULTS.md"), os.path.join(out, "RESULTS.md"))
         if "versions" not in res or "work" not in res:
             raise SystemExit("bench: %s is from an older harness (no versions or work folder recorded)" % args.from_json)
-        write_report(res, os.path.join(out, "RESULTS.md"), out, cfg, None, "", res["work"], res.get("duration", 0))
+        write_report(res, os.path.join(out, "RESULTS.md"), out, cfg, None, "", res["work"], res.get("duration", 0), base)
         plots(res, out)
         return
     if not os.path.isdir(FLASK_SITE):
@@ -893,7 +951,7 @@ def main():
         if "density" in sections:
             b.density()
         b.results.update(work=work, duration=time.time() - began)
-        write_report(b.results, results_md, out, cfg, tools, binary, work, b.results["duration"])
+        write_report(b.results, results_md, out, cfg, tools, binary, work, b.results["duration"], base)
         plots(b.results, out)
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(b.results, f, indent=1)
