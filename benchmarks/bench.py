@@ -65,10 +65,13 @@ class Config:
         self.density = [0, 1, 3] if smoke else [0, 10, 20, 40, 80]
         self.profile_seconds = 2 if smoke else 10
         # wsgi-wasm variants, at this instance count only: its access log on;
-        # one more Go P than cores (GOMAXPROCS), so that HTTP goroutines
-        # find a P while every other P runs a guest.
+        # check-ins that only call runtime.Gosched (as before
+        # internal/netyield: the network waits while every P runs a guest);
+        # one more Go P than cores (GOMAXPROCS), the other way to let HTTP
+        # goroutines find a P.
         self.variants_at = 2
-        self.variants = ["wsgi-wasm access log"] + ([] if smoke else ["wsgi-wasm GOMAXPROCS=%d" % (os.cpu_count() + 1)])
+        self.variants = ["wsgi-wasm access log", "wsgi-wasm Gosched check-ins"] + (
+            [] if smoke else ["wsgi-wasm GOMAXPROCS=%d" % (os.cpu_count() + 1)])
 
 
 def log(*a):
@@ -297,15 +300,21 @@ class Bench:
         quiet = [] if "access log" in server else ["--quiet"]
         env = dict(os.environ)
         env.pop("GOMAXPROCS", None)
+        env.pop("WSGI_WASM_CHECKIN_YIELD", None)
         if "GOMAXPROCS=" in server:
             env["GOMAXPROCS"] = server.split("GOMAXPROCS=")[1]
+        if "Gosched check-ins" in server:
+            env["WSGI_WASM_CHECKIN_YIELD"] = "gosched"
         return [self.binary] + quiet + ["serve", "--tenant-dir", tenants, "--bind", "127.0.0.1:%d" % port,
                                         "--admin-bind", "127.0.0.1:%d" % admin], env
 
     def cell(self, server, app, workers):
         port, admin = free_port(), free_port()
         cmd, env = self.command(server, app, workers, port, admin)
-        self.results["commands"].setdefault(server, (["GOMAXPROCS=" + env["GOMAXPROCS"]] if "GOMAXPROCS" in server else []) + cmd)
+        prefix = ["GOMAXPROCS=" + env["GOMAXPROCS"]] if "GOMAXPROCS" in server else []
+        if "WSGI_WASM_CHECKIN_YIELD" in env:
+            prefix.append("WSGI_WASM_CHECKIN_YIELD=" + env["WSGI_WASM_CHECKIN_YIELD"])
+        self.results["commands"].setdefault(server, prefix + cmd)
         p = start(cmd, os.path.join(self.work, "log-%s-%s-%d.txt" % (server.replace(" ", ""), app, workers)), env=env)
         try:
             wait_until(lambda: http_get(port)[0] == 200, 120, "%s (%s, %d) to answer" % (server, app, workers), p)

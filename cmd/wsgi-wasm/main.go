@@ -126,9 +126,13 @@ func newEngine(ctx context.Context, pythonDir, cacheDir string, logger *slog.Log
 // frontPoller is the process's netyield.Poller: the front's listeners
 // register their sockets with it, and guests' check-ins ask it whether a
 // client is waiting (internal/netyield says why). Go's scheduler is one per
-// process, so the poller is too. nil if the kernel refuses an epoll set:
-// check-ins then only yield.
+// process, so the poller is too. nil if the kernel refuses an epoll set,
+// or with WSGI_WASM_CHECKIN_YIELD=gosched (for comparisons: the benchmarks
+// run a row so): check-ins then only yield.
 var frontPoller = sync.OnceValue(func() *netyield.Poller {
+	if os.Getenv("WSGI_WASM_CHECKIN_YIELD") == "gosched" {
+		return nil
+	}
 	p, err := netyield.New()
 	if err != nil {
 		return nil
