@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(python, "bench.py", "--smoke", "--binary", bin, "--out", dir)
+	cmd := exec.Command(python, "bench.py", "--smoke", "--binary", bin, "--out", dir, "--baseline", "results.json")
 	cmd.Env = append(os.Environ(), "WSGI_WASM_PYTHON_DIR="+in.Dir)
 	var log strings.Builder
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -90,6 +91,14 @@ func TestHarnessSmoke(t *testing.T) {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
+	// --baseline: the committed full run against this one, row by row.
+	report, err := os.ReadFile(filepath.Join(dir, "RESULTS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`\| wsgi-wasm, Flask hello, 2 instances: req/s \| \d+ \| \d+ \| \d+\.\d\dx \|`).Match(report) {
+		t.Errorf("RESULTS.md has no before-and-after row for wsgi-wasm's Flask req/s at 2 instances")
+	}
 	seen := map[string]bool{}
 	for _, s := range res.Servers {
 		seen[s.Server] = true
@@ -98,7 +107,7 @@ func TestHarnessSmoke(t *testing.T) {
 				s.Requests, s.Errors, s.RSSMB, s.Pct["99.9"])
 		}
 	}
-	for _, s := range []string{"gunicorn", "uWSGI", "wsgi-wasm"} {
+	for _, s := range []string{"gunicorn", "uWSGI", "wsgi-wasm", "wsgi-wasm Gosched check-ins"} {
 		if !seen[s] {
 			t.Errorf("no cells for %s", s)
 		}
