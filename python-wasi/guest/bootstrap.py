@@ -38,12 +38,6 @@ RESULT_REPLACE = 4  # the app failed so that this instance must be dropped
 LOG_INFO, LOG_ERROR, LOG_WARNING, LOG_DEBUG = 0, 1, 2, 3
 
 _app = None
-_base_environ = {
-    "wsgi.version": (1, 0),
-    "wsgi.multithread": False,
-    "wsgi.multiprocess": True,
-    "wsgi.run_once": False,
-}
 
 
 class ErrorStream:
@@ -174,6 +168,21 @@ class FileWrapper:
         raise StopIteration
 
 
+# What every request's environ holds besides the host's variables (and its
+# wsgi.input). wsgi.errors is one stream for every request of the instance:
+# handle() flushes it when a request ends, so nothing of one request is left
+# in it for the next.
+_errors = ErrorStream()
+_base_environ = {
+    "wsgi.version": (1, 0),
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+    "wsgi.errors": _errors,
+    "wsgi.file_wrapper": FileWrapper,
+}
+
+
 # HeaderError: the app's status or headers break PEP 3333 or HTTP.
 # encode_start(status, headers) checks them and encodes them for start();
 # Response() is start_response and write() for one request. All three are
@@ -197,16 +206,10 @@ def _send_error(status, message):
 
 def handle():
     """Serve the current request; returns a RESULT_* code."""
-    environ = _wsgi_host.environ()
-    environ.update(_base_environ)
-    environ["wsgi.url_scheme"] = environ.pop("wsgi.url_scheme", "http")
-    length = environ.get("CONTENT_LENGTH", "")
-    terminated = not length
+    environ = _wsgi_host.environ(_base_environ)  # wsgi.url_scheme "http" if the host sent none
+    length = environ.get("CONTENT_LENGTH")
     environ["wsgi.input"] = Input(int(length) if length else None)
-    environ["wsgi.input_terminated"] = terminated
-    errors = ErrorStream()
-    environ["wsgi.errors"] = errors
-    environ["wsgi.file_wrapper"] = FileWrapper
+    environ["wsgi.input_terminated"] = not length
     response = Response()
     result = None
     try:
@@ -231,7 +234,7 @@ def handle():
                 close()
             except BaseException:
                 _log_exception("exception in the app iterable's close()")
-        errors.flush()
+        _errors.flush()
 
 
 def _fail(response, why):

@@ -42,9 +42,15 @@ IMPORT("pbkdf2_hmac") int32_t host_pbkdf2_hmac(const uint8_t *hash, int32_t hash
 
 #define ENVIRON_FIRST_TRY 8192
 
-/* environ() -> dict[str, str]: the request's CGI-style variables, values
- * decoded as latin-1 as PEP 3333 requires. */
-static PyObject *wsgi_environ(PyObject *self, PyObject *unused) {
+/* environ(base=None) -> dict: the request's CGI-style variables, values
+ * decoded as latin-1 as PEP 3333 requires; then, if given, the items of the
+ * dict base (which win), and wsgi.url_scheme "http" if the host sent none. */
+static PyObject *wsgi_environ(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+	PyObject *base = nargs > 0 ? args[0] : Py_None;
+	if (nargs > 1 || (base != Py_None && !PyDict_Check(base))) {
+		PyErr_SetString(PyExc_TypeError, "environ() takes an optional dict");
+		return NULL;
+	}
 	static uint8_t first[ENVIRON_FIRST_TRY];
 	uint8_t *buf = first;
 	int32_t n = host_request_environ(buf, sizeof first);
@@ -81,6 +87,17 @@ static PyObject *wsgi_environ(PyObject *self, PyObject *unused) {
 	}
 	if (buf != first) {
 		PyMem_Free(buf);
+	}
+	if (env != NULL && base != Py_None) {
+		static PyObject *url_scheme, *http;
+		if (url_scheme == NULL) {
+			url_scheme = PyUnicode_InternFromString("wsgi.url_scheme");
+			http = PyUnicode_InternFromString("http");
+		}
+		if (url_scheme == NULL || http == NULL || PyDict_Merge(env, base, 1) != 0 ||
+		    PyDict_SetDefault(env, url_scheme, http) == NULL) {
+			Py_CLEAR(env);
+		}
 	}
 	return env;
 }
@@ -734,7 +751,8 @@ static PyMethodDef methods[] = {
 	{"net_info", wsgi_net_info, METH_VARARGS, "net_info(handle, what) -> bytes or -errno"},
 	{"net_tls_handshake", wsgi_net_tls_handshake, METH_VARARGS, "net_tls_handshake(handle, config, timeout_ms) -> 0, 1, 2 or -errno"},
 	{"net_last_error", wsgi_net_last_error, METH_NOARGS, "net_last_error() -> message of the last failure"},
-	{"environ", wsgi_environ, METH_NOARGS, "environ() -> dict of the current request's variables"},
+	{"environ", (PyCFunction)(void (*)(void))wsgi_environ, METH_FASTCALL,
+	 "environ(base=None) -> dict of the current request's variables, then base's"},
 	{"readinto", wsgi_readinto, METH_O, "readinto(buffer) -> bytes read from the request body, 0 at its end"},
 	{"start", wsgi_start, METH_O, "start(encoded) -> send status and headers before the first body chunk"},
 	{"write", wsgi_write, METH_O, "write(data) -> send one response body chunk"},
