@@ -11,7 +11,8 @@ import (
 // TestStartResponse: each way an app can misuse start_response or write is a
 // 500 with the reason in the tenant's log, raised where the app called it;
 // the lawful uses (keywords, latin-1, exc_info) work. A status or header
-// error is raised in start_response, so the traceback names the app's line. One instance serves
+// error is raised in start_response, so the traceback names the app's line.
+// wsgi.errors is flushed when its request ends. One instance serves
 // every case in turn: a failed request leaves nothing behind for the next.
 func TestStartResponse(t *testing.T) {
 	inst, logs := newInstance(t, "startresponse:app")
@@ -37,6 +38,7 @@ func TestStartResponse(t *testing.T) {
 		{"twice", "AssertionError: start_response called twice without exc_info", 500, ""},
 		{"str-body", "TypeError: response body chunks must be bytes, not str", 500, ""},
 		{"no-start", "AssertionError: the app returned or wrote a body before calling start_response", 500, ""},
+		{"errors-partial", "a line without its end", 200, "ok"},
 		{"keywords", "", 201, "written, returned"},
 		{"latin-1", "", 200, "ok"},
 		{"error-before-body", "", 503, "busy"},
@@ -48,6 +50,9 @@ func TestStartResponse(t *testing.T) {
 			logged := logs.String()[before:]
 			if rec.Code != c.code || (c.body != "" && rec.Body.String() != c.body) || !strings.Contains(logged, c.log) {
 				t.Fatalf("got %d %q, outcome %+v; want %d %q and a log with %q; log:\n%s", rec.Code, rec.Body.String(), o, c.code, c.body, c.log, logged)
+			}
+			if c.log == "" && logged != "" {
+				t.Fatalf("logged %q", logged) // nothing left over from an earlier request
 			}
 			if c.code == 500 && (o.Result != hostabi.HandleAppError || !o.Reusable() || rec.Body.String() != "Internal Server Error\n") {
 				t.Fatalf("outcome %+v body %q", o, rec.Body.String())

@@ -42,6 +42,31 @@ IMPORT("pbkdf2_hmac") int32_t host_pbkdf2_hmac(const uint8_t *hash, int32_t hash
 
 #define ENVIRON_FIRST_TRY 8192
 
+/* The str of each environ key, and of each short value, by its place in the
+ * host's encoding, kept from the last request: the next request sends mostly
+ * the same ones in the same order (REQUEST_METHOD, SERVER_PROTOCOL, "GET",
+ * "HTTP/1.1"...), and a kept str needs neither a new object nor, as a dict
+ * key, hashing again. A str is immutable, so sharing one gives a request
+ * nothing of another's but equal text; values longer than
+ * ENVIRON_CACHE_VALUE are never kept. */
+#define ENVIRON_CACHE 64
+#define ENVIRON_CACHE_VALUE 32
+static PyObject *environ_keys[ENVIRON_CACHE], *environ_values[ENVIRON_CACHE];
+
+static PyObject *environ_str(PyObject **kept, const uint8_t *s, Py_ssize_t n) {
+	PyObject *k = *kept;
+	if (k != NULL && PyUnicode_GET_LENGTH(k) == n && memcmp(PyUnicode_1BYTE_DATA(k), s, n) == 0) {
+		Py_INCREF(k);
+		return k;
+	}
+	PyObject *str = PyUnicode_DecodeLatin1((const char *)s, n, NULL);
+	if (str != NULL) {
+		Py_INCREF(str);
+		Py_XSETREF(*kept, str);
+	}
+	return str;
+}
+
 /* environ(base=None) -> dict: the request's CGI-style variables, values
  * decoded as latin-1 as PEP 3333 requires; then, if given, the items of the
  * dict base (which win), and wsgi.url_scheme "http" if the host sent none. */
@@ -68,7 +93,7 @@ static PyObject *wsgi_environ(PyObject *self, PyObject *const *args, Py_ssize_t 
 	}
 	PyObject *env = PyDict_New();
 	const uint8_t *p = buf, *end = buf + (n > 0 ? n : 0);
-	while (env != NULL && p < end) {
+	for (int i = 0; env != NULL && p < end; i++) {
 		const uint8_t *k = p, *kz = memchr(k, 0, end - k);
 		const uint8_t *v = kz ? kz + 1 : NULL, *vz = v ? memchr(v, 0, end - v) : NULL;
 		if (vz == NULL) {
@@ -76,8 +101,15 @@ static PyObject *wsgi_environ(PyObject *self, PyObject *const *args, Py_ssize_t 
 			Py_CLEAR(env);
 			break;
 		}
-		PyObject *key = PyUnicode_DecodeLatin1((const char *)k, kz - k, NULL);
-		PyObject *val = PyUnicode_DecodeLatin1((const char *)v, vz - v, NULL);
+		PyObject *key, *val;
+		if (i < ENVIRON_CACHE) {
+			key = environ_str(&environ_keys[i], k, kz - k);
+			val = vz - v <= ENVIRON_CACHE_VALUE ? environ_str(&environ_values[i], v, vz - v)
+							    : PyUnicode_DecodeLatin1((const char *)v, vz - v, NULL);
+		} else {
+			key = PyUnicode_DecodeLatin1((const char *)k, kz - k, NULL);
+			val = PyUnicode_DecodeLatin1((const char *)v, vz - v, NULL);
+		}
 		if (key == NULL || val == NULL || PyDict_SetItem(env, key, val) != 0) {
 			Py_CLEAR(env);
 		}

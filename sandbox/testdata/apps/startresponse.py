@@ -55,6 +55,12 @@ def _error_after_body(environ, start_response):
     return [b"never"]
 
 
+def _errors_partial(environ, start_response):
+    environ["wsgi.errors"].write("a line without its end")
+    start_response("200 OK", [])
+    return [b"ok"]
+
+
 CASES = {
     "status-bytes": _bad([], status=b"200 OK"),
     "status-short": _bad([], status="200"),
@@ -72,6 +78,7 @@ CASES = {
     "twice": _twice,
     "str-body": _str_body,
     "no-start": _no_start,
+    "errors-partial": _errors_partial,
     "keywords": _keywords,
     "latin-1": _latin1,
     "error-before-body": _error_before_body,
