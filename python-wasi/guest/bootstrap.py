@@ -234,7 +234,8 @@ def handle():
                 close()
             except BaseException:
                 _log_exception("exception in the app iterable's close()")
-        _errors.flush()
+        if _errors._pending:
+            _errors.flush()
 
 
 def _fail(response, why):

@@ -197,6 +197,7 @@ static PyObject *wsgi_write(PyObject *self, PyObject *arg) {
  * app calls start_response. The host checks everything again. */
 
 static PyObject *HeaderError; /* _wsgi_bootstrap.HeaderError */
+static PyObject *write_name;  /* "write", interned */
 
 static const char *const HOP_BY_HOP[] = {
 	"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -481,7 +482,7 @@ static PyObject *response_start_response(Response *self, PyObject *const *args, 
 		return NULL;
 	}
 	Py_XSETREF(self->pending, encoded);
-	return PyObject_GetAttrString((PyObject *)self, "write");
+	return PyObject_GetAttr((PyObject *)self, write_name);
 }
 
 /* write(data) -> None: one body chunk; the headers go out with the first
@@ -813,7 +814,10 @@ PyMODINIT_FUNC PyInit__wsgi_host(void) {
 							"The app's status or headers break PEP 3333 or HTTP.",
 							NULL, NULL);
 	}
-	if (HeaderError == NULL || PyType_Ready(&ResponseType) != 0 ||
+	if (write_name == NULL) {
+		write_name = PyUnicode_InternFromString("write");
+	}
+	if (HeaderError == NULL || write_name == NULL || PyType_Ready(&ResponseType) != 0 ||
 	    PyModule_AddObjectRef(m, "HeaderError", HeaderError) != 0 ||
 	    PyModule_AddObjectRef(m, "Response", (PyObject *)&ResponseType) != 0) {
 		Py_DECREF(m);
