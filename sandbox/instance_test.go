@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -96,4 +97,34 @@ func TestInstanceFailures(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// TestInstanceEnvironEachRequest: an instance's requests in turn, each with
+// other variables, other lengths and other values at the same places, each
+// see their own environ and nothing of the one before.
+func TestInstanceEnvironEachRequest(t *testing.T) {
+	inst, logs := newInstance(t, "hello:echo_validated")
+	for _, c := range []struct{ method, target, multi, want string }{
+		{"GET", "/a?q=1", "one", "REQUEST_METHOD=GET\nSCRIPT_NAME=\nPATH_INFO=/a\nQUERY_STRING=q=1\n" +
+			"CONTENT_TYPE=\nCONTENT_LENGTH=\nSERVER_PROTOCOL=HTTP/1.1\nHTTP_X_MULTI=one\nHTTP_COOKIE=None\nwsgi.url_scheme=http\nbody="},
+		{"POST", "/bb", "", "REQUEST_METHOD=POST\nSCRIPT_NAME=\nPATH_INFO=/bb\nQUERY_STRING=\n" +
+			"CONTENT_TYPE=\nCONTENT_LENGTH=4\nSERVER_PROTOCOL=HTTP/1.1\nHTTP_X_MULTI=None\nHTTP_COOKIE=None\nwsgi.url_scheme=http\nbody=data"},
+		{"GET", "/a?q=2", strings.Repeat("v", 100), "REQUEST_METHOD=GET\nSCRIPT_NAME=\nPATH_INFO=/a\nQUERY_STRING=q=2\n" +
+			"CONTENT_TYPE=\nCONTENT_LENGTH=\nSERVER_PROTOCOL=HTTP/1.1\nHTTP_X_MULTI=" + strings.Repeat("v", 100) + "\nHTTP_COOKIE=None\nwsgi.url_scheme=http\nbody="},
+		{"GET", "/a?q=1", "one", "REQUEST_METHOD=GET\nSCRIPT_NAME=\nPATH_INFO=/a\nQUERY_STRING=q=1\n" +
+			"CONTENT_TYPE=\nCONTENT_LENGTH=\nSERVER_PROTOCOL=HTTP/1.1\nHTTP_X_MULTI=one\nHTTP_COOKIE=None\nwsgi.url_scheme=http\nbody="},
+	} {
+		var body io.Reader
+		if c.method == "POST" {
+			body = strings.NewReader("data")
+		}
+		req := httptest.NewRequest(c.method, c.target, body)
+		if c.multi != "" {
+			req.Header.Set("X-Multi", c.multi)
+		}
+		rec, o := do(inst, req, logs)
+		if o.Err != nil || rec.Body.String() != c.want {
+			t.Fatalf("%s %s: outcome %+v, body:\n%s\nwant:\n%s\nlog:\n%s", c.method, c.target, o, rec.Body.String(), c.want, logs)
+		}
+	}
 }

@@ -37,19 +37,7 @@ RESULT_REPLACE = 4  # the app failed so that this instance must be dropped
 
 LOG_INFO, LOG_ERROR, LOG_WARNING, LOG_DEBUG = 0, 1, 2, 3
 
-HOP_BY_HOP = frozenset(
-    ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-     "te", "trailers", "transfer-encoding", "upgrade")
-)
-_FORBIDDEN = frozenset("\r\n\0")
-
 _app = None
-_base_environ = {
-    "wsgi.version": (1, 0),
-    "wsgi.multithread": False,
-    "wsgi.multiprocess": True,
-    "wsgi.run_once": False,
-}
 
 
 class ErrorStream:
@@ -180,81 +168,29 @@ class FileWrapper:
         raise StopIteration
 
 
-class HeaderError(Exception):
-    """The app's status or headers break PEP 3333 or HTTP."""
+# What every request's environ holds besides the host's variables (and its
+# wsgi.input). wsgi.errors is one stream for every request of the instance:
+# handle() flushes it when a request ends, so nothing of one request is left
+# in it for the next.
+_errors = ErrorStream()
+_base_environ = {
+    "wsgi.version": (1, 0),
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+    "wsgi.errors": _errors,
+    "wsgi.file_wrapper": FileWrapper,
+}
 
 
-def _check_text(what, value):
-    if type(value) is not str:
-        raise HeaderError("%s must be str, not %s" % (what, type(value).__name__))
-    if _FORBIDDEN.intersection(value):
-        raise HeaderError("%s contains CR, LF or NUL: %r" % (what, value))
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise HeaderError("%s is not latin-1: %r" % (what, value)) from None
-
-
-def encode_start(status, headers):
-    """Check status and headers and encode them for response_start."""
-    _check_text("status", status)
-    code, _, reason = status.partition(" ")
-    if len(code) != 3 or not code.isdigit() or code[0] == "0" or not reason:
-        raise HeaderError("status must be 'NNN Reason', got %r" % status)
-    if type(headers) is not list:
-        raise HeaderError("headers must be a list, not %s" % type(headers).__name__)
-    parts = [status]
-    for item in headers:
-        if type(item) is not tuple or len(item) != 2:
-            raise HeaderError("each header must be a (name, value) tuple: %r" % (item,))
-        name, value = item
-        _check_text("header name", name)
-        _check_text("header %s value" % name, value)
-        if not name or any(c in name for c in " \t:()<>@,;\\\"/[]?={}"):
-            raise HeaderError("invalid header name %r" % name)
-        if name.lower() in HOP_BY_HOP:
-            raise HeaderError("hop-by-hop header %r is the server's to set" % name)
-        parts.append(name)
-        parts.append(value)
-    return ("\0".join(parts) + "\0").encode("latin-1")
-
-
-class Response:
-    """start_response and write() for one request."""
-
-    __slots__ = ("pending", "sent")
-
-    def __init__(self):
-        self.pending = None  # encoded status+headers not yet sent
-        self.sent = False  # headers went to the host
-
-    def start_response(self, status, headers, exc_info=None):
-        if exc_info is not None:
-            try:
-                if self.sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.pending is not None:
-            raise AssertionError("start_response called twice without exc_info")
-        self.pending = encode_start(status, headers)
-        return self.write
-
-    def _send_headers(self):
-        if self.pending is None:
-            raise AssertionError("the app returned or wrote a body before calling start_response")
-        if not self.sent:
-            _wsgi_host.start(self.pending)
-            self.sent = True
-
-    def write(self, data):
-        if type(data) is not bytes:
-            raise TypeError("response body chunks must be bytes, not %s" % type(data).__name__)
-        if self.pending is None:
-            raise AssertionError("the app returned or wrote a body before calling start_response")
-        if data:  # PEP 3333: headers go out with the first non-empty chunk
-            self._send_headers()
-            _wsgi_host.write(data)
+# HeaderError: the app's status or headers break PEP 3333 or HTTP.
+# encode_start(status, headers) checks them and encodes them for start();
+# Response() is start_response and write() for one request. All three are
+# in C (wsgi_host.c), to keep the per-request glue small; the host checks
+# the status and headers again.
+HeaderError = _wsgi_host.HeaderError
+encode_start = _wsgi_host.encode_start
+Response = _wsgi_host.Response
 
 
 def _log_exception(prefix):
@@ -270,23 +206,17 @@ def _send_error(status, message):
 
 def handle():
     """Serve the current request; returns a RESULT_* code."""
-    environ = _wsgi_host.environ()
-    environ.update(_base_environ)
-    environ["wsgi.url_scheme"] = environ.pop("wsgi.url_scheme", "http")
-    length = environ.get("CONTENT_LENGTH", "")
-    terminated = not length
+    environ = _wsgi_host.environ(_base_environ)  # wsgi.url_scheme "http" if the host sent none
+    length = environ.get("CONTENT_LENGTH")
     environ["wsgi.input"] = Input(int(length) if length else None)
-    environ["wsgi.input_terminated"] = terminated
-    errors = ErrorStream()
-    environ["wsgi.errors"] = errors
-    environ["wsgi.file_wrapper"] = FileWrapper
+    environ["wsgi.input_terminated"] = not length
     response = Response()
     result = None
     try:
         result = _app(environ, response.start_response)
         for chunk in result:
             response.write(chunk)
-        response._send_headers()
+        response.send_headers()
         return RESULT_OK
     except OSError as exc:
         if str(exc).startswith(("response body:", "request body:")):
@@ -304,7 +234,8 @@ def handle():
                 close()
             except BaseException:
                 _log_exception("exception in the app iterable's close()")
-        errors.flush()
+        if _errors._pending:
+            _errors.flush()
 
 
 def _fail(response, why):
