@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -49,6 +50,10 @@ type Options struct {
 	// SnapshotMapping is how a restored instance's memory gets its image;
 	// the zero value, MapPrivate, is the shipped choice.
 	SnapshotMapping SnapshotMapping
+	// MaxRunsWithoutWriteSet bounds the instances restored without their
+	// snapshot's write set that restore or serve their first request at
+	// once (coldgate.go); 0 means GOMAXPROCS.
+	MaxRunsWithoutWriteSet int
 }
 
 // SnapshotMapping is how a restored instance's memory gets its image. The
@@ -116,9 +121,11 @@ type Engine struct {
 	compileFailures sync.Map
 	started         atomic.Int64
 
-	restored atomic.Int64
+	restored     atomic.Int64
+	restoredCold atomic.Int64 // of restored, those without a write set
 
 	snapMapping SnapshotMapping
+	gate        *coldGate // restores and first requests without a write set
 
 	reactorOnce sync.Once
 	reactorSum  [32]byte // SHA-256 of the reactor as built, part of snapshot keys
@@ -162,8 +169,13 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 			zoneinfo = "/usr/share/zoneinfo"
 		}
 	}
+	cold := opts.MaxRunsWithoutWriteSet
+	if cold <= 0 {
+		cold = runtime.GOMAXPROCS(0)
+	}
 	return &Engine{
 		snapMapping: opts.SnapshotMapping,
+		gate:        newColdGate(cold),
 		zoneinfo:    zoneinfo,
 		interp:      opts.Interpreter,
 		reactorPath: reactorPath,
