@@ -4,7 +4,7 @@ TENANTS.md, tenants.json and SVG plots (`make bench-tenants`).
 
 Usage: tenants.py [--binary PATH] [--out DIR] [--tenants 100,500,1000]
                   [--rates 100,300] [--duration 20] [--servers LIST]
-                  [--budget-tenants N] [--smoke]
+                  [--budget-tenants N] [--smoke] [--no-warmup]
 
 Tenants are generated from examples/tenants (mostly Flask, some Bottle, plain
 WSGI and Django), each its own folder (its code, a tenant.toml naming its host
@@ -12,6 +12,12 @@ tNNNN.bench, its site-packages hard-linked to the vendored copy: the server
 refuses symbolic links) in ~/.cache/wsgi-wasm/bench-tenants/N. Every server
 serves those same folders. Load comes from benchmarks/tenantload (open loop,
 Zipf over tenants). Every figure in the generated sections is measured here.
+
+--no-warmup generates the tenants without tenant.toml's warmup, in
+bench-tenants/N-nowarmup, and gives wsgi-wasm a snapshot folder of their own
+(bench-tenants/N-nowarmup-snapshots) whose write sets are removed before
+each start: the load then finds every snapshot built and none with a write
+set, as right after a deploy, and the first requests record them.
 """
 import argparse
 import json
@@ -57,11 +63,15 @@ def host(i):
     return "t%04d.bench" % i
 
 
-def generate(n):
-    """Tenant folders 1..n, made once per n and reused."""
-    d = os.path.join(CACHE, "bench-tenants", str(n))
+def tenants_dir(n, warmup=True):
+    return os.path.join(CACHE, "bench-tenants", str(n) if warmup else "%d-nowarmup" % n)
+
+
+def generate(n, warmup=True):
+    """Tenant folders 1..n, made once per n (and warm-up choice) and reused."""
+    d = tenants_dir(n, warmup)
     if os.path.isfile(os.path.join(d, ".complete")):
-        write_tenant_tomls(d, n)
+        write_tenant_tomls(d, n, warmup)
         return d
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -76,27 +86,27 @@ def generate(n):
         entry = os.path.join(t, "mysite", "wsgi.py") if k == "django" else os.path.join(t, "app.py")
         with open(entry, "a") as f:
             f.write('\nTENANT = "t%04d"\n' % i)
-    write_tenant_tomls(d, n)
+    write_tenant_tomls(d, n, warmup)
     open(os.path.join(d, ".complete"), "w").close()
     return d
 
 
-def tenant_toml(i):
-    """A tenant's tenant.toml: its host, no warm instance, and the warm-up
-    path that an operator sets so that the server records the snapshot's
-    write set when it builds it (tenant.toml's warmup), not on the first
-    request of the load."""
+def tenant_toml(i, warmup=True):
+    """A tenant's tenant.toml: its host, no warm instance, and (unless
+    warmup is false) the warm-up path that an operator sets so that the
+    server records the snapshot's write set when it builds it (tenant.toml's
+    warmup), not on the first request of the load."""
     k = kind(i)
-    return 'app = "%s"\nhosts = ["%s"]\nwarmup = "/"\n\n[policy]\npreset = "%s"\n\n[pool]\nmin_warm = 0\n' % (
-        APP[k], host(i), "data" if k == "django" else "default")
+    return 'app = "%s"\nhosts = ["%s"]\n%s\n[policy]\npreset = "%s"\n\n[pool]\nmin_warm = 0\n' % (
+        APP[k], host(i), 'warmup = "/"\n' if warmup else "", "data" if k == "django" else "default")
 
 
-def write_tenant_tomls(d, n):
+def write_tenant_tomls(d, n, warmup=True):
     """(Re)writes every tenant's tenant.toml in d where it differs (the
     sources and their compiled cache stay)."""
     for i in range(1, n + 1):
         path = os.path.join(d, "t%04d" % i, "tenant.toml")
-        want = tenant_toml(i)
+        want = tenant_toml(i, warmup)
         if not os.path.exists(path) or open(path).read() != want:
             with open(path, "w") as f:
                 f.write(want)
@@ -151,9 +161,11 @@ class Server:
     """One server under test: its processes (a list of Popen), the port the
     load goes to, and what it reports."""
 
-    def __init__(self, name, n, tenants, work, tools, binary, budget_mb):
+    def __init__(self, name, n, tenants, work, tools, binary, budget_mb, snapshot_dir=None):
         self.name, self.n, self.tenants, self.work, self.tools, self.binary = name, n, tenants, work, tools, binary
         self.budget_mb = budget_mb
+        # Without warm-up: snapshots of their own, kept, their write sets not.
+        self.snapshot_dir = snapshot_dir
         self.procs, self.admin, self.port = [], None, None
         self.socks = os.path.join(work, "socks")
         os.makedirs(self.socks, exist_ok=True)
@@ -178,7 +190,12 @@ class Server:
         self.admin = free_port()
         cmd = self.nice([self.binary, "--quiet", "serve", "--tenant-dir", self.tenants, "--bind", "127.0.0.1:%d" % port,
                          "--admin-bind", "127.0.0.1:%d" % self.admin, "--data-dir", os.path.join(self.work, "data"),
-                         "--memory-budget-mb", str(self.budget_mb), "--access-logfile", ""])
+                         "--memory-budget-mb", str(self.budget_mb), "--access-logfile", ""] +
+                        (["--snapshot-dir", self.snapshot_dir] if self.snapshot_dir else []))
+        if self.snapshot_dir and os.path.isdir(self.snapshot_dir):
+            for f in os.listdir(self.snapshot_dir):
+                if f.endswith(".writes"):
+                    os.remove(os.path.join(self.snapshot_dir, f))
         self.cmd = cmd
         p = start(cmd, os.path.join(self.work, "log-wsgi-wasm.txt"))
         self.procs.append(p)
@@ -409,6 +426,8 @@ def header(tools):
     nginx, uWSGI and gunicorn as their own commands print them."""
     machine = "%s, %d cores, %s %s, %s" % (bench.cpu_model(), os.cpu_count(), os.uname().sysname, os.uname().release,
                                           output(["go", "env", "GOVERSION"]))
+    if not tools:
+        return machine, "wsgi-wasm only (no peer installed)"
     env = dict(os.environ, PYTHONPATH=tools["NATIVE_PYTHONPATH"])
     versions = ", ".join([
         output([tools["NGINX"], "-v"]),
@@ -431,8 +450,10 @@ def write_report(res, out, args, tools, binary):
     L += ["## Method", "",
           "- Tenants: N folders generated from `examples/tenants` into `~/.cache/wsgi-wasm/bench-tenants/N`: of every 20, "
           "2 Bottle, 2 plain WSGI, 1 Django (SQLite in its data folder), 15 Flask; each its own code (its entry module names it) "
-          "and `tenant.toml` (host `tNNNN.bench`, `min_warm = 0`, `warmup = \"/\"`), its site-packages hard links to the vendored copy. "
-          "Every server serves those same folders (the native servers with the tenant's `site-packages` first on the path).",
+          "and `tenant.toml` (host `tNNNN.bench`, `min_warm = 0`, %s), its site-packages hard links to the vendored copy. "
+          "Every server serves those same folders (the native servers with the tenant's `site-packages` first on the path)." % (
+              "no `warmup` (`--no-warmup`: snapshots built, their write sets removed before each start, so every first request "
+              "restores without one, as right after a deploy)" if args.no_warmup else "`warmup = \"/\"`"),
           "- Load: `benchmarks/tenantload` (open loop: requests leave at planned Poisson arrivals whatever the server does; latency "
           "from the planned time), `GET /` to tenant of rank k with probability proportional to k^-1.1 (rank 1 hottest), "
           "%d s per cell, on the same 2 cores. Tail tenants are ranks above N/10; their first request of the cell is the one "
@@ -526,22 +547,26 @@ def main():
     ap.add_argument("--budget", type=int, default=16384, help="wsgi-wasm's --memory-budget-mb in the ordinary rows")
     ap.add_argument("--budget-cell", default="", help="N:MIB: one more wsgi-wasm cell at N tenants with that budget")
     ap.add_argument("--max-native", type=int, default=100000, help="skip gunicorn and uWSGI above this many tenants")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="tenants without tenant.toml's warmup, and wsgi-wasm without write sets at the start (see above)")
     ap.add_argument("--not-measured", action="append", default=[], metavar="TEXT",
                     help="a cell left out of this run and why, for the report's \"Not measured\" list (repeatable)")
     args = ap.parse_args()
     began = time.time()
-    tools = bench.install()
+    # The peers (and the front) only where a row needs them.
+    tools = {} if set(args.servers.split(",")) == {"wsgi-wasm"} else bench.install()
     os.makedirs(args.out, exist_ok=True)
     res = {"cells": [], "starts": [], "skipped": list(args.not_measured), "load_start": " ".join(open("/proc/loadavg").read().split()[:3])}
     rates = [int(x) for x in args.rates.split(",")]
     for n in [int(x) for x in args.tenants.split(",")]:
-        tenants = generate(n)
+        tenants = generate(n, not args.no_warmup)
+        snapdir = None if not args.no_warmup else tenants_dir(n, False) + "-snapshots"
         for name in args.servers.split(","):
             if name in ("gunicorn", "uWSGI Emperor") and n > args.max_native:
                 res["skipped"].append("%s at %d tenants (--max-native %d)" % (name, n, args.max_native))
                 continue
             work = tempfile.mkdtemp(prefix="wsgi-wasm-tenants-")
-            s = Server(name, n, tenants, work, tools, args.binary, args.budget)
+            s = Server(name, n, tenants, work, tools, args.binary, args.budget, snapdir)
             try:
                 t = time.time()
                 s.start()
@@ -558,7 +583,7 @@ def main():
         if args.budget_cell and int(args.budget_cell.split(":")[0]) == n:
             mib = int(args.budget_cell.split(":")[1])
             work = tempfile.mkdtemp(prefix="wsgi-wasm-tenants-")
-            s = Server("wsgi-wasm", n, tenants, work, tools, args.binary, mib)
+            s = Server("wsgi-wasm", n, tenants, work, tools, args.binary, mib, snapdir)
             try:
                 s.start()
                 r = cell(s, n, rates[-1], args.duration, work)
