@@ -4,7 +4,7 @@ TENANTS.md, tenants.json and SVG plots (`make bench-tenants`).
 
 Usage: tenants.py [--binary PATH] [--out DIR] [--tenants 100,500,1000]
                   [--rates 100,300] [--duration 20] [--servers LIST]
-                  [--budget-tenants N] [--smoke]
+                  [--budget-tenants N] [--smoke] [--no-warmup]
 
 Tenants are generated from examples/tenants (mostly Flask, some Bottle, plain
 WSGI and Django), each its own folder (its code, a tenant.toml naming its host
@@ -12,6 +12,12 @@ tNNNN.bench, its site-packages hard-linked to the vendored copy: the server
 refuses symbolic links) in ~/.cache/wsgi-wasm/bench-tenants/N. Every server
 serves those same folders. Load comes from benchmarks/tenantload (open loop,
 Zipf over tenants). Every figure in the generated sections is measured here.
+
+--no-warmup generates the tenants without tenant.toml's warmup, in
+bench-tenants/N-nowarmup, and gives wsgi-wasm a snapshot folder of their own
+(bench-tenants/N-nowarmup-snapshots) whose write sets are removed before
+each start: the load then finds every snapshot built and none with a write
+set, as right after a deploy, and the first requests record them.
 """
 import argparse
 import json
@@ -57,11 +63,16 @@ def host(i):
     return "t%04d.bench" % i
 
 
-def generate(n, parent):
-    """Tenant folders 1..n in parent/n, made once per n and reused."""
-    d = os.path.join(parent, str(n))
+def tenants_dir(parent, n, warmup=True):
+    return os.path.join(parent, str(n) if warmup else "%d-nowarmup" % n)
+
+
+def generate(parent, n, warmup=True):
+    """Tenant folders 1..n in parent, made once per n (and warm-up choice)
+    and reused."""
+    d = tenants_dir(parent, n, warmup)
     if os.path.isfile(os.path.join(d, ".complete")):
-        write_tenant_tomls(d, n)
+        write_tenant_tomls(d, n, warmup)
         return d
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -76,27 +87,27 @@ def generate(n, parent):
         entry = os.path.join(t, "mysite", "wsgi.py") if k == "django" else os.path.join(t, "app.py")
         with open(entry, "a") as f:
             f.write('\nTENANT = "t%04d"\n' % i)
-    write_tenant_tomls(d, n)
+    write_tenant_tomls(d, n, warmup)
     open(os.path.join(d, ".complete"), "w").close()
     return d
 
 
-def tenant_toml(i):
-    """A tenant's tenant.toml: its host, no warm instance, and the warm-up
-    path that an operator sets so that the server records the snapshot's
-    write set when it builds it (tenant.toml's warmup), not on the first
-    request of the load."""
+def tenant_toml(i, warmup=True):
+    """A tenant's tenant.toml: its host, no warm instance, and (unless
+    warmup is false) the warm-up path that an operator sets so that the
+    server records the snapshot's write set when it builds it (tenant.toml's
+    warmup), not on the first request of the load."""
     k = kind(i)
-    return 'app = "%s"\nhosts = ["%s"]\nwarmup = "/"\n\n[policy]\npreset = "%s"\n\n[pool]\nmin_warm = 0\n' % (
-        APP[k], host(i), "data" if k == "django" else "default")
+    return 'app = "%s"\nhosts = ["%s"]\n%s\n[policy]\npreset = "%s"\n\n[pool]\nmin_warm = 0\n' % (
+        APP[k], host(i), 'warmup = "/"\n' if warmup else "", "data" if k == "django" else "default")
 
 
-def write_tenant_tomls(d, n):
+def write_tenant_tomls(d, n, warmup=True):
     """(Re)writes every tenant's tenant.toml in d where it differs (the
     sources and their compiled cache stay)."""
     for i in range(1, n + 1):
         path = os.path.join(d, "t%04d" % i, "tenant.toml")
-        want = tenant_toml(i)
+        want = tenant_toml(i, warmup)
         if not os.path.exists(path) or open(path).read() != want:
             with open(path, "w") as f:
                 f.write(want)
@@ -151,9 +162,11 @@ class Server:
     """One server under test: its processes (a list of Popen), the port the
     load goes to, and what it reports."""
 
-    def __init__(self, name, n, tenants, work, tools, binary, budget_mb):
+    def __init__(self, name, n, tenants, work, tools, binary, budget_mb, snapshot_dir=None):
         self.name, self.n, self.tenants, self.work, self.tools, self.binary = name, n, tenants, work, tools, binary
         self.budget_mb = budget_mb
+        # Without warm-up: snapshots of their own, kept, their write sets not.
+        self.snapshot_dir = snapshot_dir
         self.procs, self.admin, self.port = [], None, None
         self.socks = os.path.join(work, "socks")
         os.makedirs(self.socks, exist_ok=True)
@@ -178,7 +191,12 @@ class Server:
         self.admin = free_port()
         cmd = self.nice([self.binary, "--quiet", "serve", "--tenant-dir", self.tenants, "--bind", "127.0.0.1:%d" % port,
                          "--admin-bind", "127.0.0.1:%d" % self.admin, "--data-dir", os.path.join(self.work, "data"),
-                         "--memory-budget-mb", str(self.budget_mb), "--access-logfile", ""])
+                         "--memory-budget-mb", str(self.budget_mb), "--access-logfile", ""] +
+                        (["--snapshot-dir", self.snapshot_dir] if self.snapshot_dir else []))
+        if self.snapshot_dir and os.path.isdir(self.snapshot_dir):
+            for f in os.listdir(self.snapshot_dir):
+                if f.endswith(".writes"):
+                    os.remove(os.path.join(self.snapshot_dir, f))
         self.cmd = cmd
         p = start(cmd, os.path.join(self.work, "log-wsgi-wasm.txt"))
         self.procs.append(p)
@@ -409,6 +427,8 @@ def header(tools):
     nginx, uWSGI and gunicorn as their own commands print them."""
     machine = "%s, %d cores, %s %s, %s" % (bench.cpu_model(), os.cpu_count(), os.uname().sysname, os.uname().release,
                                           output(["go", "env", "GOVERSION"]))
+    if not tools:
+        return machine, "wsgi-wasm only (no peer installed)"
     env = dict(os.environ, PYTHONPATH=tools["NATIVE_PYTHONPATH"])
     versions = ", ".join([
         output([tools["NGINX"], "-v"]),
@@ -431,9 +451,11 @@ def write_report(res, out, args, tools, binary):
     L += ["## Method", "",
           "- Tenants: N folders generated from `examples/tenants` into `%s/N`: of every 20, "
           "2 Bottle, 2 plain WSGI, 1 Django (SQLite in its data folder), 15 Flask; each its own code (its entry module names it) "
-          "and `tenant.toml` (host `tNNNN.bench`, `min_warm = 0`, `warmup = \"/\"`), its site-packages hard links to the vendored copy. "
+          "and `tenant.toml` (host `tNNNN.bench`, `min_warm = 0`, %s), its site-packages hard links to the vendored copy. "
           "Every server serves those same folders (the native servers with the tenant's `site-packages` first on the path)." % (
-              args.tenants_cache.replace(os.path.expanduser("~"), "~")),
+              args.tenants_cache.replace(os.path.expanduser("~"), "~"),
+              "no `warmup` (`--no-warmup`: snapshots built, their write sets removed before each start, so every first request "
+              "restores without one, as right after a deploy)" if args.no_warmup else "`warmup = \"/\"`"),
           "- Load: `benchmarks/tenantload` (open loop: requests leave at planned Poisson arrivals whatever the server does; latency "
           "from the planned time), `GET /` to tenant of rank k with probability proportional to k^-1.1 (rank 1 hottest), "
           "%d s per cell, on the same 2 cores. Tail tenants are ranks above N/10; their first request of the cell is the one "
@@ -533,6 +555,8 @@ def main():
     ap.add_argument("--max-tenants", action="append", default=[], metavar="SERVER=N",
                     help="skip SERVER (a --servers name) above N tenants (repeatable), e.g. gunicorn=100: "
                          "at 42 MiB per idle tenant, 500 gunicorn tenants would not fit in 24 GiB")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="tenants without tenant.toml's warmup, and wsgi-wasm without write sets at the start (see above)")
     ap.add_argument("--not-measured", action="append", default=[], metavar="TEXT",
                     help="a cell left out of this run and why, for the report's \"Not measured\" list (repeatable)")
     ap.add_argument("--from-json", metavar="PATH", help="measure nothing: write the report and plots from a tenants.json "
@@ -552,7 +576,8 @@ def main():
         log("wrote", write_report(res, out, args, bench.install(), args.binary))
         return
     began = time.time()
-    tools = bench.install()
+    # The peers (and the front) only where a row needs them.
+    tools = {} if set(args.servers.split(",")) == {"wsgi-wasm"} else bench.install()
     os.makedirs(args.out, exist_ok=True)
     res = {"cells": [], "starts": [], "skipped": list(args.not_measured), "load_start": " ".join(open("/proc/loadavg").read().split()[:3])}
     rates = [int(x) for x in args.rates.split(",")]
@@ -564,13 +589,14 @@ def main():
         caps[name] = min(caps.get(name, args.max_native), args.max_native)
     budget_cells = [tuple(int(x) for x in c.split(":")) for c in args.budget_cell]
     for n in [int(x) for x in args.tenants.split(",")]:
-        tenants = generate(n, args.tenants_cache)
+        tenants = generate(args.tenants_cache, n, not args.no_warmup)
+        snapdir = None if not args.no_warmup else tenants_dir(args.tenants_cache, n, False) + "-snapshots"
         for name in args.servers.split(","):
             if n > caps.get(name, n):
                 res["skipped"].append("%s at %d tenants (capped at %d tenants in this run)" % (name, n, caps[name]))
                 continue
             work = tempfile.mkdtemp(prefix="wsgi-wasm-tenants-")
-            s = Server(name, n, tenants, work, tools, args.binary, args.budget)
+            s = Server(name, n, tenants, work, tools, args.binary, args.budget, snapdir)
             try:
                 t = time.time()
                 s.start()
@@ -586,7 +612,7 @@ def main():
                     shutil.rmtree(work, ignore_errors=True)
         for mib in [mib for at, mib in budget_cells if at == n]:
             work = tempfile.mkdtemp(prefix="wsgi-wasm-tenants-")
-            s = Server("wsgi-wasm", n, tenants, work, tools, args.binary, mib)
+            s = Server("wsgi-wasm", n, tenants, work, tools, args.binary, mib, snapdir)
             try:
                 s.start()
                 r = cell(s, n, rates[-1], args.duration, work)

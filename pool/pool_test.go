@@ -179,3 +179,45 @@ func TestPoolWaitsForSettlingInstance(t *testing.T) {
 		t.Errorf("3 requests one after another started %d instances, want 1 (the next waits for the settling one)", s.ColdStarts)
 	}
 }
+
+// TestPoolConcurrentFirstRequestsRecordOneWriteSet: a burst of first
+// requests to a tenant whose snapshot has no write set yet restores one
+// instance without it; the others wait for the set it records and restore
+// with it, and every request is answered.
+func TestPoolConcurrentFirstRequestsRecordOneWriteSet(t *testing.T) {
+	app := sandbox.AppConfig{App: "snap:app", Dir: appsDir}
+	store, err := sandbox.NewSnapshotStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	key, err := store.Build(context.Background(), testEngine(t), app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, before := testEngine(t).RestoresWithoutWriteSet()
+	p, logs := newPool(t, "snap:app", pool.Config{MaxInstances: 4, Snapshots: store, SnapshotKey: key})
+	const n = 16
+	codes := make(chan int, n)
+	for range n {
+		go func() { codes <- get(p, logs, "/").Code }()
+	}
+	for range n {
+		if code := <-codes; code != 200 {
+			t.Errorf("a first request answered %d\n%s", code, logs)
+		}
+	}
+	if _, _, after := testEngine(t).RestoresWithoutWriteSet(); after-before != 1 {
+		t.Errorf("%d instances restored without the write set, want 1", after-before)
+	}
+	if s := p.Stats(); s.Restores < 2 {
+		t.Logf("%d instances restored (the burst was served by fewer than two)", s.Restores)
+	}
+	snap, err := store.Open(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.WriteSetPages() == 0 {
+		t.Error("no write set recorded")
+	}
+}

@@ -53,6 +53,10 @@ type Options struct {
 	// goroutines run (interrupt.go); nil means runtime.Gosched. The server
 	// gives internal/netyield's, which also lets the network in.
 	Yield func()
+	// MaxRunsWithoutWriteSet bounds the instances restored without their
+	// snapshot's write set that restore or serve their first request at
+	// once (coldgate.go); 0 means GOMAXPROCS.
+	MaxRunsWithoutWriteSet int
 }
 
 // SnapshotMapping is how a restored instance's memory gets its image. The
@@ -120,10 +124,12 @@ type Engine struct {
 	compileFailures sync.Map
 	started         atomic.Int64
 
-	restored atomic.Int64
+	restored     atomic.Int64
+	restoredCold atomic.Int64 // of restored, those without a write set
 
 	snapMapping SnapshotMapping
-	yield       func() // Options.Yield, never nil
+	yield       func()    // Options.Yield, never nil
+	gate        *coldGate // restores and first requests without a write set
 
 	reactorOnce sync.Once
 	reactorSum  [32]byte // SHA-256 of the reactor as built, part of snapshot keys
@@ -171,9 +177,14 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if yield == nil {
 		yield = goruntime.Gosched
 	}
+	cold := opts.MaxRunsWithoutWriteSet
+	if cold <= 0 {
+		cold = goruntime.GOMAXPROCS(0)
+	}
 	return &Engine{
 		yield:       yield,
 		snapMapping: opts.SnapshotMapping,
+		gate:        newColdGate(cold),
 		zoneinfo:    zoneinfo,
 		interp:      opts.Interpreter,
 		reactorPath: reactorPath,

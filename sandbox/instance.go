@@ -95,9 +95,11 @@ type Instance struct {
 	conns       *hostabi.Conns     // its outbound connections, closed with it
 	locks       *hostabi.FileLocks // the files it may lock (ABI.md "File locks"), unlocked with it
 	globalNames []string
-	restored    bool      // from its app's own snapshot: it cannot be saved
-	base        *Snapshot // the base image it started from, if any (base.go)
-	recordsFor  *Snapshot // restored without a write set: records it (writeset.go)
+	restored    bool       // from its app's own snapshot: it cannot be saved
+	base        *Snapshot  // the base image it started from, if any (base.go)
+	recordsFor  *Snapshot  // restored without a write set: records it (writeset.go)
+	gate        *coldGate  // restored without a write set: its first request takes a turn (coldgate.go)
+	recording   *recording // the one recording recordsFor's set, which other restores wait for
 	broken      atomic.Bool
 	served      atomic.Int64
 	peak        atomic.Uint64
@@ -121,8 +123,50 @@ func (e *Engine) NewInstance(ctx context.Context, cfg AppConfig) (*Instance, err
 // "Snapshots"): no interpreter start and no import, only the mapping of the
 // image and the reseeding of its random generators. cfg must be the
 // configuration the snapshot was made with (SnapshotKey).
+//
+// Without a write set (coldgate.go), it first waits for the instance that
+// records the snapshot's, if one is restoring or serving its first request,
+// else records it itself; it then waits for its turn among the restores
+// without one, until ctx ends at the latest.
 func (e *Engine) Restore(ctx context.Context, cfg AppConfig, snap *Snapshot) (*Instance, error) {
-	return e.start(ctx, cfg, snap, fromSnapshot)
+	if !e.RecordsWriteSets() || snap.writes.Load() != nil {
+		return e.start(ctx, cfg, snap, fromSnapshot)
+	}
+	rec, mine := snap.claimRecording()
+	if !mine {
+		if err := rec.wait(ctx); err != nil {
+			return nil, fmt.Errorf("sandbox: restore: waiting for the write set: %w", err)
+		}
+		if snap.writes.Load() != nil {
+			return e.start(ctx, cfg, snap, fromSnapshot)
+		}
+		// The recorder gave up or stands idle: record instead, or go ahead.
+		if rec, mine = snap.claimRecording(); !mine {
+			rec = nil
+		}
+	}
+	release, err := e.gate.acquire(ctx)
+	if err != nil {
+		if rec != nil {
+			rec.finish()
+		}
+		return nil, fmt.Errorf("sandbox: restore: waiting for a turn without a write set: %w", err)
+	}
+	inst, err := e.start(ctx, cfg, snap, fromSnapshot)
+	release()
+	if err != nil || inst.recordsFor == nil { // failed, or restored with the set recorded meanwhile
+		if rec != nil {
+			rec.finish()
+		}
+		return inst, err
+	}
+	inst.gate = e.gate
+	e.restoredCold.Add(1)
+	if rec != nil {
+		inst.recording = rec
+		rec.idle(true)
+	}
+	return inst, nil
 }
 
 // origin is where a new instance's state comes from.
@@ -406,6 +450,22 @@ func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log GuestLog)
 	if log != nil {
 		ctx = hostabi.WithLogger(ctx, log.abi())
 	}
+	if i.gate != nil && i.served.Load() == 0 {
+		// Restored without a write set: the first request takes the faults.
+		if i.recording != nil {
+			i.recording.idle(false)
+			defer i.recording.idle(true)
+		}
+		turn, err := i.gate.acquire(ctx)
+		if err != nil {
+			i.close()
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("%w: %w", ErrDeadline, err)
+			}
+			return Outcome{Err: fmt.Errorf("sandbox: waiting for a turn without a write set: %w", err)}
+		}
+		defer turn()
+	}
 	i.served.Add(1)
 	release := i.interrupt.watch(ctx)
 	start := time.Now()
@@ -465,6 +525,9 @@ func (i *Instance) Close(ctx context.Context) error {
 
 func (i *Instance) close() {
 	i.broken.Store(true)
+	if i.recording != nil {
+		i.recording.finish()
+	}
 	if i.interrupt != nil {
 		i.interrupt.detach()
 	}

@@ -70,6 +70,8 @@ type Snapshot struct {
 	memSize uint64
 	globals []uint64
 	writes  atomic.Pointer[writeSet] // nil until recorded (writeset.go)
+	recMu   sync.Mutex
+	rec     *recording // the instance recording writes, if any (coldgate.go)
 
 	// The base image whose pages the runs are, once opened (base.go).
 	base     *Snapshot

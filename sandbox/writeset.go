@@ -179,12 +179,21 @@ func (s *Snapshot) recordWriteSet(w *writeSet) error {
 // wrote as its snapshot's write set, if it was restored without one; later
 // restores then copy those pages in at once (see writeset.go). Pools call
 // it; it must not run while the instance serves.
+//
+// Restores of the snapshot waiting for the set (coldgate.go) go on once it
+// returns, recorded or not.
 func (i *Instance) RecordWriteSet() error {
 	snap := i.recordsFor
-	if snap == nil || i.served.Load() != 1 || snap.writes.Load() != nil {
+	if snap == nil || i.served.Load() == 0 {
 		return nil
 	}
 	i.recordsFor = nil
+	if i.recording != nil {
+		defer i.recording.finish()
+	}
+	if i.served.Load() != 1 || snap.writes.Load() != nil {
+		return nil
+	}
 	w, err := i.mem.privateRuns(snap.memSize)
 	if err != nil || len(w.runs) == 0 {
 		return err

@@ -67,6 +67,12 @@ func newMetrics(s *Server) *metrics {
 			func() float64 { return float64(s.snapshotsReady()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_instances_restored_total", Help: "Instances restored from a snapshot of their app."},
 			func() float64 { return float64(s.engine.InstancesRestored()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_runs_without_write_set", Help: "Restores and first requests of instances restored without their snapshot's write set running now (at most GOMAXPROCS at once)."},
+			func() float64 { r, _, _ := s.engine.RestoresWithoutWriteSet(); return float64(r) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsgi_wasm_runs_without_write_set_waiting", Help: "Restores and first requests of instances without their snapshot's write set waiting for their turn."},
+			func() float64 { _, w, _ := s.engine.RestoresWithoutWriteSet(); return float64(w) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsgi_wasm_instances_restored_without_write_set_total", Help: "Instances restored from a snapshot whose write set was not recorded yet (their first request takes its page faults one at a time)."},
+			func() float64 { _, _, n := s.engine.RestoresWithoutWriteSet(); return float64(n) }),
 		dataCollector{s},
 	)
 	if p := s.cfg.CheckIns; p != nil {

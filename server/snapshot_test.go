@@ -172,4 +172,38 @@ def application(environ, start_response):
 	if !strings.Contains(rec.Body.String(), "\nwsgi_wasm_snapshots_ready 3\n") {
 		t.Errorf("metrics after the build:\n%s", rec.Body.String())
 	}
+
+	// A burst of first requests to the tenant without a warm-up restores
+	// one instance without the write set; it records it, all are answered.
+	_, _, before := eng.RestoresWithoutWriteSet()
+	codes := make(chan int, 8)
+	for range cap(codes) {
+		go func() {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/", nil)
+			req.Host = "plain.test"
+			srv.ServeHTTP(rec, req)
+			codes <- rec.Code
+		}()
+	}
+	for range cap(codes) {
+		if code := <-codes; code != 200 {
+			t.Errorf("a first request to plain.test answered %d", code)
+		}
+	}
+	if _, _, after := eng.RestoresWithoutWriteSet(); after-before != 1 {
+		t.Errorf("%d instances restored without the write set, want 1", after-before)
+	}
+	waitUntil(t, "the first request to record the write set", func() bool {
+		sets, _ := filepath.Glob(filepath.Join(store.Dir(), "*.snap.writes"))
+		return len(sets) == 2
+	})
+	rec = httptest.NewRecorder()
+	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"\nwsgi_wasm_runs_without_write_set 0\n", "\nwsgi_wasm_runs_without_write_set_waiting 0\n",
+		"\nwsgi_wasm_instances_restored_without_write_set_total "} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, rec.Body.String())
+		}
+	}
 }
