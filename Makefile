@@ -74,7 +74,12 @@ bench-snapshots: python-wasi vendor
 
 # Many tenants under Zipf traffic (benchmarks/tenantload), against uWSGI
 # Emperor and gunicorn behind nginx; TENANTS_FLAGS for other sizes and rates
-# (tenants.py --help). Not part of `make test`.
+# (tenants.py --help). Not part of `make test`. The default is the run in
+# TENANTS.md: gunicorn (42 MiB per idle tenant) and the nginx row only at
+# 100 tenants, uWSGI up to 500 (22 MiB per idle tenant), and two cells
+# under a memory budget.
+TENANTS_FLAGS ?= --tenants 100,500,1000 --max-tenants gunicorn=100 --max-tenants "wsgi-wasm + nginx=100" \
+	--max-tenants "uWSGI Emperor=500" --budget-cell 100:512 --budget-cell 1000:8192
 bench-tenants: python-wasi vendor build
 	$(GO) build -o bin/tenantload ./benchmarks/tenantload
 	$(BUILD_PYTHON) benchmarks/tenants.py --binary bin/wsgi-wasm $(TENANTS_FLAGS)
