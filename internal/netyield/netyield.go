@@ -12,13 +12,16 @@
 //
 // A Poller keeps its own epoll set of the front's listeners and
 // connections, edge-triggered. At a check-in, Yield asks it (epoll_wait
-// with no timeout, one system call) whether bytes arrived since the last
-// look. If none did, it yields as Gosched does. If some did, it parks the
+// with no timeout, one system call) which sockets got bytes since the last
+// look. If one of them has a goroutine blocked reading it (or accepting on
+// it), Go's poller has not run that goroutine yet, and Yield parks the
 // guest's goroutine: the P, finding nothing else to run, polls the network
 // and runs the goroutines that read those bytes, and the first of them to
-// return from a read or accept wakes the guest (Arrived). A fallback timer
-// wakes it if no read comes (the bytes were for a connection whose
-// goroutine is busy, say).
+// return from a read or accept wakes the guest (Arrived). Otherwise (no
+// bytes, or bytes that a goroutine already took, or that wait for one busy
+// elsewhere: an idle P polled them already, or nobody reads yet) it yields
+// as Gosched does: parking then would only leave the CPU idle. A fallback
+// timer wakes a parked check-in if no read comes.
 package netyield
 
 import (
@@ -52,6 +55,15 @@ type Poller struct {
 
 	parks, kicked atomic.Int64
 	fallback      time.Duration // the const fallback; tests lengthen it
+
+	sockets sync.Map // socket id (the epoll event's data) -> *socket
+	nextID  atomic.Uint64
+}
+
+// socket is a watched listener or connection.
+type socket struct {
+	id      uint64
+	blocked atomic.Bool // a goroutine is in its Read or Accept
 }
 
 // New makes a Poller with an epoll set of its own.
@@ -64,18 +76,39 @@ func New() (*Poller, error) {
 }
 
 // watch adds c's socket to the set. The kernel drops it from the set when
-// the socket is closed, so there is nothing to undo.
-func (p *Poller) watch(c syscall.Conn) error {
+// the socket is closed; forget then drops the id.
+func (p *Poller) watch(c syscall.Conn) (*socket, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	s := &socket{id: p.nextID.Add(1)}
+	p.sockets.Store(s.id, s)
 	var ctlErr error
 	err = rc.Control(func(fd uintptr) {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(uint32(s.id)), Pad: int32(uint32(s.id >> 32))}
 		ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 	})
-	return errors.Join(err, ctlErr)
+	if err = errors.Join(err, ctlErr); err != nil {
+		p.forget(s)
+		return nil, err
+	}
+	return s, nil
+}
+
+// forget drops a socket that is closed.
+func (p *Poller) forget(s *socket) { p.sockets.Delete(s.id) }
+
+// waitedFor reports whether a goroutine is blocked on one of the sockets
+// of events: its bytes are for a goroutine Go's poller has not run.
+func (p *Poller) waitedFor(events []unix.EpollEvent) bool {
+	for _, ev := range events {
+		id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+		if v, ok := p.sockets.Load(id); ok && v.(*socket).blocked.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // Yield is a guest check-in's yield (sandbox.Options.Yield): it parks the
@@ -84,7 +117,7 @@ func (p *Poller) watch(c syscall.Conn) error {
 func (p *Poller) Yield() {
 	var events [8]unix.EpollEvent
 	n, err := unix.EpollWait(p.epfd, events[:], 0)
-	if err != nil || n <= 0 {
+	if err != nil || n <= 0 || !p.waitedFor(events[:n]) {
 		runtime.Gosched()
 		return
 	}
@@ -136,38 +169,57 @@ func (p *Poller) Listener(ln net.Listener) (net.Listener, error) {
 	if !ok {
 		return nil, fmt.Errorf("netyield: %T has no socket to watch", ln)
 	}
-	if err := p.watch(sc); err != nil {
+	s, err := p.watch(sc)
+	if err != nil {
 		return nil, fmt.Errorf("netyield: watching the listener: %w", err)
 	}
-	return &listener{Listener: ln, p: p}, nil
+	return &listener{Listener: ln, p: p, s: s}, nil
 }
 
 type listener struct {
 	net.Listener
 	p *Poller
+	s *socket
 }
 
 func (l *listener) Accept() (net.Conn, error) {
+	l.s.blocked.Store(true)
 	c, err := l.Listener.Accept()
+	l.s.blocked.Store(false)
 	l.p.Arrived()
 	if err != nil {
 		return c, err
 	}
-	if sc, ok := c.(syscall.Conn); ok && l.p.watch(sc) == nil {
-		return &conn{Conn: c, p: l.p}, nil
+	if sc, ok := c.(syscall.Conn); ok {
+		if s, err := l.p.watch(sc); err == nil {
+			return &conn{Conn: c, p: l.p, s: s}, nil
+		}
 	}
 	return c, nil // not watched: its bytes wait for Go's poller as before
+}
+
+func (l *listener) Close() error {
+	l.p.forget(l.s)
+	return l.Listener.Close()
 }
 
 type conn struct {
 	net.Conn
 	p *Poller
+	s *socket
 }
 
 func (c *conn) Read(b []byte) (int, error) {
+	c.s.blocked.Store(true)
 	n, err := c.Conn.Read(b)
+	c.s.blocked.Store(false)
 	c.p.Arrived()
 	return n, err
+}
+
+func (c *conn) Close() error {
+	c.p.forget(c.s)
+	return c.Conn.Close()
 }
 
 // CloseWrite half-closes the connection when the socket can (the front
