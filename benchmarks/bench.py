@@ -686,10 +686,8 @@ def before_after(res, base):
     wsgi-wasm rows, cold start and density, each before and after."""
     def ratio(a, b):
         return "%.2fx" % (a / b) if b else "-"
-    was = base.get("versions", {}).get("wsgi-wasm", "?")
-    t = ["Before: the run recorded in `%s` (wsgi-wasm %s). After: this run. Ratios are after / before; both runs "
-         "are on shared machines, so a change within about 10%% is noise (the \"other load\" column tells)." % (
-             base.get("_path", "?"), was), "",
+    t = ["Before: %s. After: this run. Ratios are after / before; both runs "
+         "are on shared machines, so a change within about 10%% is noise (the \"other load\" column tells)." % base["_about"], "",
          "| measure | before | after | ratio |", "| --- | ---: | ---: | ---: |"]
     old = {(r["server"], r["app"], r["workers"]): r for r in base.get("servers", [])}
     for r in res.get("servers", []):
@@ -915,7 +913,10 @@ def main():
     if args.baseline:
         with open(args.baseline) as f:
             base = json.load(f)
-        base["_path"] = os.environ.get("WSGI_WASM_BENCH_BASELINE_NAME", os.path.basename(args.baseline))
+        # What the baseline was: the environment may say (a run of an older
+        # binary, say); else its file and the version it recorded.
+        base["_about"] = os.environ.get("WSGI_WASM_BENCH_BASELINE_ABOUT") or "the run recorded in `%s` (wsgi-wasm %s)" % (
+            os.path.basename(args.baseline), base.get("versions", {}).get("wsgi-wasm", "?"))
     cfg = Config(args.smoke)
     began = time.time()
     if args.from_json:
