@@ -884,6 +884,20 @@ def install():
     return tools
 
 
+def pin_interpreter():
+    """Fixes the interpreter folder for every server the harness starts
+    (WSGI_WASM_PYTHON_DIR), unless the caller set one: otherwise each serve
+    finds it from the working tree's recipe hash, and an edit to a guest
+    file during a run would send the next server looking for an
+    interpreter that is not built."""
+    if os.environ.get("WSGI_WASM_PYTHON_DIR"):
+        return
+    out = subprocess.run(["bash", os.path.join(ROOT, "python-wasi", "build.sh"), "dir"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit("bench: python-wasi/build.sh dir failed (run `make python-wasi`):\n" + out.stderr[-2000:])
+    os.environ["WSGI_WASM_PYTHON_DIR"] = out.stdout.strip()
+
+
 def variants(args):
     vs = [("as shipped (snapshots)", [], False),
           ('as shipped, tenants with `warmup = "/"`', [], True),
@@ -935,6 +949,7 @@ def main():
         return
     if not os.path.isdir(FLASK_SITE):
         raise SystemExit("bench: %s missing: run `make vendor`" % FLASK_SITE)
+    pin_interpreter()
     tools = install()
     binary = args.binary
     if not binary:

@@ -576,6 +576,7 @@ def main():
         log("wrote", write_report(res, out, args, bench.install(), args.binary))
         return
     began = time.time()
+    bench.pin_interpreter()
     # The peers (and the front) only where a row needs them.
     tools = {} if set(args.servers.split(",")) == {"wsgi-wasm"} else bench.install()
     os.makedirs(args.out, exist_ok=True)

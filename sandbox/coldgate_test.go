@@ -75,18 +75,7 @@ func TestRestoresWithoutWriteSetTakeTurns(t *testing.T) {
 	const n = 4
 	snaps := make([]*sandbox.Snapshot, n)
 	for i := range snaps {
-		store, err := sandbox.NewSnapshotStore(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		key, err := store.Build(context.Background(), e, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if snaps[i], err = store.Open(key); err != nil {
-			t.Fatal(err)
-		}
+		_, _, snaps[i] = snapshotOn(t, e, cfg)
 	}
 	errs := make(chan error, n)
 	for _, snap := range snaps {
@@ -117,19 +106,7 @@ func TestFirstRequestWaitingForTurnEndsWithDeadline(t *testing.T) {
 	var insts []*sandbox.Instance
 	for _, app := range []string{"runaway:sleeper", "runaway:quick"} {
 		cfg := sandbox.AppConfig{App: app, Dir: "testdata/apps"}
-		store, err := sandbox.NewSnapshotStore(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		key, err := store.Build(context.Background(), e, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap, err := store.Open(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, _, snap := snapshotOn(t, e, cfg)
 		inst, err := e.Restore(context.Background(), cfg, snap)
 		if err != nil {
 			t.Fatal(err)

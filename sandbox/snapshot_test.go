@@ -20,7 +20,12 @@ import (
 // snapshotOf saves a fresh instance of cfg into a new store and opens it.
 func snapshotOf(t *testing.T, cfg sandbox.AppConfig) (*sandbox.SnapshotStore, string, *sandbox.Snapshot) {
 	t.Helper()
-	eng := testEngine(t)
+	return snapshotOn(t, testEngine(t), cfg)
+}
+
+// snapshotOn builds and opens cfg's snapshot with eng, in a store of its own.
+func snapshotOn(t *testing.T, eng *sandbox.Engine, cfg sandbox.AppConfig) (*sandbox.SnapshotStore, string, *sandbox.Snapshot) {
+	t.Helper()
 	store, err := sandbox.NewSnapshotStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -77,12 +77,18 @@ func holdP() {
 // bytes arrive for it while the only P runs "guest code"; the check-in
 // parks, the P polls the network, and the read of those bytes wakes it.
 func TestYieldParksUntilRead(t *testing.T) {
+	untilParked(t, "bytes a blocked reader waited for", parkedForRead)
+}
+
+// untilParked runs attempt until one parks, at most attempts times.
+func untilParked(t *testing.T, what string, attempt func(*testing.T) bool) {
+	t.Helper()
 	for i := 0; i < attempts; i++ {
-		if parkedForRead(t) {
+		if attempt(t) {
 			return
 		}
 	}
-	t.Fatalf("in %d attempts the check-in never parked for bytes a blocked reader waited for", attempts)
+	t.Fatalf("in %d attempts the check-in never parked for %s", attempts, what)
 }
 
 // parkedForRead is one attempt of TestYieldParksUntilRead: whether the
@@ -137,14 +143,10 @@ func TestYieldSkipsBytesNobodyWaitsFor(t *testing.T) {
 // listener); the accept wakes the parked check-in, and the accepted
 // connection is watched.
 func TestAcceptWakes(t *testing.T) {
-	for i := 0; i < attempts; i++ {
-		if parkedForAccept(t) {
-			return
-		}
-	}
-	t.Fatalf("in %d attempts the check-in never parked for a connection a blocked accept waited for", attempts)
+	untilParked(t, "a connection a blocked accept waited for", parkedForAccept)
 }
 
+// parkedForAccept is one attempt of TestAcceptWakes, as parkedForRead.
 func parkedForAccept(t *testing.T) bool {
 	p, err := netyield.New()
 	if err != nil {
