@@ -275,7 +275,7 @@ class Server:
         self.procs.append(start(self.nice([self.tools["NGINX"], "-e", os.path.join(self.work, "nginx", "error.log"),
                                            "-p", os.path.join(self.work, "nginx"), "-c", conf]),
                                 os.path.join(self.work, "log-nginx.txt")))
-        wait_until(lambda: http_get(front, "/", host(1))[0] == 200, 120, "nginx front", self.procs[-1])
+        wait_until(lambda: http_get(front, "/", host(1))[0] == 200, 120 + self.n, "nginx front", self.procs[-1])
         self.port = front
 
     def pids(self):
