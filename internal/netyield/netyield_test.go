@@ -13,9 +13,9 @@ import (
 	"github.com/wsgi-wasm/wsgi-wasm/internal/netyield"
 )
 
-// pair returns a poller, a client connection and the server side of it,
-// accepted through the poller's listener.
-func pair(t *testing.T) (*netyield.Poller, net.Conn, net.Conn) {
+// watchedListener returns a poller and a loopback listener it watches,
+// closed when the test ends.
+func watchedListener(t *testing.T) (*netyield.Poller, net.Listener) {
 	t.Helper()
 	p, err := netyield.New()
 	if err != nil {
@@ -30,6 +30,14 @@ func pair(t *testing.T) (*netyield.Poller, net.Conn, net.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	return p, ln
+}
+
+// pair returns a poller, a client connection and the server side of it,
+// accepted through the poller's listener.
+func pair(t *testing.T) (*netyield.Poller, net.Conn, net.Conn) {
+	t.Helper()
+	p, ln := watchedListener(t)
 	client, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -148,20 +156,8 @@ func TestAcceptWakes(t *testing.T) {
 
 // parkedForAccept is one attempt of TestAcceptWakes, as parkedForRead.
 func parkedForAccept(t *testing.T) bool {
-	p, err := netyield.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, ln := watchedListener(t)
 	p.SetFallback(time.Minute)
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := p.Listener(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, _ := ln.Accept()
