@@ -167,6 +167,8 @@ static PyObject *wsgi_start(PyObject *self, PyObject *arg) {
 	Py_RETURN_NONE;
 }
 
+static int send_body(const uint8_t *p, Py_ssize_t left);
+
 /* write(bytes) -> None: one response body chunk, sent and flushed before
  * this returns. Raises OSError when the client went away. */
 static PyObject *wsgi_write(PyObject *self, PyObject *arg) {
@@ -174,18 +176,9 @@ static PyObject *wsgi_write(PyObject *self, PyObject *arg) {
 	if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0) {
 		return NULL;
 	}
-	const uint8_t *p = view.buf;
-	Py_ssize_t left = view.len;
-	int32_t rc = 0;
-	while (left > 0 && rc == 0) {
-		int32_t chunk = left > INT32_MAX ? INT32_MAX : (int32_t)left;
-		rc = host_response_write(p, chunk);
-		p += chunk;
-		left -= chunk;
-	}
+	int rc = send_body(view.buf, view.len);
 	PyBuffer_Release(&view);
 	if (rc != 0) {
-		PyErr_SetString(PyExc_OSError, "response body: client disconnected");
 		return NULL;
 	}
 	Py_RETURN_NONE;
