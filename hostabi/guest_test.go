@@ -100,6 +100,8 @@ func (r *response) Write(p []byte) error {
 	return nil
 }
 
+func (r *response) Settle() {}
+
 // allocated is how many bytes of Go heap f allocated.
 func allocated(f func()) uint64 {
 	var before, after goruntime.MemStats

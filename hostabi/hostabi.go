@@ -95,8 +95,15 @@ type Responder interface {
 	// Start sends the status line and headers. It is called once, before the
 	// first Write or when the request ends.
 	Start(status int, headers []Header) error
-	// Write sends one body chunk and flushes it to the client.
+	// Write sends one body chunk and flushes it to the client before it
+	// returns, but for the chunk that completes a body of declared length,
+	// which it may hold back until Settle (ABI.md "response_write").
 	Write(p []byte) error
+	// Settle flushes what Write held back, if anything. The host calls it
+	// before the guest waits or computes at length (a check-in, a network
+	// call, a key derivation, a read of the request body); whoever called
+	// wsgi_handle calls it after the call.
+	Settle()
 }
 
 // Header is one response header as the app set it.
@@ -236,6 +243,7 @@ func requestEnviron(ctx context.Context, m api.Module, stack []uint64) {
 
 // inputRead: ABI.md "input_read".
 func inputRead(ctx context.Context, m api.Module, stack []uint64) {
+	settle(ctx)
 	x := current(ctx)
 	buf, limit := uint32(stack[0]), uint32(stack[1])
 	dst := guestmem.Read(m.Memory(), buf, limit)
@@ -348,8 +356,25 @@ func TruncateLog(msg []byte) []byte {
 	return fmt.Appendf(out, "… [truncated %d bytes]", len(msg)-cut)
 }
 
+// Settle flushes what the Responder held back, if the response has
+// started: call it before the guest waits or computes at length (ABI.md
+// "response_write").
+func (x *Exchange) Settle() {
+	if x.headersSent {
+		x.Response.Settle()
+	}
+}
+
+// settle is Exchange.Settle for the request of ctx, if any.
+func settle(ctx context.Context) {
+	if x, _ := ctx.Value(exchangeKey{}).(*Exchange); x != nil {
+		x.Settle()
+	}
+}
+
 // interrupt: ABI.md "interrupt".
 func interrupt(ctx context.Context, _ api.Module, _ []uint64) {
+	settle(ctx)
 	if it, ok := ctx.Value(interrupterKey{}).(Interrupter); ok {
 		if err := it.CheckIn(); err != nil {
 			panic(err)

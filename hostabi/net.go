@@ -309,6 +309,7 @@ func guestBytes(m api.Module, ptr, n uint32) ([]byte, bool) {
 
 // netConnect: ABI.md "net_connect".
 func netConnect(ctx context.Context, m api.Module, stack []uint64) {
+	settle(ctx)
 	t := connsOf(ctx)
 	hostPtr, hostLen, port, timeoutMs := uint32(stack[0]), uint32(stack[1]), int32(stack[2]), int32(stack[3])
 	if t == nil {
@@ -380,6 +381,7 @@ func netConnect(ctx context.Context, m api.Module, stack []uint64) {
 
 // netSend: ABI.md "net_send".
 func netSend(ctx context.Context, m api.Module, stack []uint64) {
+	settle(ctx)
 	t := connsOf(ctx)
 	h, ptr, n, timeoutMs := int32(stack[0]), uint32(stack[1]), uint32(stack[2]), int32(stack[3])
 	c := t.get(h)
@@ -416,6 +418,7 @@ func netSend(ctx context.Context, m api.Module, stack []uint64) {
 
 // netRecv: ABI.md "net_recv".
 func netRecv(ctx context.Context, m api.Module, stack []uint64) {
+	settle(ctx)
 	t := connsOf(ctx)
 	h, ptr, limit, timeoutMs, flags := int32(stack[0]), uint32(stack[1]), uint32(stack[2]), int32(stack[3]), uint32(stack[4])
 	c := t.get(h)
@@ -484,6 +487,7 @@ const pollEntrySize = 8
 
 // netPoll: ABI.md "net_poll".
 func netPoll(ctx context.Context, m api.Module, stack []uint64) {
+	settle(ctx)
 	t := connsOf(ctx)
 	ptr, count, timeoutMs := uint32(stack[0]), uint32(stack[1]), int32(stack[2])
 	if count > MaxPollHandles {

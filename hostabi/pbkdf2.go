@@ -112,6 +112,7 @@ func pbkdf2Key(ctx context.Context, newHash func() hash.Hash, password, salt []b
 // every pbkdf2CheckEvery iterations: when ctx ends first, the call traps
 // (as every blocking call does) and the computation stops with it.
 func pbkdf2HMAC(ctx context.Context, m api.Module, stack []uint64) {
+	settle(ctx)
 	namePtr, nameLen := uint32(stack[0]), uint32(stack[1])
 	pwPtr, pwLen := uint32(stack[2]), uint32(stack[3])
 	saltPtr, saltLen := uint32(stack[4]), uint32(stack[5])

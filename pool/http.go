@@ -121,7 +121,11 @@ func splitHostPort(hostport, scheme string) (string, string) {
 }
 
 // httpResponder sends a guest's response through an http.ResponseWriter,
-// flushing each chunk so the client has it before the app yields the next.
+// flushing each chunk so the client has it before the app yields the next,
+// but for the chunk that completes a body of declared length: that one waits
+// for Settle, at the guest's next check-in or wait or after its call, so
+// that the socket's write is not on the instance's time (pool/README.md,
+// "The last chunk").
 type httpResponder struct {
 	w    http.ResponseWriter
 	rc   *http.ResponseController
@@ -129,6 +133,11 @@ type httpResponder struct {
 	// replaced is set when the host answered in the app's stead; the app's
 	// body is then dropped.
 	replaced bool
+	// declared is the response's Content-Length as net/http reads it, or -1;
+	// written counts the body bytes written.
+	declared, written int64
+	// held is set while the body's last chunk waits for Settle.
+	held bool
 }
 
 // bodyReader reads the request body without blocking past the context's
@@ -242,6 +251,11 @@ func (h *httpResponder) Start(status int, headers []hostabi.Header) error {
 		hdr.Add(kv.Name, kv.Value)
 	}
 	h.w.WriteHeader(status)
+	// The length net/http holds the body to: a valid Content-Length header.
+	h.declared = -1
+	if n, err := strconv.ParseInt(hdr.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
+		h.declared = n
+	}
 	return nil
 }
 
@@ -252,7 +266,22 @@ func (h *httpResponder) Write(p []byte) error {
 	if _, err := h.w.Write(p); err != nil {
 		return err
 	}
+	h.written += int64(len(p))
+	if h.declared >= 0 && h.written == h.declared {
+		h.held = true
+		return nil
+	}
 	return h.rc.Flush()
+}
+
+// Settle flushes the body's last chunk if Write held it back. A failure is
+// the client's, after the app gave the whole body: nothing is left for the
+// app to do about it.
+func (h *httpResponder) Settle() {
+	if h.held {
+		h.held = false
+		_ = h.rc.Flush()
+	}
 }
 
 // Outcome is how a request ended: the instance's call (the handle result;
@@ -275,14 +304,19 @@ func failed(err error) Outcome { return Outcome{Outcome: sandbox.Outcome{Err: er
 // instances with it). A failure before the response's headers is answered
 // with its Status; the reason of a refused response goes to log.
 func ServeInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Request, info RequestInfo, log sandbox.GuestLog) Outcome {
-	return serveInstance(inst, w, r, info, log)
+	o, sent := serveInstance(inst, w, r, info, log)
+	sent()
+	return o
 }
 
-func serveInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Request, info RequestInfo, log sandbox.GuestLog) Outcome {
+// serveInstance is ServeInstance but for the flush of the response's last
+// chunk: the caller frees the instance, then calls sent, and only then uses
+// w again or returns from its handler.
+func serveInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Request, info RequestInfo, log sandbox.GuestLog) (o Outcome, sent func()) {
 	env, err := BuildEnviron(nil, r, info)
 	if err != nil {
 		Fail(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
-		return Outcome{Outcome: sandbox.Outcome{Result: hostabi.HandleOK}}
+		return Outcome{Outcome: sandbox.Outcome{Result: hostabi.HandleOK}}, func() {}
 	}
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
@@ -296,16 +330,22 @@ func serveInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Reques
 	if r.Body == nil { // a request made by the host (a warm-up), not read off a connection
 		r.Body = http.NoBody
 	}
-	if deadline, ok := ctx.Deadline(); ok {
-		// A stalled client must not hold the guest past its deadline.
-		rc.SetWriteDeadline(deadline)
-		defer rc.SetWriteDeadline(time.Time{})
-	}
 	// The read deadline set here stays after the app returns, so that
 	// what net/http drains of the body ends by the deadline too.
 	body := &bodyReader{ctx: ctx, r: r.Body, rc: rc, declared: r.ContentLength}
-	x := &hostabi.Exchange{Environ: env, Body: body, Response: &httpResponder{w: w, rc: rc, body: body}}
-	o := Outcome{Outcome: inst.Serve(ctx, x, log), ClientError: body.clientErr}
+	resp := &httpResponder{w: w, rc: rc, body: body, declared: -1}
+	sent = resp.Settle
+	if deadline, ok := ctx.Deadline(); ok {
+		// A stalled client must not hold the guest, nor the last flush,
+		// past its deadline.
+		rc.SetWriteDeadline(deadline)
+		sent = func() {
+			resp.Settle()
+			rc.SetWriteDeadline(time.Time{})
+		}
+	}
+	x := &hostabi.Exchange{Environ: env, Body: body, Response: resp}
+	o = Outcome{Outcome: inst.Serve(ctx, x, log), ClientError: body.clientErr}
 	refused := x.Refused()
 	if refused != nil && log != nil {
 		log(slog.LevelError, fmt.Appendf(nil, "wsgi-wasm: 502 Bad Gateway: the app's response was refused: %v", refused))
@@ -318,18 +358,18 @@ func serveInstance(inst *sandbox.Instance, w http.ResponseWriter, r *http.Reques
 			}
 			Fail(w, failure)
 		}
-		return o
+		return o, sent
 	}
 	if refused != nil {
 		Fail(w, fmt.Errorf("%w: %w", ErrRefused, refused))
-		return o
+		return o, sent
 	}
-	if sent, _ := x.Finish(); !sent {
+	if started, _ := x.Finish(); !started {
 		failure := body.clientFailure()
 		if failure == nil {
 			failure = ErrAppException
 		}
 		Fail(w, failure)
 	}
-	return o
+	return o, sent
 }

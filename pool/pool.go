@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -523,8 +524,17 @@ func (p *Pool) release(pi *pooled, o Outcome) {
 		pi.inst.MeasureResident(false)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.putLockedAfterServing(pi, o)
+	p.mu.Unlock()
+	if p.engine.Serving()+1 < runtime.GOMAXPROCS(0) {
+		// A waiter that got the instance was readied on this P, where it
+		// would wait for the rest of this request (the response's last
+		// flush, the log, the next read); so would a request just read
+		// that finds it idle. A P is spare: yield, so that the guest runs
+		// again at once and this goroutine's tail moves to the spare P
+		// (pool/README.md, "Handing an instance over").
+		runtime.Gosched()
+	}
 }
 
 // putLockedAfterServing takes back an instance that served, or replaces it.
@@ -559,8 +569,9 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, info RequestInfo, l
 		Fail(w, err)
 		return failed(err)
 	}
-	o := serveInstance(pi.inst, w, r.WithContext(ctx), info, log)
+	o, sent := serveInstance(pi.inst, w, r.WithContext(ctx), info, log)
 	p.release(pi, o)
+	sent()
 	return o
 }
 

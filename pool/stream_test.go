@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -23,6 +24,7 @@ func poolServer(t *testing.T, app string) (*pool.Pool, *httptest.Server, *logLin
 		pool.Config{MinWarm: 1, MaxInstances: 1, RequestTimeout: 2 * time.Minute})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.Serve(w, r, pool.RequestInfo{}, logs.log)
+		r.Body.Close() // as the server does (server.FinishBody)
 	}))
 	t.Cleanup(func() { srv.Close(); p.Close() })
 	return p, srv, logs
@@ -78,6 +80,51 @@ func TestStreamingResponseLockstep(t *testing.T) {
 	t.Logf("host heap grew by at most %d KiB while streaming 256 MiB", growth>>10)
 	if growth > 16<<20 {
 		t.Fatalf("host heap grew by %d MiB: the response is being buffered", growth>>20)
+	}
+}
+
+// TestLastChunkReachesClientBeforeTeardown: the chunk that completes a body
+// of declared length is held back from the guest's call, but never past the
+// guest's next wait or check-in. The app's close() runs after its whole
+// 100-byte body and either reads the client's acknowledgement, which the
+// client sends only once it has that body (read: deadlock if held), spins
+// on the CPU or sleeps (spin, sleep: the body must come long before close
+// ends). The instance serves again once close() ended.
+func TestLastChunkReachesClientBeforeTeardown(t *testing.T) {
+	const teardown = 3 * time.Second
+	for _, mode := range []string{"read", "spin", "sleep"} {
+		t.Run(mode, func(t *testing.T) {
+			_, srv, logs := poolServer(t, "streams:teardown")
+			ackR, ackW := io.Pipe()
+			defer ackW.Close()
+			req, _ := http.NewRequest("POST", fmt.Sprintf("%s/?mode=%s&seconds=%g", srv.URL, mode, teardown.Seconds()), ackR)
+			req.ContentLength = 1
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+			if err != nil {
+				t.Fatalf("%v; log:\n%s", err, logs)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			took := time.Since(start)
+			if err != nil || len(body) != 100 || resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, %d bytes, %v; log:\n%s", resp.StatusCode, len(body), err, logs)
+			}
+			t.Logf("whole body after %v; close() takes %v", took.Round(time.Millisecond), teardown)
+			if mode != "read" && took > teardown/2 {
+				t.Fatalf("the body arrived after %v: it waited for the app's close() (%v)", took, teardown)
+			}
+			if _, err := ackW.Write([]byte("+")); err != nil {
+				t.Fatal(err)
+			}
+			again, err := http.Post(srv.URL+"/?mode=read", "text/plain", strings.NewReader("+"))
+			if err != nil || again.StatusCode != http.StatusOK {
+				t.Fatalf("next request: %v %v; log:\n%s", again, err, logs)
+			}
+			again.Body.Close()
+		})
 	}
 }
 

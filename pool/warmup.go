@@ -30,7 +30,7 @@ func WarmUp(ctx context.Context, e *sandbox.Engine, store *sandbox.SnapshotStore
 	}
 	defer inst.Close(ctx)
 	rec := httptest.NewRecorder()
-	if o := serveInstance(inst, rec, r.WithContext(ctx), info, cfg.Log); o.Err != nil {
+	if o := ServeInstance(inst, rec, r.WithContext(ctx), info, cfg.Log); o.Err != nil {
 		return rec.Code, fmt.Errorf("pool: warm-up request: %w", o.Err)
 	}
 	if rec.Code >= 400 {

@@ -126,6 +126,7 @@ type Engine struct {
 
 	restored     atomic.Int64
 	restoredCold atomic.Int64 // of restored, those without a write set
+	running      atomic.Int64 // instances inside a request's guest call (Instance.Serve)
 
 	snapMapping SnapshotMapping
 	yield       func()    // Options.Yield, never nil
@@ -483,6 +484,9 @@ func (e *Engine) InstancesStarted() int64 { return e.started.Load() }
 
 // InstancesRestored counts instances restored from a snapshot.
 func (e *Engine) InstancesRestored() int64 { return e.restored.Load() }
+
+// Serving is how many instances are inside a request's guest call now.
+func (e *Engine) Serving() int { return int(e.running.Load()) }
 
 // LockData takes the lock of the writable data folder dir, waiting until
 // ctx ends at the latest: `wsgi-wasm exec` holds it while its command runs,

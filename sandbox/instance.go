@@ -95,11 +95,12 @@ type Instance struct {
 	conns       *hostabi.Conns     // its outbound connections, closed with it
 	locks       *hostabi.FileLocks // the files it may lock (ABI.md "File locks"), unlocked with it
 	globalNames []string
-	restored    bool       // from its app's own snapshot: it cannot be saved
-	base        *Snapshot  // the base image it started from, if any (base.go)
-	recordsFor  *Snapshot  // restored without a write set: records it (writeset.go)
-	gate        *coldGate  // restored without a write set: its first request takes a turn (coldgate.go)
-	recording   *recording // the one recording recordsFor's set, which other restores wait for
+	restored    bool          // from its app's own snapshot: it cannot be saved
+	base        *Snapshot     // the base image it started from, if any (base.go)
+	recordsFor  *Snapshot     // restored without a write set: records it (writeset.go)
+	gate        *coldGate     // restored without a write set: its first request takes a turn (coldgate.go)
+	recording   *recording    // the one recording recordsFor's set, which other restores wait for
+	running     *atomic.Int64 // its engine's count of instances serving (Engine.Serving)
 	broken      atomic.Bool
 	served      atomic.Int64
 	peak        atomic.Uint64
@@ -225,7 +226,7 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 	if limit == 0 {
 		limit = DefaultMemoryLimit
 	}
-	inst := &Instance{globalNames: r.globals, restored: from == fromSnapshot,
+	inst := &Instance{globalNames: r.globals, restored: from == fromSnapshot, running: &e.running,
 		conns: hostabi.NewConns(cfg.Outbound, cfg.MaxConnections), locks: locks}
 	if from == fromBase {
 		inst.base = snap
@@ -468,9 +469,13 @@ func (i *Instance) Serve(ctx context.Context, x *hostabi.Exchange, log GuestLog)
 	}
 	i.served.Add(1)
 	release := i.interrupt.watch(ctx)
+	i.interrupt.request = x
 	start := time.Now()
+	i.running.Add(1)
 	res, err := i.handle.Call(ctx)
+	i.running.Add(-1)
 	guestTime := time.Since(start)
+	i.interrupt.request = nil
 	release()
 	if err != nil {
 		i.close()

@@ -128,3 +128,46 @@ func TestInstanceEnvironEachRequest(t *testing.T) {
 		}
 	}
 }
+
+// settleRecorder is a Responder that notes, at each Write, how many
+// instances its engine serves, and counts Settle calls.
+type settleRecorder struct {
+	engine        *sandbox.Engine
+	body          []byte
+	servingAtBody int
+	settled       int
+}
+
+func (r *settleRecorder) Start(int, []hostabi.Header) error { return nil }
+func (r *settleRecorder) Write(p []byte) error {
+	r.body = append(r.body, p...)
+	r.servingAtBody = r.engine.Serving()
+	return nil
+}
+func (r *settleRecorder) Settle() { r.settled++ }
+
+// TestServeSettlesAtSleepAndCountsServing: Engine.Serving counts the
+// instance while its guest call runs and not after; a guest that sleeps
+// after its last chunk has the response settled first (ABI.md
+// "response_write"), inside the call.
+func TestServeSettlesAtSleepAndCountsServing(t *testing.T) {
+	inst, logs := newInstance(t, "streams:teardown")
+	e := testEngine(t)
+	env, err := hostabi.EncodeEnviron(nil, "REQUEST_METHOD", "GET", "PATH_INFO", "/",
+		"QUERY_STRING", "mode=sleep&seconds=0.05", "SERVER_PROTOCOL", "HTTP/1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &settleRecorder{engine: e}
+	x := &hostabi.Exchange{Environ: env, Response: resp}
+	o := inst.Serve(context.Background(), x, logs.log)
+	if o.Err != nil || o.Result != hostabi.HandleOK || len(resp.body) != 100 {
+		t.Fatalf("outcome %+v, %d bytes; log:\n%s", o, len(resp.body), logs)
+	}
+	if resp.servingAtBody != 1 || e.Serving() != 0 {
+		t.Fatalf("Serving() = %d during the call, %d after; want 1 and 0", resp.servingAtBody, e.Serving())
+	}
+	if resp.settled == 0 {
+		t.Fatal("the app slept after its last chunk, and the response was not settled before")
+	}
+}

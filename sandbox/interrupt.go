@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 )
 
 // preemptTick is how often the epoch thread asks every guest to check in. A
@@ -27,6 +29,9 @@ type interrupter struct {
 	stopOnce   sync.Once
 	cause      atomic.Pointer[error]
 	yield      func() // Options.Yield
+	// request is the request being served, set and read only on the
+	// guest's goroutine: a sleep first sends what its response holds back.
+	request *hostabi.Exchange
 }
 
 func newInterrupter(mem *linearMemory, addr uint32, yield func()) (*interrupter, error) {
@@ -93,6 +98,9 @@ func (it *interrupter) CheckIn() error {
 // sleep is the guest's nanosleep: a real sleep that ends early when the
 // instance is stopped.
 func (it *interrupter) sleep(ns int64) {
+	if it.request != nil {
+		it.request.Settle()
+	}
 	t := time.NewTimer(time.Duration(ns))
 	defer t.Stop()
 	select {

@@ -36,3 +36,37 @@ def upload(environ, start_response):
     body = ("%d %s" % (total, h.hexdigest())).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+class _Teardown:
+    """A response body of declared length whose close() keeps the app busy
+    after its last byte: it reads the client's acknowledgement (mode=read),
+    spins on the CPU (mode=spin) or sleeps (mode=sleep) for SECONDS."""
+
+    def __init__(self, body, mode, seconds, inp):
+        self.body, self.mode, self.seconds, self.inp = body, mode, seconds, inp
+
+    def __iter__(self):
+        yield self.body
+
+    def close(self):
+        import time
+        if self.mode == "read":
+            if self.inp.read(1) != b"+":
+                raise RuntimeError("client did not acknowledge the body")
+        elif self.mode == "spin":
+            end = time.monotonic() + self.seconds
+            while time.monotonic() < end:
+                pass
+        elif self.mode == "sleep":
+            time.sleep(self.seconds)
+
+
+def teardown(environ, start_response):
+    """?mode=read|spin|sleep&seconds=S: a short body (it fits the HTTP
+    server's buffer), then _Teardown.close."""
+    q = dict(kv.split("=") for kv in environ["QUERY_STRING"].split("&"))
+    body = b"t" * 100
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(len(body)))])
+    return _Teardown(body, q["mode"], float(q.get("seconds", "0")), environ["wsgi.input"])
