@@ -57,7 +57,7 @@ log "link: python-reactor.wasm and python.wasm"
 $WASI_CC -mexec-model=reactor "${LINK_FLAGS[@]}" -Wl,--export=wsgi_interrupt_flag -o "$stage/debug/python-reactor.wasm" \
 	"${objs[@]}" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
 # The command form: command.c as main, with the _wsgi_host and fcntl builtins.
-$WASI_CC "${LINK_FLAGS[@]}" -o "$stage/debug/python.wasm" \
+$WASI_CC "${LINK_FLAGS[@]}" -Wl,--export=wsgi_interrupt_flag -o "$stage/debug/python.wasm" \
 	"$WORK/command.o" "$WORK/wsgi_host.o" "$WORK/wsgi_fcntl.o" "$CDIR/lib/libpython3.11.a" -L"$CDIR/lib" "${LIBS[@]}"
 
 for m in python-reactor python; do
@@ -70,10 +70,12 @@ for m in python-reactor python; do
 	if [[ $m == python-reactor ]]; then
 		# Kept uninstrumented too, only for measuring what the checks cost.
 		$LLVM_STRIP --strip-all "$WORK/$m.opt.wasm" -o "$stage/debug/python-reactor.nointerrupt.wasm"
-		log "instrument: interrupt checks at loop heads (internal/interruptpass)"
-		(cd "$PYWASI_DIR/.." && go run ./python-wasi/tools/interruptpass "$WORK/$m.opt.wasm" "$WORK/$m.int.wasm")
-		mv "$WORK/$m.int.wasm" "$WORK/$m.opt.wasm"
 	fi
+	# Both forms: a command (exec, python, .pyc compiles) is stopped at its
+	# deadline the way an instance is (ABI.md "Interruption").
+	log "instrument: interrupt checks at loop heads of $m.wasm (internal/interruptpass)"
+	(cd "$PYWASI_DIR/.." && go run ./python-wasi/tools/interruptpass "$WORK/$m.opt.wasm" "$WORK/$m.int.wasm")
+	mv "$WORK/$m.int.wasm" "$WORK/$m.opt.wasm"
 	$LLVM_STRIP --strip-all "$WORK/$m.opt.wasm" -o "$stage/$m.wasm"
 done
 cp "$CDIR/lib/python311.zip" "$stage/lib/"

@@ -3,10 +3,13 @@ package sandbox_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wsgi-wasm/wsgi-wasm/sandbox"
 )
@@ -70,6 +73,47 @@ func at(lines []string, i int) string {
 		return lines[i]
 	}
 	return "<missing>"
+}
+
+// TestCommandStoppedAtDeadline: a command that spins or sleeps ends soon
+// after its context does, through the interrupt word its loop heads read
+// (ABI.md "Interruption"), and while it spins Go's garbage collector still
+// gets to run (its check-ins are where the scheduler can stop it).
+func TestCommandStoppedAtDeadline(t *testing.T) {
+	eng := testEngine(t)
+	for _, tc := range []struct{ name, code string }{
+		{"spin", "while True: pass"},
+		{"sleep", "import time; time.sleep(600)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			var errb bytes.Buffer
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, err := eng.RunCommand(ctx, sandbox.Command{Args: []string{"-c", tc.code}, Stderr: &errb})
+				done <- err
+			}()
+			time.Sleep(500 * time.Millisecond)
+			gcStart := time.Now()
+			runtime.GC()
+			if took := time.Since(gcStart); took > 1500*time.Millisecond {
+				t.Errorf("a garbage collection beside the running command took %v", took)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("RunCommand = %v, want the deadline\nstderr: %s", err, errb.String())
+				}
+				if took := time.Since(start); took < 2*time.Second {
+					t.Fatalf("the command ended after %v, before its 2 s deadline", took)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the command still runs 28 s after its deadline")
+			}
+		})
+	}
 }
 
 func TestCommandExitCodeAndStdio(t *testing.T) {

@@ -108,11 +108,8 @@ type Engine struct {
 	reactorPath string
 	zoneinfo    string
 	rt          wazero.Runtime
-	// cmdRT runs command modules (RunCommand): it closes a module whose
-	// context is done, since the command module has no interrupt checks.
-	cmdRT    wazero.Runtime
-	cacheDir string
-	log      *slog.Logger
+	cacheDir    string
+	log         *slog.Logger
 
 	mu       sync.Mutex
 	compiled map[string]wazero.CompiledModule
@@ -159,11 +156,6 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmdRT, err := newRuntime(ctx, cfg.WithCloseOnContextDone(true))
-	if err != nil {
-		rt.Close(ctx)
-		return nil, err
-	}
 	reactorPath := opts.ReactorModule
 	if reactorPath == "" {
 		reactorPath = opts.Interpreter.ReactorModule()
@@ -190,7 +182,6 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		interp:      opts.Interpreter,
 		reactorPath: reactorPath,
 		rt:          rt,
-		cmdRT:       cmdRT,
 		cacheDir:    cacheDir,
 		log:         logger,
 		compiled:    map[string]wazero.CompiledModule{},
@@ -211,37 +202,28 @@ func newRuntime(ctx context.Context, cfg wazero.RuntimeConfig) (wazero.Runtime, 
 	return rt, nil
 }
 
-// Close releases the runtimes and every module compiled or instantiated in
+// Close releases the runtime and every module compiled or instantiated in
 // them.
 func (e *Engine) Close(ctx context.Context) error {
-	return errors.Join(e.cmdRT.Close(ctx), e.rt.Close(ctx))
+	return e.rt.Close(ctx)
 }
 
 // compile returns the compiled module at path, compiling it on first use.
 // A compile that misses the on-disk cache takes seconds, so it is logged with
 // its duration and whether the cache served it.
 func (e *Engine) compile(ctx context.Context, path string) (wazero.CompiledModule, error) {
-	return e.compileIn(ctx, e.rt, path)
-}
-
-// compileIn is compile for the runtime rt (e.rt or e.cmdRT).
-func (e *Engine) compileIn(ctx context.Context, rt wazero.Runtime, path string) (wazero.CompiledModule, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	key := path
-	if rt == e.cmdRT {
-		key = "command " + path
-	}
-	if m, ok := e.compiled[key]; ok {
+	if m, ok := e.compiled[path]; ok {
 		return m, nil
 	}
 	bin, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: read module: %w", err)
 	}
-	m, err := e.compileBinary(ctx, rt, filepath.Base(path), bin)
+	m, err := e.compileBinary(ctx, filepath.Base(path), bin)
 	if err == nil {
-		e.compiled[key] = m
+		e.compiled[path] = m
 	}
 	return m, err
 }
@@ -249,7 +231,7 @@ func (e *Engine) compileIn(ctx context.Context, rt wazero.Runtime, path string) 
 // compileBinary compiles a module. A compile that misses the on-disk cache
 // takes seconds, so progress is logged while it runs, then its duration
 // and whether the cache served it.
-func (e *Engine) compileBinary(ctx context.Context, rt wazero.Runtime, name string, bin []byte) (wazero.CompiledModule, error) {
+func (e *Engine) compileBinary(ctx context.Context, name string, bin []byte) (wazero.CompiledModule, error) {
 	before := countEntries(e.cacheDir)
 	start := time.Now()
 	// A compile that misses the cache takes seconds: say so while it runs.
@@ -269,7 +251,7 @@ func (e *Engine) compileBinary(ctx context.Context, rt wazero.Runtime, name stri
 		}
 	}()
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0))
-	m, err := rt.CompileModule(ctx, bin)
+	m, err := e.rt.CompileModule(ctx, bin)
 	close(done)
 	<-progress
 	if err != nil {
@@ -347,7 +329,7 @@ func ParseMount(s string) (Mount, error) {
 // locks on its mounts are real (hostabi.FileLocks). It is stopped when ctx
 // is done (an error, not an exit code).
 func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
-	compiled, err := e.compileIn(ctx, e.cmdRT, e.interp.CommandModule())
+	compiled, err := e.compile(ctx, e.interp.CommandModule())
 	if err != nil {
 		return 0, err
 	}
@@ -366,10 +348,24 @@ func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 }
 
 // runCommandModule runs the compiled command module on the file system
-// fsc with c's arguments, environment, stdio and memory cap.
+// fsc with c's arguments, environment, stdio and memory cap (without one,
+// the whole 4 GiB a wasm32 module can address). Like an instance, it is
+// stopped at a loop head through its interrupt word when ctx ends (ABI.md
+// "Interruption"), and a sleep it is in ends then too.
 func (e *Engine) runCommandModule(ctx context.Context, compiled wazero.CompiledModule, fsc wazero.FSConfig, c Command) (int, error) {
+	// The interrupter needs the memory's interrupt word, known only once
+	// instantiated; the sleep closure reaches it through this pointer.
+	var it atomic.Pointer[interrupter]
 	cfg := baseModuleConfig().
+		WithNanosleep(func(ns int64) {
+			if i := it.Load(); i != nil {
+				i.sleep(ns)
+			} else {
+				time.Sleep(time.Duration(ns))
+			}
+		}).
 		WithName("").
+		WithStartFunctions().
 		WithArgs(append([]string{"python"}, c.Args...)...).
 		WithFSConfig(fsc).
 		WithEnv("PYTHONHOME", pythonwasi.GuestHome)
@@ -386,20 +382,33 @@ func (e *Engine) runCommandModule(ctx context.Context, compiled wazero.CompiledM
 	if c.Stderr != nil {
 		cfg = cfg.WithStderr(c.Stderr)
 	}
-	var mem *linearMemory
-	var err error
-	if c.MemoryLimit > 0 {
-		if mem, err = newLinearMemory(c.MemoryLimit, nil, memoryImage{}); err != nil {
-			return 0, err
-		}
-		ctx = withLinearMemory(ctx, mem)
+	limit := c.MemoryLimit
+	if limit == 0 {
+		limit = wasm32AddressSpace
 	}
-	mod, err := e.cmdRT.InstantiateModule(ctx, compiled, cfg)
-	if mod != nil {
-		defer mod.Close(ctx)
-	} else if mem != nil {
-		defer mem.Free()
+	mem, err := newLinearMemory(limit, nil, memoryImage{})
+	if err != nil {
+		return 0, err
 	}
+	mod, err := e.rt.InstantiateModule(withLinearMemory(ctx, mem), compiled, cfg)
+	if err != nil {
+		mem.Free()
+		return 0, fmt.Errorf("sandbox: python: %w", err)
+	}
+	defer mod.Close(ctx)
+	flag := mod.ExportedGlobal(hostabi.ExportInterruptFlag)
+	if flag == nil {
+		return 0, fmt.Errorf("sandbox: python: the command module lacks the %s global (ABI.md \"Interruption\")", hostabi.ExportInterruptFlag)
+	}
+	intr, err := newInterrupter(mem, uint32(flag.Get()), e.yield)
+	if err != nil {
+		return 0, err
+	}
+	it.Store(intr)
+	ctx = hostabi.WithInterrupter(ctx, intr)
+	release := intr.watch(ctx)
+	defer release()
+	_, err = mod.ExportedFunction("_start").Call(ctx)
 	var exit *sys.ExitError
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -412,6 +421,9 @@ func (e *Engine) runCommandModule(ctx context.Context, compiled wazero.CompiledM
 		return 0, fmt.Errorf("sandbox: python: %w", err)
 	}
 }
+
+// wasm32AddressSpace is the most linear memory a wasm32 module can have.
+const wasm32AddressSpace = 1 << 32
 
 // execPrelude is the program RunAppCommand runs (python -c), with the
 // command's arguments after it.
@@ -435,7 +447,7 @@ var execPrelude string
 // instance's (hostabi.FileLocks); take LockData first to keep other
 // commands of the app out.
 func (e *Engine) RunAppCommand(ctx context.Context, cfg AppConfig, args []string, c Command) (int, error) {
-	compiled, err := e.compileIn(ctx, e.cmdRT, e.interp.CommandModule())
+	compiled, err := e.compile(ctx, e.interp.CommandModule())
 	if err != nil {
 		return 0, err
 	}

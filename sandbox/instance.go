@@ -573,7 +573,7 @@ func (e *Engine) reactor(ctx context.Context) (*restorable, wazero.CompiledModul
 			e.reactorErr = fmt.Errorf("sandbox: %s: %w", e.reactorPath, err)
 			return
 		}
-		m, err := e.compileBinary(ctx, e.rt, filepath.Base(e.reactorPath), r.module)
+		m, err := e.compileBinary(ctx, filepath.Base(e.reactorPath), r.module)
 		if err == nil {
 			err = hostabi.Validate(m)
 		}

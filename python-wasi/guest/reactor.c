@@ -27,20 +27,6 @@
 
 PyMODINIT_FUNC PyInit__wsgi_host(void);
 
-/* ABI.md "Interruption": the host sets this word; every loop head reads it
- * (code inserted by internal/interruptpass) and calls the import when it is
- * not zero. Exported as a global holding its address; 8-byte aligned so
- * nothing else shares its word. */
-__attribute__((aligned(8))) volatile int32_t wsgi_interrupt_flag;
-__attribute__((import_module("wsgi_host"), import_name("interrupt"))) void host_interrupt(void);
-
-/* wsgi_interrupt_poll lets C code poll too; it also keeps the import linked. */
-__attribute__((export_name("wsgi_interrupt_poll"))) void wsgi_interrupt_poll(void) {
-	if (wsgi_interrupt_flag) {
-		host_interrupt();
-	}
-}
-
 static PyObject *handle_request; /* bootstrap's handle(), set once the app is loaded */
 static PyObject *bootstrap;      /* the bootstrap module, set once CPython runs */
 

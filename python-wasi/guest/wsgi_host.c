@@ -14,6 +14,21 @@
 
 #define IMPORT(name) __attribute__((import_module("wsgi_host"), import_name(name)))
 
+/* ABI.md "Interruption": the host sets this word; every loop head reads it
+ * (code inserted by internal/interruptpass) and calls the import when it is
+ * not zero. Defined here, in both the reactor and the command module, and
+ * exported from both as a global holding its address; 8-byte aligned so
+ * nothing else shares its word. */
+__attribute__((aligned(8))) volatile int32_t wsgi_interrupt_flag;
+IMPORT("interrupt") void host_interrupt(void);
+
+/* wsgi_interrupt_poll lets C code poll too; it also keeps the import linked. */
+__attribute__((export_name("wsgi_interrupt_poll"))) void wsgi_interrupt_poll(void) {
+	if (wsgi_interrupt_flag) {
+		host_interrupt();
+	}
+}
+
 /* ABI.md "request_environ" */
 IMPORT("request_environ") int32_t host_request_environ(uint8_t *buf, int32_t limit);
 /* ABI.md "input_read" */
