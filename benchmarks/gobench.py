@@ -52,7 +52,7 @@ def main():
         if "median p99 ratio" in line:
             neighbour = line.split(": ", 1)[1].strip()
         if "overhead" in line and "hello-Flask request" in line:
-            overhead = line.split(": ", 1)[1].strip()
+            overhead = line.split("hello-Flask request: ", 1)[1].strip()
         m = LINE.match(line.strip())
         if not m:
             continue
