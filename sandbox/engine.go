@@ -203,7 +203,7 @@ func newRuntime(ctx context.Context, cfg wazero.RuntimeConfig) (wazero.Runtime, 
 }
 
 // Close releases the runtime and every module compiled or instantiated in
-// them.
+// it.
 func (e *Engine) Close(ctx context.Context) error {
 	return e.rt.Close(ctx)
 }
