@@ -298,9 +298,9 @@ func TestGuestProfile(t *testing.T) {
 		"The middle column of each table takes that cost out, as an estimate: the cost per event is (time with the listener - time without) / events; " +
 		"each function is charged one event for every call it makes and for each of its own returns (where a mark that arrives during the listener's " +
 		"own work is recorded), and its flat time less events x cost, clamped at zero, is shared out again. It assumes every event costs the same.\n\n" +
-		"**The 2 ms check-in.** The served instance's interrupt checks call `wsgi_host.interrupt` every 2 ms (sandbox's preemptTick), which yields the " +
-		"goroutine (`runtime.Gosched`); on this busy machine the guest then waits for a CPU inside that call. Those samples are wall time, not guest work: " +
-		"the tables leave them out and the last column gives their share (the speed workloads run the command module, which has no checks). " +
+		"**The 2 ms check-in.** The interrupt checks of both modules (the served instance's reactor and the workloads' command module) call " +
+		"`wsgi_host.interrupt` every 2 ms (sandbox's preemptTick), which yields the goroutine (`runtime.Gosched`); on a busy machine the guest then " +
+		"waits for a CPU inside that call. Those samples are wall time, not guest work: the tables leave them out and the last column gives their share. " +
 		"The share is of the slowed, profiled guest: the listener stretches a request over more check-ins. For the same reason the Flask request's " +
 		"cost per event is not its own estimate (which would count those waits) but the median of the speed workloads'.\n\n")
 	b.WriteString("| workload | without listener | with listener | slowdown | listener events | cost per event | samples | dropped (outside the guest) | in the 2 ms check-in (yield) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
