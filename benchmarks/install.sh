@@ -29,9 +29,9 @@ command -v uwsgi-core >/dev/null || missing+=(uwsgi-core)
 ls /usr/lib/uwsgi/plugins/python311_plugin.so >/dev/null 2>&1 || missing+=(uwsgi-plugin-python3)
 if ((${#missing[@]})); then
 	echo "install: apt-get install ${missing[*]}" >&2
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>"$debs/install.log" || {
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null 2>"$debs/install.log" || {
 		as_root apt-get update -qq
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>"$debs/install.log" ||
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null 2>"$debs/install.log" ||
 			{ echo "install: apt-get install failed: $(tail -3 "$debs/install.log")" >&2; exit 1; }
 	}
 fi

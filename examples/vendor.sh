@@ -40,7 +40,7 @@ declare -A DEST=(
 # (Debian's pytz, used by Django, reads it).
 if [[ ! -f /usr/share/zoneinfo/tzdata.zi ]]; then
 	echo "vendor: installing tzdata" >&2
-	if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq tzdata >/dev/null; else sudo apt-get install -y -qq tzdata >/dev/null; fi
+	if [[ $(id -u) -eq 0 ]]; then apt-get -o DPkg::Lock::Timeout=600 install -y -qq tzdata >/dev/null; else sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq tzdata >/dev/null; fi
 fi
 
 # Each set becomes wheels (examples/debwheels.sh: apt-get download, dpkg -x,

@@ -39,7 +39,7 @@ install_deps() {
 		log "installing Debian packages: ${missing[*]/update-needed/}"
 		need_root apt-get update -qq
 		local pkgs=("${missing[@]/update-needed/}")
-		[[ -n ${pkgs[*]// /} ]] && need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${pkgs[*]} >/dev/null
+		[[ -n ${pkgs[*]// /} ]] && need_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends ${pkgs[*]} >/dev/null
 	fi
 	return 0
 }
