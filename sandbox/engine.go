@@ -353,17 +353,9 @@ func (e *Engine) RunCommand(ctx context.Context, c Command) (int, error) {
 // stopped at a loop head through its interrupt word when ctx ends (ABI.md
 // "Interruption"), and a sleep it is in ends then too.
 func (e *Engine) runCommandModule(ctx context.Context, compiled wazero.CompiledModule, fsc wazero.FSConfig, c Command) (int, error) {
-	// The interrupter needs the memory's interrupt word, known only once
-	// instantiated; the sleep closure reaches it through this pointer.
-	var it atomic.Pointer[interrupter]
+	var late lateInterrupter
 	cfg := baseModuleConfig().
-		WithNanosleep(func(ns int64) {
-			if i := it.Load(); i != nil {
-				i.sleep(ns)
-			} else {
-				time.Sleep(time.Duration(ns))
-			}
-		}).
+		WithNanosleep(late.sleep).
 		WithName("").
 		WithStartFunctions().
 		WithArgs(append([]string{"python"}, c.Args...)...).
@@ -396,15 +388,10 @@ func (e *Engine) runCommandModule(ctx context.Context, compiled wazero.CompiledM
 		return 0, fmt.Errorf("sandbox: python: %w", err)
 	}
 	defer mod.Close(ctx)
-	flag := mod.ExportedGlobal(hostabi.ExportInterruptFlag)
-	if flag == nil {
-		return 0, fmt.Errorf("sandbox: python: the command module lacks the %s global (ABI.md \"Interruption\")", hostabi.ExportInterruptFlag)
-	}
-	intr, err := newInterrupter(mem, uint32(flag.Get()), e.yield)
+	intr, err := late.attach(mod, mem, e.yield, "python: the command module")
 	if err != nil {
 		return 0, err
 	}
-	it.Store(intr)
 	ctx = hostabi.WithInterrupter(ctx, intr)
 	release := intr.watch(ctx)
 	defer release()

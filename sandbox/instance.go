@@ -189,17 +189,9 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 		return nil, err
 	}
 	fsc, locks := e.appFS(cfg, from == asBase)
-	// The interrupter needs the memory, which exists only once instantiated;
-	// the sleep closure reaches it through this pointer.
-	var it atomic.Pointer[interrupter]
+	var late lateInterrupter
 	mc := baseModuleConfig().
-		WithNanosleep(func(ns int64) {
-			if i := it.Load(); i != nil {
-				i.sleep(ns)
-			} else {
-				time.Sleep(time.Duration(ns))
-			}
-		}).
+		WithNanosleep(late.sleep).
 		WithName(fmt.Sprintf("instance-%d", instanceSeq.Add(1))).
 		WithStartFunctions().
 		WithFSConfig(fsc)
@@ -266,14 +258,9 @@ func (e *Engine) start(ctx context.Context, cfg AppConfig, snap *Snapshot, from 
 		}
 		return nil, errors.New(msg)
 	}
-	flag := mod.ExportedGlobal(hostabi.ExportInterruptFlag)
-	if flag == nil {
-		return fail("sandbox: reactor lacks the %s global (ABI.md \"Interruption\")", hostabi.ExportInterruptFlag)
-	}
-	if inst.interrupt, err = newInterrupter(inst.mem, uint32(flag.Get()), e.yield); err != nil {
+	if inst.interrupt, err = late.attach(mod, inst.mem, e.yield, "reactor"); err != nil {
 		return fail("%v", err)
 	}
-	it.Store(inst.interrupt)
 	ctx = inst.callContext(ctx)
 	release := inst.interrupt.watch(ctx)
 	defer release()

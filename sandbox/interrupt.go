@@ -3,10 +3,13 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wsgi-wasm/wsgi-wasm/hostabi"
 )
@@ -45,6 +48,37 @@ func newInterrupter(mem *linearMemory, addr uint32, yield func()) (*interrupter,
 	}
 	it := &interrupter{word: word, unregister: unregister, stopped: make(chan struct{}), yield: yield}
 	mem.beforeFree = it.detach
+	return it, nil
+}
+
+// lateInterrupter is the interrupter of a module that is being
+// instantiated: it needs the module's interrupt word, known only once the
+// module exists, while the module's nanosleep is configured before.
+type lateInterrupter struct{ p atomic.Pointer[interrupter] }
+
+// sleep is the module's nanosleep: the interrupter's once attached, a
+// plain sleep before.
+func (l *lateInterrupter) sleep(ns int64) {
+	if it := l.p.Load(); it != nil {
+		it.sleep(ns)
+	} else {
+		time.Sleep(time.Duration(ns))
+	}
+}
+
+// attach makes the interrupter of the word mod exports (ABI.md
+// "Interruption") in mem; what names the module in the error when it
+// exports none.
+func (l *lateInterrupter) attach(mod api.Module, mem *linearMemory, yield func(), what string) (*interrupter, error) {
+	flag := mod.ExportedGlobal(hostabi.ExportInterruptFlag)
+	if flag == nil {
+		return nil, fmt.Errorf("sandbox: %s lacks the %s global (ABI.md \"Interruption\")", what, hostabi.ExportInterruptFlag)
+	}
+	it, err := newInterrupter(mem, uint32(flag.Get()), yield)
+	if err != nil {
+		return nil, err
+	}
+	l.p.Store(it)
 	return it, nil
 }
 

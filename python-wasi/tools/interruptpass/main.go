@@ -1,5 +1,6 @@
 // Command interruptpass instruments an interpreter module (the reactor and
-// the command form) for cheap interruption (see internal/interruptpass). The recipe's link.sh runs it:
+// the command form) for cheap interruption (see internal/interruptpass). The
+// recipe's link.sh runs it:
 //
 //	go run ./python-wasi/tools/interruptpass IN.wasm OUT.wasm
 package main
