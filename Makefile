@@ -47,7 +47,7 @@ test: python-wasi vendor testservices
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -p 1 ./...
 	# Tests that cannot run under -race (pool/warm_sketch_test.go says why).
-	$(GO) test -count=1 -run 'TestWarmSetKeepsHotTenantsUnderUnevenTraffic' ./pool/
+	$(GO) test -count=1 -run 'TestWarmSetKeepsHotTenantsUnderUnevenTraffic|TestWarmSetCostUpdatesKeepBudget' ./pool/
 
 serve: python-wasi vendor build
 	./bin/wsgi-wasm serve --tenant-dir examples/tenants --data-dir $${XDG_DATA_HOME:-$$HOME/.local/share}/wsgi-wasm/data --bind $(BIND)
