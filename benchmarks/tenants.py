@@ -442,8 +442,8 @@ def write_report(res, out, args, tools, binary):
     L = ["# Many tenants at once: measured", "",
          "Written by `benchmarks/tenants.py` (`make bench-tenants`) on %s; do not edit by hand." % time.strftime("%Y-%m-%d"), ""]
     machine, versions = header(tools)
-    L += ["- Machine: %s. **Shared**: 2 cores and 24 GiB with other engineers' work while this ran "
-          "(every benchmark process under `nice -n 10`); the machine's load average at the start was %s and at the end %s." % (
+    L += ["- Machine: %s; 2 cores and 24 GiB, which other work may share (every benchmark process runs under "
+          "`nice -n 10`); the machine's load average before the first server started was %s and at the end %s." % (
               machine, res["load_start"], res["load_end"]),
           "- Command: `%s`; run took %.0f s." % (" ".join(["tenants.py"] + sys.argv[1:]), res["took"]),
           "- Versions: %s." % versions,
