@@ -45,8 +45,10 @@ sys.path.insert(0, os.path.join(ROOT, "python-wasi"))
 sys.path.insert(0, HERE)
 from gendoc import splice  # noqa: E402
 import svgplot  # noqa: E402
+from unchecked import unchecked_binary  # noqa: E402
 
 APPS = {"flask": "Flask hello", "plain": "plain WSGI hello"}
+UNCHECKED = "wsgi-wasm unchecked"  # Config.unchecked
 FLASK_SITE = os.path.join(ROOT, "examples", "tenants", "flask", "site-packages")
 CLK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -72,6 +74,11 @@ class Config:
         self.variants_at = 2
         self.variants = ["wsgi-wasm access log", "wsgi-wasm Gosched check-ins"] + (
             [] if smoke else ["wsgi-wasm GOMAXPROCS=%d" % (os.cpu_count() + 1)])
+        # At every instance count, a full run also measures the same server
+        # built against a wazero without bounds checks (python-wasi/
+        # unchecked.py): what the checks cost where users see it. Never a
+        # server to ship.
+        self.unchecked = not smoke
 
 
 def log(*a):
@@ -256,6 +263,7 @@ def run_wrk(tools, port, seconds, cfg):
 class Bench:
     def __init__(self, cfg, tools, binary, work):
         self.cfg, self.tools, self.binary, self.work = cfg, tools, binary, work
+        self.unchecked = None  # (binary, its compilation cache), built by servers()
         self.apps = {}
         for app in APPS:
             d = os.path.join(work, "apps", app)
@@ -298,6 +306,10 @@ class Bench:
             os.makedirs(tenants)
             self.tenant(tenants, app, app, ["*"], workers, workers)
         quiet = [] if "access log" in server else ["--quiet"]
+        binary = self.binary
+        if server == UNCHECKED:
+            binary, cache = self.unchecked
+            quiet += ["--cache-dir", cache]
         env = dict(os.environ)
         env.pop("GOMAXPROCS", None)
         env.pop("WSGI_WASM_CHECKIN_YIELD", None)
@@ -305,8 +317,8 @@ class Bench:
             env["GOMAXPROCS"] = server.split("GOMAXPROCS=")[1]
         if "Gosched check-ins" in server:
             env["WSGI_WASM_CHECKIN_YIELD"] = "gosched"
-        return [self.binary] + quiet + ["serve", "--tenant-dir", tenants, "--bind", "127.0.0.1:%d" % port,
-                                        "--admin-bind", "127.0.0.1:%d" % admin], env
+        return [binary] + quiet + ["serve", "--tenant-dir", tenants, "--bind", "127.0.0.1:%d" % port,
+                                   "--admin-bind", "127.0.0.1:%d" % admin], env
 
     def cell(self, server, app, workers):
         port, admin = free_port(), free_port()
@@ -344,6 +356,13 @@ class Bench:
 
     def servers(self):
         order = ["gunicorn", "uWSGI", "wsgi-wasm"]
+        if self.cfg.unchecked:
+            d = os.path.join(self.work, "unchecked")
+            os.makedirs(d)
+            binary, version = unchecked_binary(d)
+            self.unchecked = (binary, os.path.join(d, "cache"))
+            self.results["unchecked_wazero"] = version
+            order.append(UNCHECKED)
         for app in APPS:
             for w in self.cfg.workers:
                 # Servers interleaved per cell, so slow drift in the
@@ -650,6 +669,15 @@ def reading(res):
                 w, x["rps"] / g["rps"], x["pct"][99] / g["pct"][99], " goal met" if ok else "", x["rps"] / u["rps"] if u else float("nan")))
         lines.append("- %s, by instances/workers: %s." % (APPS[app], "; ".join(parts)))
     lines.append("- Goal (at least 1.0x gunicorn's req/s with a p99 no worse, same worker count): met in %d of %d cells." % (met, cells))
+    for app in APPS:
+        parts = []
+        for w in sorted({r["workers"] for r in res["servers"]}):
+            g, x = by.get(("gunicorn", app, w)), by.get((UNCHECKED, app, w))
+            if g and x:
+                parts.append("%d: %.2fx gunicorn's req/s (p99 %.2fx)" % (w, x["rps"] / g["rps"], x["pct"][99] / g["pct"][99]))
+        if parts:
+            lines.append("- Without wazero's bounds checks (`%s`, wazero %s edited; measurement only, unsafe), %s: %s." % (
+                UNCHECKED, res.get("unchecked_wazero", "?"), APPS[app], "; ".join(parts)))
     for r in res["servers"]:
         base = by.get(("wsgi-wasm", r["app"], r["workers"]))
         if r["server"].startswith("wsgi-wasm ") and base:

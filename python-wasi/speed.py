@@ -11,10 +11,8 @@ so start-up is excluded; start-up is measured separately as the wall time of
 `wsgi-wasm python -- -c pass` with a warm and with an empty compilation cache.
 
 It also times the same interpreter under a build of wsgi-wasm whose wazero
-emits no bounds check before each linear-memory access (a copy of the
-module's wazero, edited here): what those checks cost. That binary is for
-measurement only: without the checks, or guard pages and a fault handler in
-their place, a guest can read and write outside its memory.
+emits no bounds check before each linear-memory access (unchecked.py): what
+those checks cost.
 """
 import os
 import platform
@@ -26,16 +24,9 @@ import tempfile
 import time
 
 from gendoc import splice
+from unchecked import BOUNDS_CHECK_INSERT, unchecked_binary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-WAZERO = "github.com/tetratelabs/wazero"
-# The statement in wazero's optimizing compiler (memOpSetup, in
-# internal/engine/wazevo/frontend/lower.go) that puts the "exit with
-# ExitCodeMemoryOutOfBounds if the access ends past the memory's length"
-# instruction into the code; the unchecked build leaves it out.
-BOUNDS_CHECK_FILE = os.path.join("internal", "engine", "wazevo", "frontend", "lower.go")
-BOUNDS_CHECK_INSERT = "builder.InsertInstruction(exitIfNZ)"
 NATIVE = "/usr/bin/python3.11"
 WORKLOADS = ["loops", "dict_str", "json", "template"]
 REPEATS = 5
@@ -90,37 +81,6 @@ def startup(binary, env, cache_dir=None, runs=5):
         run(args + ["python", "--", "-c", "pass"], env=env)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def unchecked_binary(work):
-    """Build wsgi-wasm against a copy of its wazero whose compiler emits no
-    bounds check before a memory access; return the binary's path and the
-    wazero version. Fails loudly if that wazero's compiler is not shaped as
-    expected (the edit must remove exactly one statement, in memOpSetup)."""
-    version, src = run(["go", "list", "-m", "-f", "{{.Version}} {{.Dir}}", WAZERO], cwd=ROOT).split()
-    dst = os.path.join(work, "wazero")
-    shutil.copytree(src, dst)
-    for d, _, files in os.walk(dst):
-        os.chmod(d, 0o755)
-        for name in files:
-            os.chmod(os.path.join(d, name), 0o644)
-    path = os.path.join(dst, BOUNDS_CHECK_FILE)
-    with open(path) as f:
-        code = f.read()
-    setup = code.index("func (c *Compiler) memOpSetup(")
-    end = code.index("\n}\n", setup)
-    body = code[setup:end]
-    if body.count(BOUNDS_CHECK_INSERT) != 1 or "ExitCodeMemoryOutOfBounds" not in body:
-        raise RuntimeError("wazero %s: memOpSetup does not insert one bounds check as speed.py expects" % version)
-    with open(path, "w") as f:
-        f.write(code[:setup] + body.replace(BOUNDS_CHECK_INSERT, "_ = exitIfNZ // bounds check left out (speed.py)") + code[end:])
-    modfile = os.path.join(work, "go.mod")
-    shutil.copy(os.path.join(ROOT, "go.mod"), modfile)
-    shutil.copy(os.path.join(ROOT, "go.sum"), os.path.join(work, "go.sum"))
-    run(["go", "mod", "edit", "-modfile", modfile, "-replace", "%s=%s" % (WAZERO, dst)], cwd=ROOT)
-    binary = os.path.join(work, "wsgi-wasm-unchecked")
-    run(["go", "build", "-modfile", modfile, "-o", binary, "./cmd/wsgi-wasm"], cwd=ROOT)
-    return binary, version
 
 
 def build_variant(extra_env):
