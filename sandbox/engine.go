@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -260,6 +261,13 @@ func (e *Engine) compileBinary(ctx context.Context, name string, bin []byte) (wa
 	msg, cached := "interpreter compiled and cached for the next start", countEntries(e.cacheDir) == before
 	if cached {
 		msg = "interpreter loaded from the compilation cache"
+	} else {
+		// The compiler's working memory (about 150 MiB for the
+		// interpreter) is garbage now, but Go's scavenger hands idle heap
+		// back to the kernel slowly: a server started on an empty cache
+		// kept 226 MiB of RSS against 78 MiB for one started on a warm
+		// cache, still 30 s later. Give it back at once.
+		debug.FreeOSMemory()
 	}
 	e.log.Info(msg, "module", name, "seconds", time.Since(start).Seconds(), "from_cache", cached, "cache_dir", e.cacheDir)
 	return m, nil
