@@ -198,13 +198,13 @@ def main():
         f.write("Geometric mean: **%.2fx** native (target 2x).\n\n" % geo)
         f.write("## What wazero's bounds checks cost\n\n")
         f.write("wazero %s's optimizing compiler checks every load and store against the memory's length "
-                "(an add, a compare and a branch to an exit, and often a load of the length), keeping a check "
-                "out only where the same address was checked earlier in the same basic block. Engines such as "
+                "(an add, a compare and a branch to an exit, and often a load of the length), leaving a check "
+                "out only where the same address value was checked as far along the same straight path. Engines such as "
                 "V8 and Wasmtime emit no check on 64-bit hosts: they reserve 8 GiB of address space around a "
                 "32-bit memory, leave all but its current size inaccessible, and turn the hardware fault of an "
                 "out-of-bounds access into a trap. wazero has no such mode. The second row runs the same "
                 "interpreter under a wsgi-wasm built against a copy of wazero %s whose compiler leaves the "
-                "check out (speed.py edits that one statement, `%s` in memOpSetup), with its own compilation "
+                "check out (`python-wasi/unchecked.py` drops that one statement, `%s` in memOpSetup), with its own compilation "
                 "cache. It is for measurement only: without the checks, and without guard pages and a fault "
                 "handler in their place, a guest can read and write outside its memory.\n\n"
                 % (wazero_version, wazero_version, BOUNDS_CHECK_INSERT))
@@ -220,7 +220,9 @@ def main():
                     "space instead of checks, through Node's WASI (the module's own host imports answered with 0; "
                     "the workloads use none, and the interrupt word stays clear, so its checks run as under "
                     "wazero), best of %d runs, since V8 starts on baseline code and swaps in optimised code while "
-                    "it runs: %.2fx native, taking %s of the time wazero takes (%s).\n\n"
+                    "it runs: %.2fx native, taking %s of the time wazero takes (%s). V8's times move more from run to "
+                    "run than wazero's (by up to 2x on template across runs on this machine: when its optimising "
+                    "tier takes over the eval loop varies), so read that row as the order of size.\n\n"
                     % (V8_REPEATS, geo_v8, ", ".join("%.0f%%" % (100 * wasm_v8[w] / wasm[w]) for w in WORKLOADS), ", ".join(WORKLOADS)))
         else:
             f.write("V8 was not measured: no `node` on this machine.\n\n")

@@ -49,9 +49,9 @@ def unchecked_binary(work):
     end = code.index("\n}\n", setup)
     body = code[setup:end]
     if body.count(BOUNDS_CHECK_INSERT) != 1 or "ExitCodeMemoryOutOfBounds" not in body:
-        raise RuntimeError("wazero %s: memOpSetup does not insert one bounds check as speed.py expects" % version)
+        raise RuntimeError("wazero %s: memOpSetup does not insert one bounds check as unchecked.py expects" % version)
     with open(path, "w") as f:
-        f.write(code[:setup] + body.replace(BOUNDS_CHECK_INSERT, "_ = exitIfNZ // bounds check left out (speed.py)") + code[end:])
+        f.write(code[:setup] + body.replace(BOUNDS_CHECK_INSERT, "_ = exitIfNZ // bounds check left out (python-wasi/unchecked.py)") + code[end:])
     modfile = os.path.join(work, "go.mod")
     shutil.copy(os.path.join(ROOT, "go.mod"), modfile)
     shutil.copy(os.path.join(ROOT, "go.sum"), os.path.join(work, "go.sum"))
