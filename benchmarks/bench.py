@@ -263,7 +263,7 @@ def run_wrk(tools, port, seconds, cfg):
 class Bench:
     def __init__(self, cfg, tools, binary, work):
         self.cfg, self.tools, self.binary, self.work = cfg, tools, binary, work
-        self.unchecked = None  # (binary, its compilation cache), built by servers()
+        self.unchecked_build = None  # (binary, its compilation cache), built by servers()
         self.apps = {}
         for app in APPS:
             d = os.path.join(work, "apps", app)
@@ -308,7 +308,7 @@ class Bench:
         quiet = [] if "access log" in server else ["--quiet"]
         binary = self.binary
         if server == UNCHECKED:
-            binary, cache = self.unchecked
+            binary, cache = self.unchecked_build
             quiet += ["--cache-dir", cache]
         env = dict(os.environ)
         env.pop("GOMAXPROCS", None)
@@ -360,7 +360,7 @@ class Bench:
             d = os.path.join(self.work, "unchecked")
             os.makedirs(d)
             binary, version = unchecked_binary(d)
-            self.unchecked = (binary, os.path.join(d, "cache"))
+            self.unchecked_build = (binary, os.path.join(d, "cache"))
             self.results["unchecked_wazero"] = version
             order.append(UNCHECKED)
         for app in APPS:

@@ -22,8 +22,10 @@ BOUNDS_CHECK_FILE = os.path.join("internal", "engine", "wazevo", "frontend", "lo
 BOUNDS_CHECK_INSERT = "builder.InsertInstruction(exitIfNZ)"
 
 
-def run(cmd, cwd):
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+def run(cmd, env=None, cwd=None):
+    """Run cmd and return its output; fail with the last line it wrote to
+    stderr. (speed.py runs everything through it.)"""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     if proc.returncode != 0:
         raise RuntimeError("%s failed (exit %d): %s" % (" ".join(cmd[:3]), proc.returncode,
                                                           (proc.stderr.strip().splitlines() or ["no output"])[-1]))
